@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Tx: one message transaction (SEND)
+ *
+ * A send stages, then commits. Staging resolves every ID (creating the nodes
+ * that new IDs name), checks every destination, charges the receivers'
+ * limits, reserves a slice in each receiver's pool and creates the handles
+ * receivers will get. Any failure unwinds all of that and the call fails as
+ * if it never happened, unless BUS1_SEND_FLAG_CONTINUE keeps receiver-side
+ * failures per destination. The commit takes one sequence number, fills the
+ * slices and queues one message per destination; it neither allocates nor
+ * fails.
+ */
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef struct FdList FdList;
+typedef struct Peer Peer;
+
+#define TX_VECS_MAX 1024U
+#define TX_BYTES_MAX (2ULL * 1024 * 1024 * 1024)
+
+/**
+ * struct TxArgs - a validated SEND
+ * @flags:              BUS1_SEND_FLAG_*
+ * @destinations:       destination handle IDs
+ * @n_destinations:     their number
+ * @errors:             NULL, or n_destinations slots for per-destination errors
+ * @vecs:               payload
+ * @n_vecs:             number of iovecs
+ * @handles:            handle IDs to attach
+ * @n_handles:          their number
+ * @fds:                fds to attach, or NULL; the transaction takes references
+ */
+typedef struct TxArgs {
+        uint64_t flags;
+        const uint64_t *destinations;
+        uint64_t n_destinations;
+        uint64_t *errors;
+        const struct iovec *vecs;
+        uint64_t n_vecs;
+        const uint64_t *handles;
+        uint64_t n_handles;
+        FdList *fds;
+} TxArgs;
+
+int peer_send(Peer *sender, const TxArgs *args);
