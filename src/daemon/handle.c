@@ -109,6 +109,8 @@ int handle_new(Handle **handlep, Peer *holder, Node *node, uint64_t id) {
         handle->holder = holder;
         handle->node = node_ref(node);
         handle->id = id;
+        rbnode_init(&handle->id_node);
+        rbnode_init(&handle->node_node);
         list_init(&handle->node_link);
         queue_entry_init(&handle->destroy, QUEUE_ENTRY_NODE_DESTROY);
 

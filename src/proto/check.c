@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Proto checks: the argument rules of every record
+ *
+ * Each function takes the decoded, host-order form of a record (or the few
+ * scalars that matter) and returns 0 or the errno the client is answered
+ * with. Within one function the checks run in the order the fields appear
+ * on the wire, so a record with several bad fields always gets the errno of
+ * the first one; docs/protocol.md relies on that order.
+ *
+ * Only rules that hold whatever the broker's state are here: flag bits,
+ * enumerations, limits that are constants of the protocol, and combinations
+ * of fields of the same record. Whether a handle exists, whether a quota
+ * allows a message, or whether a limit exceeds the user's is the model's.
+ */
+
+#include <errno.h>
+#include <stdint.h>
+#include "proto/check.h"
+#include "proto/proto.h"
+
+/**
+ * proto_check_hello() - check the arguments of a HELLO
+ * @hello:      decoded request
+ *
+ * The client offers the versions [version_min, version_max]; the broker picks
+ * the highest one it speaks. This fails if there is none.
+ *
+ * Return: 0 on success, -EINVAL for unknown flags or an empty or zero
+ *         version range, -EPROTONOSUPPORT if no offered version is one this
+ *         implementation speaks.
+ */
+int proto_check_hello(const ProtoHello *hello) {
+        int r;
+
+        r = proto_check_flags(hello->flags, PROTO_HELLO_FLAGS);
+        if (r < 0)
+                return r;
+        if (hello->version_min < 1 || hello->version_min > hello->version_max)
+                return -EINVAL;
+        if (hello->version_min > PROTO_VERSION_MAX || hello->version_max < PROTO_VERSION_MIN)
+                return -EPROTONOSUPPORT;
+        return 0;
+}
+
+/* a PEER_RESET limit is all ones (keep) or at most INT_MAX */
+static bool proto_limit_is_valid(uint32_t limit) {
+        return limit == UINT32_MAX || limit <= PROTO_LIMIT_MAX;
+}
+
+/**
+ * proto_check_peer_reset() - check the arguments of a PEER_RESET
+ * @reset:      decoded request
+ *
+ * Return: 0 on success, -EINVAL for unknown flags, unknown peer flags (unless
+ *         all ones, which keeps them) or a limit above INT_MAX that is not
+ *         all ones.
+ */
+int proto_check_peer_reset(const ProtoPeerReset *reset) {
+        int r;
+
+        r = proto_check_flags(reset->flags, PROTO_PEER_RESET_FLAGS);
+        if (r < 0)
+                return r;
+        if (reset->peer_flags != UINT64_MAX) {
+                r = proto_check_flags(reset->peer_flags, PROTO_PEER_FLAGS);
+                if (r < 0)
+                        return r;
+        }
+        if (!proto_limit_is_valid(reset->max_slices) ||
+            !proto_limit_is_valid(reset->max_handles) ||
+            !proto_limit_is_valid(reset->max_inflight_bytes) ||
+            !proto_limit_is_valid(reset->max_inflight_fds))
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_handle_transfer() - check the arguments of a HANDLE_TRANSFER
+ * @transfer:   decoded request
+ *
+ * Return: 0 on success, -EINVAL for unknown flags or an unknown dst_mode.
+ */
+int proto_check_handle_transfer(const ProtoHandleTransfer *transfer) {
+        int r;
+
+        r = proto_check_flags(transfer->flags, PROTO_HANDLE_TRANSFER_FLAGS);
+        if (r < 0)
+                return r;
+        if (transfer->dst_mode != PROTO_DST_SELF && transfer->dst_mode != PROTO_DST_FD)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_nodes_destroy() - check the arguments of a NODES_DESTROY
+ * @flags:      the request's flags
+ * @n_nodes:    the request's node count
+ *
+ * Return: 0 on success, -EINVAL for unknown flags or more than
+ *         PROTO_NODES_MAX nodes.
+ */
+int proto_check_nodes_destroy(uint64_t flags, uint64_t n_nodes) {
+        int r;
+
+        r = proto_check_flags(flags, PROTO_NODES_DESTROY_FLAGS);
+        if (r < 0)
+                return r;
+        if (n_nodes > PROTO_NODES_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_send() - check the scalar arguments of a SEND
+ * @send_req:   decoded request; its array pointers are not looked at
+ *
+ * Checks, in this order: flags, payload_mode, memfd_offset zero for an
+ * inline payload, SEED without destinations and without CONTINUE, then the
+ * counts against their limits, then that a memfd payload's range fits an
+ * off_t.
+ *
+ * Return: 0 on success, -EINVAL for unknown flags, an unknown payload_mode,
+ *         a nonzero memfd_offset with an inline payload, SEED combined with
+ *         destinations or CONTINUE, or more than PROTO_DESTINATIONS_MAX
+ *         destinations; -EMSGSIZE for more than PROTO_HANDLES_MAX handles,
+ *         more than BUS1_FD_MAX fds, more than 2 GiB of payload, or a memfd
+ *         range ending beyond PROTO_OFFSET_MAX.
+ */
+int proto_check_send(const ProtoSend *send_req) {
+        int r;
+
+        r = proto_check_flags(send_req->flags, PROTO_SEND_FLAGS);
+        if (r < 0)
+                return r;
+        if (send_req->payload_mode != PROTO_PAYLOAD_INLINE &&
+            send_req->payload_mode != PROTO_PAYLOAD_MEMFD)
+                return -EINVAL;
+        if (send_req->payload_mode == PROTO_PAYLOAD_INLINE && send_req->memfd_offset != 0)
+                return -EINVAL;
+        if ((send_req->flags & BUS1_SEND_FLAG_SEED) &&
+            (send_req->n_destinations > 0 || (send_req->flags & BUS1_SEND_FLAG_CONTINUE)))
+                return -EINVAL;
+        if (send_req->n_destinations > PROTO_DESTINATIONS_MAX)
+                return -EINVAL;
+        if (send_req->n_handles > PROTO_HANDLES_MAX)
+                return -EMSGSIZE;
+        if (send_req->n_fds > PROTO_FDS_MAX)
+                return -EMSGSIZE;
+        if (send_req->n_bytes > PROTO_BYTES_MAX)
+                return -EMSGSIZE;
+        /* n_bytes is bounded now, so the subtraction cannot wrap */
+        if (send_req->payload_mode == PROTO_PAYLOAD_MEMFD &&
+            send_req->memfd_offset > PROTO_OFFSET_MAX - send_req->n_bytes)
+                return -EMSGSIZE;
+        return 0;
+}
+
+/**
+ * proto_check_recv() - check the arguments of a RECV
+ * @recv_req:   decoded request
+ *
+ * Return: 0 on success, -EINVAL for unknown flags.
+ */
+int proto_check_recv(const ProtoRecv *recv_req) {
+        return proto_check_flags(recv_req->flags, PROTO_RECV_FLAGS);
+}
+
+/**
+ * proto_check_error() - check an errno carried in a REPLY or a SEND reply
+ * @error:      0 or a positive errno
+ *
+ * Return: 0 on success, -EINVAL if @error is above PROTO_ERRNO_MAX.
+ */
+int proto_check_error(uint64_t error) {
+        return error > PROTO_ERRNO_MAX ? -EINVAL : 0;
+}
+
+/**
+ * proto_check_reply_hello() - check the body of a successful HELLO reply
+ * @reply:      decoded reply
+ *
+ * Return: 0 on success, -EPROTONOSUPPORT for a version this implementation
+ *         does not speak, -EINVAL for a pool size of 0 or beyond
+ *         PROTO_OFFSET_MAX.
+ */
+int proto_check_reply_hello(const ProtoReplyHello *reply) {
+        if (reply->version < PROTO_VERSION_MIN || reply->version > PROTO_VERSION_MAX)
+                return -EPROTONOSUPPORT;
+        if (reply->pool_size == 0 || reply->pool_size > PROTO_OFFSET_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_reply_peer_query() - check the body of a successful PEER_QUERY reply
+ * @reply:      decoded reply
+ *
+ * A query reports actual values, so nothing here may be "all ones: keep".
+ *
+ * Return: 0 on success, -EINVAL for nonzero flags, unknown peer flags, or a
+ *         limit above INT_MAX.
+ */
+int proto_check_reply_peer_query(const ProtoReplyPeerQuery *reply) {
+        int r;
+
+        r = proto_check_flags(reply->flags, 0);
+        if (r < 0)
+                return r;
+        r = proto_check_flags(reply->peer_flags, PROTO_PEER_FLAGS);
+        if (r < 0)
+                return r;
+        if (reply->max_slices > PROTO_LIMIT_MAX ||
+            reply->max_handles > PROTO_LIMIT_MAX ||
+            reply->max_inflight_bytes > PROTO_LIMIT_MAX ||
+            reply->max_inflight_fds > PROTO_LIMIT_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_reply_send() - check the error count of a successful SEND reply
+ * @n_errors:   0, or the request's n_destinations
+ *
+ * Return: 0 on success, -EMSGSIZE for more than PROTO_DESTINATIONS_MAX.
+ */
+int proto_check_reply_send(uint64_t n_errors) {
+        return n_errors > PROTO_DESTINATIONS_MAX ? -EMSGSIZE : 0;
+}
+
+/* a notification carries no sender and no slice */
+static int proto_check_notification(const ProtoMessage *msg) {
+        if (msg->flags & BUS1_MSG_FLAG_HAS_SECCTX)
+                return -EINVAL;
+        if (msg->uid != UINT32_MAX || msg->gid != UINT32_MAX || msg->pid != 0 || msg->tid != 0)
+                return -EINVAL;
+        if (msg->offset != BUS1_OFFSET_INVALID)
+                return -EINVAL;
+        if (msg->n_bytes != 0 || msg->n_handles != 0 || msg->n_fds != 0 || msg->n_secctx != 0)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_message() - check a queue entry as ENTRY and RECV replies carry it
+ * @msg:        decoded entry
+ *
+ * A DATA entry names an 8-byte aligned slice offset within PROTO_OFFSET_MAX
+ * and counts within the protocol's limits. A notification (NODE_DESTROY,
+ * NODE_RELEASE) has uid = gid = (u32)-1, pid = tid = 0, offset
+ * BUS1_OFFSET_INVALID, all counts 0, and no HAS_SECCTX.
+ *
+ * Return: 0 on success, -EINVAL for an unknown type, unknown flags, a bad
+ *         offset, or a notification with any other field value; -EMSGSIZE
+ *         for a DATA count beyond its limit (2 GiB of payload,
+ *         PROTO_HANDLES_MAX handles, BUS1_FD_MAX fds, PROTO_SECCTX_MAX bytes
+ *         of security context).
+ */
+int proto_check_message(const ProtoMessage *msg) {
+        int r;
+
+        if (msg->type != BUS1_MSG_DATA && msg->type != BUS1_MSG_NODE_DESTROY &&
+            msg->type != BUS1_MSG_NODE_RELEASE)
+                return -EINVAL;
+        r = proto_check_flags(msg->flags, PROTO_MSG_FLAGS);
+        if (r < 0)
+                return r;
+        if (msg->type != BUS1_MSG_DATA)
+                return proto_check_notification(msg);
+        if (msg->offset > PROTO_OFFSET_MAX || msg->offset % 8 != 0)
+                return -EINVAL;
+        if (msg->n_bytes > PROTO_BYTES_MAX || msg->n_handles > PROTO_HANDLES_MAX ||
+            msg->n_fds > PROTO_FDS_MAX || msg->n_secctx > PROTO_SECCTX_MAX)
+                return -EMSGSIZE;
+        return 0;
+}
+
+/**
+ * proto_check_entry_id() - check the ID of a pushed entry
+ * @entry_id:   ID from an ENTRY or RETRACT
+ *
+ * Return: 0 on success, -EINVAL for 0, which no pushed entry has.
+ */
+int proto_check_entry_id(uint64_t entry_id) {
+        return entry_id == 0 ? -EINVAL : 0;
+}
