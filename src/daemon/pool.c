@@ -42,9 +42,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include "daemon/pool.h"
 #include "util/list.h"
 #include "util/macro.h"
@@ -209,6 +212,7 @@ void pool_init(Pool *pool, uint8_t *base, uint64_t max_size, PoolGrowFn grow, vo
                 .extents = LIST_INIT(pool->extents),
                 .busy = RBTREE_INIT,
                 .free = RBTREE_INIT,
+                .memfd = -1,
         };
 }
 
@@ -245,6 +249,100 @@ int pool_init_anonymous(Pool *pool, uint64_t max_size) {
         return 0;
 }
 
+/* back [0, size) of the memfd, allocating the pages now */
+static int pool_memfd_grow(Pool *pool, uint64_t size) {
+        uint64_t old = pool->backed_size;
+        int r;
+
+        /*
+         * Growing is allowed under F_SEAL_FUTURE_WRITE, and the broker's
+         * mapping (made before the seal) reaches the new pages. Allocating
+         * them right away turns a later out-of-memory into this error
+         * instead of a SIGBUS on the store.
+         */
+        if (ftruncate(pool->memfd, (off_t)size) < 0)
+                return -EXFULL;
+        r = fallocate(pool->memfd, 0, (off_t)old, (off_t)(size - old));
+        if (r < 0 && errno != EOPNOTSUPP) {
+                r = ftruncate(pool->memfd, (off_t)old);
+                (void)r;
+                return -EXFULL;
+        }
+        return 0;
+}
+
+/**
+ * pool_init_memfd() - initialise a pool over a new sealed memfd
+ * @pool:       pool to initialise
+ * @max_size:   size of the region
+ *
+ * Creates a memfd of size 0, maps @max_size bytes of it shared and
+ * writable, and then seals it with F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE |
+ * F_SEAL_SEAL: from then on only this mapping can store into it, nobody can
+ * shrink it (so the broker's stores never fault), and write(2) or a new
+ * writable mapping fails for everyone. The pool grows the file on demand
+ * (ftruncate + fallocate). On failure @pool is an empty pool.
+ *
+ * Return: 0 on success,
+ *         -ENOMEM if the region cannot be mapped,
+ *         or the negative errno of memfd_create() or the sealing (-EMFILE
+ *         and -ENFILE when out of descriptors).
+ */
+int pool_init_memfd(Pool *pool, uint64_t max_size) {
+        _cleanup_(closep) int fd = -1;
+        void *p;
+
+        pool_init(pool, NULL, 0, NULL, NULL);
+        if (max_size == 0 || max_size > SIZE_MAX || max_size > INT64_MAX)
+                return -ENOMEM;
+
+        fd = memfd_create("bus1-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+
+        p = mmap(NULL, (size_t)max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                 fd, 0);
+        if (p == MAP_FAILED)
+                return -ENOMEM;
+
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+                int r = -errno;
+
+                munmap(p, (size_t)max_size);
+                return r;
+        }
+
+        pool_init(pool, p, max_size, pool_memfd_grow, NULL);
+        pool->memfd = TAKE_FD(fd);
+        return 0;
+}
+
+/**
+ * pool_open_readonly() - a new read-only descriptor of a memfd pool
+ * @pool:       pool set up by pool_init_memfd()
+ * @fdp:        out: the descriptor (O_RDONLY, O_CLOEXEC), owned by the caller
+ *
+ * The memfd is re-opened through /proc/self/fd, which gives a descriptor
+ * of its own with read-only access: write(2) and fallocate(2) are EBADF,
+ * ftruncate(2) EINVAL, a writable shared mapping EACCES.
+ *
+ * Return: 0, -EBADF for a pool without memfd, or the errno of open(2).
+ */
+int pool_open_readonly(Pool *pool, int *fdp) {
+        char path[sizeof("/proc/self/fd/") + 3 * sizeof(int)];
+        int fd;
+
+        if (pool->memfd < 0)
+                return -EBADF;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", pool->memfd);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        *fdp = fd;
+        return 0;
+}
+
 /**
  * pool_deinit() - free every extent and drop an own mapping
  * @pool:       pool to tear down
@@ -262,8 +360,9 @@ void pool_deinit(Pool *pool) {
                 free(slice);
         }
 
-        if (pool->anonymous && pool->base)
+        if ((pool->anonymous || pool->memfd >= 0) && pool->base)
                 munmap(pool->base, (size_t)pool->max_size);
+        safe_close(pool->memfd);
 
         pool_init(pool, NULL, 0, NULL, NULL);
 }

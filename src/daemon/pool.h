@@ -16,7 +16,11 @@
  * its `grow` callback to back more of it (the broker's memfd is grown with
  * ftruncate) before it hands out a slice that ends beyond what is backed.
  * pool_init_anonymous() sets up an anonymous private mapping, for tests and
- * for anything that needs no file behind the pool.
+ * for anything that needs no file behind the pool. pool_init_memfd() is the
+ * broker's backing: a memfd mapped shared and writable by the broker, then
+ * sealed (F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE) so that no other mapping or
+ * descriptor can ever write or shrink it; peers get a read-only descriptor
+ * re-opened through /proc (pool_open_readonly()).
  *
  * A slice is "published" once its message was received; only published
  * slices can be released by the peer (pool_release_published()), which is
@@ -62,6 +66,7 @@ struct Pool {
         PoolGrowFn grow;
         void *userdata;         /* for the owner of the backing */
         bool anonymous;         /* base is our own anonymous mapping */
+        int memfd;              /* pool_init_memfd(): the sealed memfd, else -1 */
 
         List extents;           /* every extent, busy and free, by offset */
         RBTree busy;            /* busy slices by offset */
@@ -74,6 +79,8 @@ struct Pool {
 
 void pool_init(Pool *pool, uint8_t *base, uint64_t max_size, PoolGrowFn grow, void *userdata);
 int pool_init_anonymous(Pool *pool, uint64_t max_size);
+int pool_init_memfd(Pool *pool, uint64_t max_size);
+int pool_open_readonly(Pool *pool, int *fdp);
 void pool_deinit(Pool *pool);
 
 int pool_alloc(Pool *pool, PoolSlice **slicep, uint64_t size);

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Broker: the running bus1d
+ *
+ * Invariants: every connection on `connections` is open and owned by the
+ * broker; `by_inode` indexes them by the inode of the broker's socket end,
+ * which is how a connection fd a client passes (HANDLE_TRANSFER) is matched
+ * to its peer. The event loop ends on SIGTERM/SIGINT or when a listener
+ * fails.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include "daemon/broker.h"
+#include "daemon/connection.h"
+#include "daemon/listener.h"
+#include "daemon/pool.h"
+#include "proto/proto.h"
+#include "util/log.h"
+
+static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
+        return pool_init_memfd(pool, size);
+}
+
+/**
+ * broker_new() - create a broker with an event loop and an empty bus
+ * @brokerp:    out: the broker
+ *
+ * Return: 0, -ENOMEM, or the errno of sd-event.
+ */
+int broker_new(Broker **brokerp) {
+        _cleanup_(broker_freep) Broker *broker = NULL;
+        int r;
+
+        broker = calloc(1, sizeof(*broker));
+        if (!broker)
+                return -ENOMEM;
+
+        bus_init(&broker->bus);
+        broker->bus.pool_setup = broker_pool_setup;
+        broker->bus.userdata = broker;
+        list_init(&broker->connections);
+        rbtree_init(&broker->by_inode);
+
+        /* room for the largest record and the trailing byte that shows MSG_TRUNC */
+        broker->rx_size = PROTO_RECORD_MAX + 8;
+        broker->rx_buf = malloc(broker->rx_size);
+        if (!broker->rx_buf)
+                return -ENOMEM;
+
+        r = sd_event_new(&broker->event);
+        if (r < 0)
+                return r;
+        r = sd_event_set_signal_exit(broker->event, true);
+        if (r < 0)
+                return r;
+
+        *brokerp = TAKE_PTR(broker);
+        return 0;
+}
+
+/**
+ * broker_free() - close every connection and listener, free the broker
+ * @broker:     broker, or NULL
+ *
+ * Return: NULL.
+ */
+Broker *broker_free(Broker *broker) {
+        Connection *conn;
+
+        if (!broker)
+                return NULL;
+
+        while ((conn = list_entry(list_first(&broker->connections), Connection, broker_link)))
+                connection_free(conn);
+        for (unsigned int i = 0; i < broker->n_listeners; ++i)
+                listener_free(broker->listeners[i]);
+        bus_deinit(&broker->bus);
+        sd_event_unref(broker->event);
+        free(broker->rx_buf);
+        free(broker);
+        return NULL;
+}
+
+static int broker_accept_fn(Listener *listener, int fd, void *userdata) {
+        Broker *broker = userdata;
+        Connection *conn;
+
+        return connection_new(&conn, broker, fd);
+}
+
+static int broker_add_listener(Broker *broker, Listener *listener) {
+        if (broker->n_listeners >= BROKER_LISTENERS_MAX) {
+                listener_free(listener);
+                return -EMFILE;
+        }
+        broker->listeners[broker->n_listeners++] = listener;
+        return 0;
+}
+
+/**
+ * broker_listen_path() - listen on a socket path
+ * @broker:     broker
+ * @path:       socket path
+ *
+ * Return: 0, or what listener_new_path() returns.
+ */
+int broker_listen_path(Broker *broker, const char *path) {
+        Listener *listener;
+        int r;
+
+        r = listener_new_path(&listener, broker->event, path, broker_accept_fn, broker);
+        if (r < 0)
+                return r;
+        return broker_add_listener(broker, listener);
+}
+
+/**
+ * broker_listen_activated() - listen on the sockets systemd passed
+ * @broker:     broker
+ *
+ * Return: the number of sockets taken (0 without socket activation), or a
+ *         negative errno (-EINVAL for a passed fd that is not a listening
+ *         SOCK_SEQPACKET AF_UNIX socket).
+ */
+int broker_listen_activated(Broker *broker) {
+        int n, r;
+
+        n = sd_listen_fds(true);
+        if (n <= 0)
+                return n;
+
+        for (int i = 0; i < n; ++i) {
+                Listener *listener;
+
+                r = listener_new_fd(&listener, broker->event, SD_LISTEN_FDS_START + i,
+                                    broker_accept_fn, broker);
+                if (r < 0)
+                        return r;
+                r = broker_add_listener(broker, listener);
+                if (r < 0)
+                        return r;
+        }
+        return n;
+}
+
+/**
+ * broker_run() - run the event loop until told to stop
+ * @broker:     broker
+ *
+ * Return: 0 after SIGTERM/SIGINT, or the negative errno that ended the loop.
+ */
+int broker_run(Broker *broker) {
+        int r;
+
+        r = sd_event_loop(broker->event);
+        if (r < 0)
+                return r;
+        /* the exit code a failing listener set, or 0 for a signal */
+        return r > 0 ? -r : 0;
+}
+
+/**
+ * broker_connection_closed() - a connection went away
+ * @broker:     broker
+ *
+ * A descriptor is free again: listeners that ran out resume.
+ */
+void broker_connection_closed(Broker *broker) {
+        for (unsigned int i = 0; i < broker->n_listeners; ++i)
+                listener_resume(broker->listeners[i]);
+}

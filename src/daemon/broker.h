@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Broker: the running bus1d
+ *
+ * Owns the event loop, the listeners, every connection and the object model
+ * (Bus). Built from parsed arguments by broker_new() and run by
+ * broker_run() until SIGTERM or SIGINT.
+ */
+
+#include <stdint.h>
+#include <systemd/sd-event.h>
+#include "daemon/bus.h"
+#include "util/list.h"
+#include "util/macro.h"
+#include "util/rbtree.h"
+
+typedef struct Broker Broker;
+typedef struct Connection Connection;
+typedef struct Listener Listener;
+
+#define BROKER_LISTENERS_MAX 16
+
+struct Broker {
+        sd_event *event;
+        Bus bus;
+        Listener *listeners[BROKER_LISTENERS_MAX];
+        unsigned int n_listeners;
+        List connections;
+        RBTree by_inode;        /* connections by the inode of their socket */
+        uint64_t n_connections;
+        uint8_t *rx_buf;        /* one receive buffer: the broker is single-threaded */
+        size_t rx_size;
+};
+
+int broker_new(Broker **brokerp);
+Broker *broker_free(Broker *broker);
+DEFINE_CLEANUP(Broker *, broker_free);
+
+int broker_listen_path(Broker *broker, const char *path);
+int broker_listen_activated(Broker *broker);
+int broker_run(Broker *broker);
+
+void broker_connection_closed(Broker *broker);
