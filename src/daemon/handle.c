@@ -9,6 +9,9 @@
  *    taken from a counter that only grows, so no assigned ID is reused;
  *  - a handle exists iff n_user + n_inflight > 0, except for the instant
  *    between handle_new() and the first acquire;
+ *  - a handle is in its holder's table iff it has user references (or is
+ *    new); one released to zero that queued entries still carry is
+ *    detached until received again;
  *  - holder->n_handle_refs is the sum of n_user + n_inflight over the
  *    holder's handles, and node->n_user_refs the same sum over the node's;
  *  - a live node's owner handle has n_user >= 1 (the pin);
@@ -52,6 +55,94 @@ bool handle_is_owner(const Handle *handle) {
         return handle->node->owner_handle == handle;
 }
 
+/* the next assigned ID of @holder for a handle to @node */
+static uint64_t handle_next_id(Peer *holder, Node *node) {
+        uint64_t id = (++holder->n_handle_ids << 3) | BUS1_HANDLE_FLAG_MANAGED;
+
+        if (node->owner != holder)
+                id |= BUS1_HANDLE_FLAG_REMOTE;
+        return id;
+}
+
+/* put a handle into its holder's table, under its current ID */
+static void handle_link(Handle *handle) {
+        Peer *holder = handle->holder;
+        RBNode **slot, *parent;
+
+        slot = rbtree_find_slot(&holder->handles_by_id, handle_compare_id, &handle->id,
+                                &parent);
+        assert(slot);
+        rbtree_add(&holder->handles_by_id, parent, slot, &handle->id_node);
+
+        slot = rbtree_find_slot(&holder->handles_by_node, handle_compare_node, handle->node,
+                                &parent);
+        assert(slot);
+        rbtree_add(&holder->handles_by_node, parent, slot, &handle->node_node);
+        ++holder->n_handles;
+}
+
+/* take a handle out of its holder's table: its ID and node slot are free */
+static void handle_unlink(Handle *handle) {
+        Peer *holder = handle->holder;
+
+        if (!rbnode_is_linked(&handle->id_node))
+                return;
+        rbtree_remove(&holder->handles_by_id, &handle->id_node);
+        rbtree_remove(&holder->handles_by_node, &handle->node_node);
+        --holder->n_handles;
+}
+
+/**
+ * handle_is_detached() - whether a handle only lives on for queued entries
+ * @handle:     handle
+ *
+ * A handle released to zero user references while queued messages still
+ * carry it leaves its holder's table: its ID is gone (an owner-chosen one
+ * can name a new node) and a handle arriving for the node meanwhile is a new
+ * one with a fresh ID. Receiving such an entry reattaches it
+ * (handle_receive()).
+ *
+ * Return: true if detached.
+ */
+bool handle_is_detached(const Handle *handle) {
+        return !rbnode_is_linked(&handle->id_node);
+}
+
+/**
+ * handle_receive() - a received handle entry becomes a user reference
+ * @handle:     the entry's handle, with an in-flight reference
+ *
+ * The in-flight reference turns into a user reference. If the holder had
+ * released the handle to zero meanwhile (it is detached), the reference
+ * goes to the handle the holder now has for the node, or else the detached
+ * handle comes back with a fresh ID, as a handle received after a full
+ * release must. Counts that matter for limits and NODE_RELEASE do not
+ * change. Never fails.
+ *
+ * Return: the handle the holder now has (its ID is what the entry reports).
+ */
+Handle *handle_receive(Handle *handle) {
+        Handle *current;
+
+        if (!handle_is_detached(handle)) {
+                handle_inflight_to_user(handle, 1);
+                return handle;
+        }
+
+        current = handle_find_by_node(handle->holder, handle->node);
+        if (current) {
+                --handle->n_inflight;
+                ++current->n_user;
+                handle_maybe_free(handle);
+                return current;
+        }
+
+        handle->id = handle_next_id(handle->holder, handle->node);
+        handle_link(handle);
+        handle_inflight_to_user(handle, 1);
+        return handle;
+}
+
 /**
  * handle_find() - look a handle up by ID
  * @peer:       holder
@@ -93,18 +184,14 @@ Handle *handle_find_by_node(Peer *peer, Node *node) {
  * Return: 0, or -ENOMEM.
  */
 int handle_new(Handle **handlep, Peer *holder, Node *node, uint64_t id) {
-        RBNode **slot, *parent;
         Handle *handle;
 
         handle = calloc(1, sizeof(*handle));
         if (!handle)
                 return -ENOMEM;
 
-        if (id == BUS1_HANDLE_INVALID) {
-                id = (++holder->n_handle_ids << 3) | BUS1_HANDLE_FLAG_MANAGED;
-                if (node->owner != holder)
-                        id |= BUS1_HANDLE_FLAG_REMOTE;
-        }
+        if (id == BUS1_HANDLE_INVALID)
+                id = handle_next_id(holder, node);
 
         handle->holder = holder;
         handle->node = node_ref(node);
@@ -114,16 +201,8 @@ int handle_new(Handle **handlep, Peer *holder, Node *node, uint64_t id) {
         list_init(&handle->node_link);
         queue_entry_init(&handle->destroy, QUEUE_ENTRY_NODE_DESTROY);
 
-        slot = rbtree_find_slot(&holder->handles_by_id, handle_compare_id, &id, &parent);
-        assert(slot);
-        rbtree_add(&holder->handles_by_id, parent, slot, &handle->id_node);
-
-        slot = rbtree_find_slot(&holder->handles_by_node, handle_compare_node, node, &parent);
-        assert(slot);
-        rbtree_add(&holder->handles_by_node, parent, slot, &handle->node_node);
-
         list_link_tail(&node->handles, &handle->node_link);
-        ++holder->n_handles;
+        handle_link(handle);
 
         *handlep = handle;
         return 0;
@@ -166,10 +245,8 @@ void handle_free(Handle *handle) {
         assert(!handle->n_user && !handle->n_inflight);
 
         queue_remove(&holder->queue, &handle->destroy);
-        rbtree_remove(&holder->handles_by_id, &handle->id_node);
-        rbtree_remove(&holder->handles_by_node, &handle->node_node);
+        handle_unlink(handle);
         list_unlink(&handle->node_link);
-        --holder->n_handles;
 
         if (node->owner_handle == handle)
                 node->owner_handle = NULL;
@@ -223,15 +300,28 @@ void handle_release(Handle *handle, uint64_t n, uint64_t seq) {
 
         handle->n_user -= n;
         handle->holder->n_handle_refs -= n;
+        node_ref(node);
 
         if (!handle->n_user) {
                 queue_remove(&handle->holder->queue, &handle->destroy);
-                if (node->destroyed && node->owner_handle == handle)
+                if (node->owner_handle == handle) {
+                        /*
+                         * Only a destroyed node's owner handle gets here: the
+                         * owner released every handle to it, so nothing more
+                         * is delivered for it. The messages dropped may carry
+                         * this very handle; a guard reference keeps it.
+                         */
+                        node->owner_handle = NULL;
+                        ++handle->n_inflight;
                         node_drop_messages(node, seq);
+                        --handle->n_inflight;
+                }
+                /* queued entries keep it alive, but its ID is gone */
+                if (handle->n_inflight)
+                        handle_unlink(handle);
         }
 
         /* the node's count falls after the handle's state is final */
-        node_ref(node);
         node_refs_sub(node, n, seq);
         handle_maybe_free(handle);
         node_unref(node);

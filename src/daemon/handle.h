@@ -65,3 +65,5 @@ void handle_acquire_inflight(Handle *handle, uint64_t n);
 void handle_release_inflight(Handle *handle, uint64_t n, uint64_t seq);
 void handle_inflight_to_user(Handle *handle, uint64_t n);
 void handle_maybe_free(Handle *handle);
+bool handle_is_detached(const Handle *handle);
+Handle *handle_receive(Handle *handle);

@@ -45,6 +45,7 @@ struct Message {
         PoolSlice *slice;       /* owned until received */
         uint64_t n_bytes;
         uint64_t n_secctx;
+        uint64_t secctx_at;     /* where the secctx sits in the slice now */
         FdList *fds;
         PeerCreds creds;
         uint64_t n_handles;

@@ -556,6 +556,24 @@ int peer_slice_release(Peer *peer, uint64_t offset) {
         return pool_release_published(&peer->pool, offset);
 }
 
+/*
+ * The security context follows the fd area, which is only there when the
+ * fds are installed: put it where this answer's n_fds says it is.
+ */
+static void peer_place_secctx(Peer *peer, Message *m, uint64_t n_fds) {
+        uint8_t *slice;
+        uint64_t at;
+
+        if (!m->n_secctx)
+                return;
+        at = message_fd_offset(m->n_bytes, m->n_handles) + align8(4 * n_fds);
+        if (at == m->secctx_at)
+                return;
+        slice = peer->pool.base + m->slice->offset;
+        memmove(slice + at, slice + m->secctx_at, m->n_secctx);
+        m->secctx_at = at;
+}
+
 static void peer_recv_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *r) {
         r->type = BUS1_MSG_DATA;
         r->destination = m->destination;
@@ -565,6 +583,7 @@ static void peer_recv_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *
         r->n_handles = m->n_handles;
         r->n_fds = (flags & BUS1_RECV_FLAG_INSTALL_FDS) ? message_n_fds(m) : 0;
         r->n_secctx = m->n_secctx;
+        peer_place_secctx(peer, m, r->n_fds);
         if (m->n_secctx)
                 r->flags |= BUS1_MSG_FLAG_HAS_SECCTX;
 }
@@ -575,9 +594,25 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
         list_unlink(&m->node_link);
         m->node = node_unref(m->node);
 
-        for (uint64_t i = 0; i < m->n_handles; ++i)
-                if (m->handles[i])
-                        handle_inflight_to_user(m->handles[i], 1);
+        for (uint64_t i = 0; i < m->n_handles; ++i) {
+                Handle *h = m->handles[i];
+                uint64_t id;
+                int res;
+
+                if (!h)
+                        continue;
+                /*
+                 * A handle released meanwhile comes back under a new ID, so
+                 * the entry is (re)written; storing an unchanged ID again
+                 * is harmless.
+                 */
+                h = handle_receive(h);
+                id = h->id;
+                res = pool_write(&peer->pool, m->slice, align8(m->n_bytes) + 8 * i,
+                                 &id, sizeof(id));
+                assert(res >= 0);
+                (void)res;
+        }
         m->n_handles = 0;
 
         m->slice->published = true;
@@ -587,6 +622,8 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
                 peer->n_inflight_fds -= m->fds->n_fds;
                 if (flags & BUS1_RECV_FLAG_INSTALL_FDS)
                         r->fds = TAKE_PTR(m->fds);
+                else
+                        m->fds = fdlist_unref(m->fds);
         }
         message_free(m, 0);
 }

@@ -20,6 +20,17 @@ void queue_init(Queue *queue) {
 }
 
 /**
+ * queue_set_hooks() - install the mirror hooks
+ * @queue:      queue
+ * @hooks:      hooks, or NULL
+ * @userdata:   passed to the hooks
+ */
+void queue_set_hooks(Queue *queue, const QueueHooks *hooks, void *userdata) {
+        queue->hooks = hooks;
+        queue->userdata = userdata;
+}
+
+/**
  * queue_deinit() - release an empty queue
  * @queue:      queue, which must have no entries left
  */
@@ -49,6 +60,8 @@ void queue_push(Queue *queue, QueueEntry *entry, uint64_t seq) {
         entry->id = ++queue->n_ids;
         list_link_tail(&queue->entries, &entry->link);
         ++queue->n_entries;
+        if (queue->hooks && queue->hooks->on_push)
+                queue->hooks->on_push(queue, entry, queue->userdata);
 }
 
 /**
@@ -61,6 +74,8 @@ void queue_remove(Queue *queue, QueueEntry *entry) {
                 return;
 
         assert(queue->n_entries > 0);
+        if (queue->hooks && queue->hooks->on_remove)
+                queue->hooks->on_remove(queue, entry, queue->userdata);
         list_unlink(&entry->link);
         --queue->n_entries;
 }

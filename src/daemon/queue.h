@@ -41,16 +41,30 @@ struct QueueEntry {
 
 #define QUEUE_ENTRY_INIT(_var, _type) { .link = LIST_INIT((_var).link), .type = (_type) }
 
+/*
+ * Hooks for whoever mirrors the queue elsewhere (the broker pushes entries
+ * to the client as they are queued): on_push after an entry was appended,
+ * on_remove before one is unlinked. Both are optional and must not touch
+ * the queue.
+ */
+typedef struct QueueHooks {
+        void (*on_push)(Queue *queue, QueueEntry *entry, void *userdata);
+        void (*on_remove)(Queue *queue, QueueEntry *entry, void *userdata);
+} QueueHooks;
+
 struct Queue {
         List entries;
         uint64_t n_entries;
         uint64_t n_ids;         /* last entry id handed out */
+        const QueueHooks *hooks;
+        void *userdata;
 };
 
 #define QUEUE_INIT(_var) { .entries = LIST_INIT((_var).entries) }
 
 void queue_init(Queue *queue);
 void queue_deinit(Queue *queue);
+void queue_set_hooks(Queue *queue, const QueueHooks *hooks, void *userdata);
 
 static inline void queue_entry_init(QueueEntry *entry, unsigned int type) {
         *entry = (QueueEntry){ .type = type };

@@ -69,9 +69,15 @@ static void tx_deinit(Tx *tx) {
 
         /* receiver handles staging created and nobody committed to */
         while ((h = tx->created)) {
+                Peer *holder = h->holder;
+                uint64_t n = h->id >> 3;
+
                 tx->created = h->stage_next;
                 h->stage_next = NULL;
-                handle_maybe_free(h);
+                handle_free(h);
+                /* newest first, so a failed send leaves no gap in the IDs */
+                if (n == holder->n_handle_ids)
+                        --holder->n_handle_ids;
         }
 
         peer_unstage(tx->sender, &tx->staged);
@@ -272,6 +278,7 @@ static void tx_commit_message(Tx *tx, Message *m) {
                 r = pool_write(&receiver->pool, m->slice, at, tx->sender->secctx,
                                m->n_secctx);
                 assert(r >= 0);
+                m->secctx_at = at;
         }
         (void)r;
 }

@@ -51,12 +51,19 @@ static bool validate_message(Peer *peer, Message *m, bool is_seed) {
                         CHECK(m->node->owner == peer, "message to a node of another peer");
                 }
         }
-        for (uint64_t i = 0; i < m->n_handles; ++i)
-                if (m->handles[i]) {
-                        CHECK(m->handles[i]->holder == peer, "handle entry of another peer");
-                        /* count, checked against n_inflight below */
-                        m->handles[i]->mark += 1ULL << 40;
+        for (uint64_t i = 0; i < m->n_handles; ++i) {
+                Handle *h = m->handles[i];
+
+                if (!h)
+                        continue;
+                CHECK(h->holder == peer, "handle entry of another peer");
+                if (handle_is_detached(h)) {
+                        CHECK(!h->n_user && h->n_inflight, "detached handle %" PRIx64, h->id);
+                        CHECK(handle_find_by_node(peer, h->node) != h, "detached but found");
                 }
+                /* count, checked against n_inflight below */
+                h->mark += 1ULL << 40;
+        }
         return ok;
 }
 
@@ -169,8 +176,27 @@ static bool validate_queue(Peer *peer, uint64_t *n_unpublishedp, uint64_t *n_fds
         return ok;
 }
 
+/* add the references of the detached handles a message carries, once each */
+static bool validate_detached(Message *m, uint64_t *refsp) {
+        bool ok = true;
+
+        for (uint64_t i = 0; i < m->n_handles; ++i) {
+                Handle *h = m->handles[i];
+
+                if (!h || !handle_is_detached(h) || !h->mark)
+                        continue;
+                CHECK((h->mark >> 40) == h->n_inflight, "detached %" PRIx64 " in-flight %"
+                      PRIu64 " != %" PRIu64, h->id, h->n_inflight, h->mark >> 40);
+                *refsp += h->n_inflight;
+                h->mark = 0;
+                ok &= validate_node(h->node);
+        }
+        return ok;
+}
+
 static bool validate_peer(Peer *peer) {
         uint64_t refs = 0, n_unpublished = 0, n_fds = 0, n_live = 0, busy = 0;
+        QueueEntry *e;
         bool ok = true;
         RBNode *rb;
         Node *node;
@@ -184,8 +210,6 @@ static bool validate_peer(Peer *peer) {
 
         CHECK(pool_validate(&peer->pool) == 0, "peer %" PRIu64 " pool", peer->id);
         ok &= validate_handles(peer, &refs);
-        CHECK(refs == peer->n_handle_refs, "peer %" PRIu64 " handle refs %" PRIu64
-              " != %" PRIu64, peer->id, peer->n_handle_refs, refs);
         CHECK(!peer->n_handle_reserved, "reservation left");
 
         ok &= validate_queue(peer, &n_unpublished, &n_fds);
@@ -200,6 +224,15 @@ static bool validate_peer(Peer *peer) {
                 h->mark = 0;
                 ok &= validate_node(h->node);
         }
+
+        /* detached handles: only queued entries know them */
+        list_for_each_entry(e, &peer->queue.entries, link)
+                if (e->type == QUEUE_ENTRY_DATA)
+                        ok &= validate_detached(container_of(e, Message, entry), &refs);
+        if (peer->seed)
+                ok &= validate_detached(peer->seed, &refs);
+        CHECK(refs == peer->n_handle_refs, "peer %" PRIu64 " handle refs with detached %"
+              PRIu64 " != %" PRIu64, peer->id, peer->n_handle_refs, refs);
 
         for (rb = rbtree_first(&peer->pool.busy); rb; rb = rbnode_next(rb))
                 busy += !container_of(rb, PoolSlice, offset_node)->published;

@@ -5,9 +5,10 @@
  *
  * Each function takes the decoded, host-order form of a record (or the few
  * scalars that matter) and returns 0 or the errno the client is answered
- * with. Within one function the checks run in the order the fields appear
- * on the wire, so a record with several bad fields always gets the errno of
- * the first one; docs/protocol.md relies on that order.
+ * with. Within one function the checks run in a fixed order, flags first,
+ * then enumerations and combinations, then counts against their limits, so
+ * a record with several bad fields always gets the same errno;
+ * docs/protocol.md relies on that order.
  *
  * Only rules that hold whatever the broker's state are here: flag bits,
  * enumerations, limits that are constants of the protocol, and combinations
@@ -16,6 +17,7 @@
  */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "proto/check.h"
 #include "proto/proto.h"

@@ -1,1 +1,940 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Proto decoder: from a received packet to a checked record
+ *
+ * Each proto_decode_<type>() takes one packet exactly as recvmsg() returned
+ * it (@buf, @len) plus the number of fds that came with it (those of the
+ * FDS/PUSH_FDS carriers ahead of it included), and either fills its output
+ * struct or returns an errno without writing anything. Nothing is allocated
+ * and no socket is touched: array members of the output point into @buf.
+ *
+ * Every byte of the record is looked at before success is returned: header
+ * fields, every reserved field and padding byte, every flag bit and value.
+ * The checks run in one fixed order: the header (proto_decode_header()), the
+ * record type, the size of the fixed part, reserved fields, the arguments
+ * (check.c), the size computed from the counts (size.c), padding, and last
+ * the number of attached fds. Reads use memcpy(), so a buffer of any
+ * alignment is safe, and no read happens beyond @len: the fixed part is read
+ * only after len was found to hold it, arrays only after the size computed
+ * from their counts was found to equal len.
+ *
+ * Framing errors are -EBADMSG and close the connection; argument errors are
+ * answered. proto.h describes the policy.
+ */
+
+#include <endian.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "proto/check.h"
+#include "proto/proto.h"
+
+static const uint8_t *proto_at(const void *buf, size_t offset) {
+        return (const uint8_t *)buf + offset;
+}
+
+static bool proto_is_zero(const void *p, size_t n) {
+        const uint8_t *b = p;
+        size_t i;
+
+        for (i = 0; i < n; ++i)
+                if (b[i])
+                        return false;
+        return true;
+}
+
+/**
+ * proto_decode_header() - check the framing of a packet and read its header
+ * @hdrp:       output: the header in host byte order
+ * @buf:        the packet
+ * @len:        its length, as recvmsg() returned it
+ *
+ * Checks what every record shares: at least a header, at most
+ * PROTO_RECORD_MAX, a multiple of 8, the header's size equal to @len, and the
+ * version BUS1_PROTO_VERSION. The type is not judged here (see
+ * proto_check_request_type()), so a receiver can learn the cookie of any
+ * well-framed request and answer it.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error.
+ */
+int proto_decode_header(ProtoHeader *hdrp, const void *buf, size_t len) {
+        ProtoWireHeader w;
+        ProtoHeader hdr;
+
+        if (len < sizeof(w) || len > PROTO_RECORD_MAX || len % 8 != 0)
+                return -EBADMSG;
+        memcpy(&w, buf, sizeof(w));
+        hdr.size = le32toh(w.size);
+        hdr.version = le16toh(w.version);
+        hdr.type = le16toh(w.type);
+        hdr.cookie = le64toh(w.cookie);
+        if (hdr.size != len || hdr.version != BUS1_PROTO_VERSION)
+                return -EBADMSG;
+        *hdrp = hdr;
+        return 0;
+}
+
+/**
+ * proto_check_request_type() - classify the type of a record sent to the broker
+ * @type:       type from proto_decode_header()
+ *
+ * Return: 0 for a defined request type; -ENOTTY for an undefined one in the
+ *         request range 0x0001-0x7fff (control requests 0x1000-0x1fff
+ *         included), answered like any argument error; -EBADMSG for 0 and for
+ *         the broker-to-client range 0x8000-0xffff, a protocol violation.
+ */
+int proto_check_request_type(uint16_t type) {
+        switch (type) {
+        case PROTO_TYPE_HELLO:
+        case PROTO_TYPE_FDS:
+        case PROTO_TYPE_PEER_DISCONNECT:
+        case PROTO_TYPE_PEER_QUERY:
+        case PROTO_TYPE_PEER_RESET:
+        case PROTO_TYPE_HANDLE_RELEASE:
+        case PROTO_TYPE_HANDLE_TRANSFER:
+        case PROTO_TYPE_NODES_DESTROY:
+        case PROTO_TYPE_SLICE_RELEASE:
+        case PROTO_TYPE_SEND:
+        case PROTO_TYPE_RECV:
+                return 0;
+        }
+        if (type >= PROTO_TYPE_REQUEST_FIRST && type <= PROTO_TYPE_REQUEST_LAST)
+                return -ENOTTY;
+        return -EBADMSG;
+}
+
+/*
+ * Decode the header, require @type, and a size of exactly @size (@exact) or
+ * at least @size. Returns the cookie.
+ */
+static int proto_decode_frame(uint64_t *cookiep, const void *buf, size_t len, uint16_t type,
+                              size_t size, bool exact) {
+        ProtoHeader hdr;
+        int r;
+
+        r = proto_decode_header(&hdr, buf, len);
+        if (r < 0)
+                return r;
+        if (hdr.type != type)
+                return -EBADMSG;
+        if (len < size || (exact && len != size))
+                return -EBADMSG;
+        *cookiep = hdr.cookie;
+        return 0;
+}
+
+/* like proto_decode_frame(), for pushed records, whose cookie is always 0 */
+static int proto_decode_push_frame(const void *buf, size_t len, uint16_t type, size_t size) {
+        uint64_t cookie;
+        int r;
+
+        r = proto_decode_frame(&cookie, buf, len, type, size, true);
+        if (r < 0)
+                return r;
+        return cookie == 0 ? 0 : -EBADMSG;
+}
+
+/* the one check that comes last everywhere */
+static int proto_check_n_fds(size_t n_fds, size_t expected) {
+        return n_fds == expected ? 0 : -EBADMSG;
+}
+
+/**
+ * proto_decode_hello() - decode a HELLO request
+ * @hellop:     output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for unknown
+ *         flags or a bad version range, -EPROTONOSUPPORT if the range holds
+ *         no version this implementation speaks.
+ */
+int proto_decode_hello(ProtoHello *hellop, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireHello w;
+        ProtoHello hello;
+        int r;
+
+        r = proto_decode_frame(&hello.cookie, buf, len, PROTO_TYPE_HELLO, PROTO_SIZE_HELLO, true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        hello.flags = le64toh(w.flags);
+        hello.version_min = le32toh(w.version_min);
+        hello.version_max = le32toh(w.version_max);
+        r = proto_check_hello(&hello);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *hellop = hello;
+        return 0;
+}
+
+/**
+ * proto_decode_fds() - decode an FDS or PUSH_FDS carrier
+ * @fdsp:       output: the decoded carrier
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with this packet
+ *
+ * A carrier holds fds for the next record that is not a carrier; its own
+ * count must be between 1 and PROTO_PACKET_FDS_MAX and equal @n_fds. The
+ * receiver keeps the fds and adds them in front of those of that next
+ * record; checking that the total stays within PROTO_RECORD_FDS_MAX is the
+ * receiver's, as it holds the state.
+ *
+ * Return: 0 on success, -EBADMSG for anything wrong: a carrier is never
+ *         answered.
+ */
+int proto_decode_fds(ProtoFds *fdsp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireFds w;
+        ProtoHeader hdr;
+        ProtoFds fds;
+        int r;
+
+        r = proto_decode_header(&hdr, buf, len);
+        if (r < 0)
+                return r;
+        if (hdr.type != PROTO_TYPE_FDS && hdr.type != PROTO_TYPE_PUSH_FDS)
+                return -EBADMSG;
+        if (len != PROTO_SIZE_FDS || hdr.cookie != 0)
+                return -EBADMSG;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        fds.type = hdr.type;
+        fds.n_fds = le32toh(w.n_fds);
+        if (fds.n_fds < 1 || fds.n_fds > PROTO_PACKET_FDS_MAX)
+                return -EBADMSG;
+        r = proto_check_n_fds(n_fds, fds.n_fds);
+        if (r < 0)
+                return r;
+        *fdsp = fds;
+        return 0;
+}
+
+/* PEER_DISCONNECT and PEER_QUERY: a flags field that must be 0 */
+static int proto_decode_flags_only(uint64_t *cookiep, uint64_t *flagsp, const void *buf,
+                                   size_t len, size_t n_fds, uint16_t type) {
+        ProtoWireFlags w;
+        uint64_t cookie, flags;
+        int r;
+
+        r = proto_decode_frame(&cookie, buf, len, type, PROTO_SIZE_HEADER + sizeof(w), true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        flags = le64toh(w.flags);
+        r = proto_check_flags(flags, 0);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *cookiep = cookie;
+        *flagsp = flags;
+        return 0;
+}
+
+/**
+ * proto_decode_peer_disconnect() - decode a PEER_DISCONNECT request
+ * @disconnectp: output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for nonzero
+ *         flags.
+ */
+int proto_decode_peer_disconnect(ProtoPeerDisconnect *disconnectp, const void *buf, size_t len,
+                                 size_t n_fds) {
+        ProtoPeerDisconnect disconnect;
+        int r;
+
+        r = proto_decode_flags_only(&disconnect.cookie, &disconnect.flags, buf, len, n_fds,
+                                    PROTO_TYPE_PEER_DISCONNECT);
+        if (r < 0)
+                return r;
+        *disconnectp = disconnect;
+        return 0;
+}
+
+/**
+ * proto_decode_peer_query() - decode a PEER_QUERY request
+ * @queryp:     output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for nonzero
+ *         flags.
+ */
+int proto_decode_peer_query(ProtoPeerQuery *queryp, const void *buf, size_t len, size_t n_fds) {
+        ProtoPeerQuery query;
+        int r;
+
+        r = proto_decode_flags_only(&query.cookie, &query.flags, buf, len, n_fds,
+                                    PROTO_TYPE_PEER_QUERY);
+        if (r < 0)
+                return r;
+        *queryp = query;
+        return 0;
+}
+
+/**
+ * proto_decode_peer_reset() - decode a PEER_RESET request
+ * @resetp:     output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for unknown
+ *         flags or peer flags, or a limit above INT_MAX that is not all ones.
+ */
+int proto_decode_peer_reset(ProtoPeerReset *resetp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWirePeerReset w;
+        ProtoPeerReset reset;
+        int r;
+
+        r = proto_decode_frame(&reset.cookie, buf, len, PROTO_TYPE_PEER_RESET,
+                               PROTO_SIZE_PEER_RESET, true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        reset.flags = le64toh(w.flags);
+        reset.peer_flags = le64toh(w.peer_flags);
+        reset.max_slices = le32toh(w.max_slices);
+        reset.max_handles = le32toh(w.max_handles);
+        reset.max_inflight_bytes = le32toh(w.max_inflight_bytes);
+        reset.max_inflight_fds = le32toh(w.max_inflight_fds);
+        r = proto_check_peer_reset(&reset);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *resetp = reset;
+        return 0;
+}
+
+/* HANDLE_RELEASE and SLICE_RELEASE: one u64 of any value */
+static int proto_decode_id(uint64_t *cookiep, uint64_t *idp, const void *buf, size_t len,
+                           size_t n_fds, uint16_t type) {
+        ProtoWireId w;
+        uint64_t cookie;
+        int r;
+
+        r = proto_decode_frame(&cookie, buf, len, type, PROTO_SIZE_HEADER + sizeof(w), true);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        *cookiep = cookie;
+        *idp = le64toh(w.id);
+        return 0;
+}
+
+/**
+ * proto_decode_handle_release() - decode a HANDLE_RELEASE request
+ * @releasep:   output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Any ID is well-formed; whether the caller holds it is the model's question.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error.
+ */
+int proto_decode_handle_release(ProtoHandleRelease *releasep, const void *buf, size_t len,
+                                size_t n_fds) {
+        ProtoHandleRelease release;
+        int r;
+
+        r = proto_decode_id(&release.cookie, &release.id, buf, len, n_fds,
+                            PROTO_TYPE_HANDLE_RELEASE);
+        if (r < 0)
+                return r;
+        *releasep = release;
+        return 0;
+}
+
+/**
+ * proto_decode_handle_transfer() - decode a HANDLE_TRANSFER request
+ * @transferp:  output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it: 1 with PROTO_DST_FD, else 0
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero reserved
+ *         field, wrong number of fds), -EINVAL for unknown flags or an
+ *         unknown dst_mode.
+ */
+int proto_decode_handle_transfer(ProtoHandleTransfer *transferp, const void *buf, size_t len,
+                                 size_t n_fds) {
+        ProtoWireHandleTransfer w;
+        ProtoHandleTransfer transfer;
+        int r;
+
+        r = proto_decode_frame(&transfer.cookie, buf, len, PROTO_TYPE_HANDLE_TRANSFER,
+                               PROTO_SIZE_HANDLE_TRANSFER, true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        transfer.flags = le64toh(w.flags);
+        transfer.src_handle = le64toh(w.src_handle);
+        transfer.dst_mode = le32toh(w.dst_mode);
+        r = proto_check_handle_transfer(&transfer);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, proto_handle_transfer_n_fds(&transfer));
+        if (r < 0)
+                return r;
+        *transferp = transfer;
+        return 0;
+}
+
+/**
+ * proto_decode_nodes_destroy() - decode a NODES_DESTROY request
+ * @destroyp:   output: the decoded request, @ids pointing into @buf
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (size other than
+ *         exactly n_nodes IDs), -EINVAL for unknown flags or more than
+ *         PROTO_NODES_MAX nodes.
+ */
+int proto_decode_nodes_destroy(ProtoNodesDestroy *destroyp, const void *buf, size_t len,
+                               size_t n_fds) {
+        ProtoWireNodesDestroy w;
+        ProtoNodesDestroy destroy;
+        size_t size;
+        int r;
+
+        r = proto_decode_frame(&destroy.cookie, buf, len, PROTO_TYPE_NODES_DESTROY,
+                               PROTO_SIZE_NODES_DESTROY_MIN, false);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        destroy.flags = le64toh(w.flags);
+        destroy.n_nodes = le64toh(w.n_nodes);
+        r = proto_check_nodes_destroy(destroy.flags, destroy.n_nodes);
+        if (r < 0)
+                return r;
+        r = proto_size_nodes_destroy(&size, destroy.n_nodes);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        destroy.ids = proto_at(buf, PROTO_SIZE_NODES_DESTROY_MIN);
+        *destroyp = destroy;
+        return 0;
+}
+
+/**
+ * proto_decode_slice_release() - decode a SLICE_RELEASE request
+ * @releasep:   output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Any offset is well-formed; an unknown one is the model's -ENXIO.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error.
+ */
+int proto_decode_slice_release(ProtoSliceRelease *releasep, const void *buf, size_t len,
+                               size_t n_fds) {
+        ProtoSliceRelease release;
+        int r;
+
+        r = proto_decode_id(&release.cookie, &release.offset, buf, len, n_fds,
+                            PROTO_TYPE_SLICE_RELEASE);
+        if (r < 0)
+                return r;
+        *releasep = release;
+        return 0;
+}
+
+/**
+ * proto_decode_send() - decode a SEND request
+ * @sendp:      output: the decoded request, arrays and payload pointing into @buf
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it: n_fds, plus 1 (the payload memfd, last)
+ *              with PROTO_PAYLOAD_MEMFD
+ *
+ * Return: 0 on success; -EBADMSG for a framing error (size other than
+ *         exactly what the counts and the inline payload need, nonzero
+ *         padding, wrong number of fds); -EINVAL for unknown flags, an
+ *         unknown payload_mode, a memfd_offset with an inline payload, SEED
+ *         with destinations or CONTINUE, or more than PROTO_DESTINATIONS_MAX
+ *         destinations; -EMSGSIZE for more than PROTO_HANDLES_MAX handles,
+ *         more than BUS1_FD_MAX fds, over 2 GiB of payload, or a memfd range
+ *         beyond PROTO_OFFSET_MAX.
+ */
+int proto_decode_send(ProtoSend *sendp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireSend w;
+        ProtoSend send_req;
+        size_t size, pos;
+        int r;
+
+        r = proto_decode_frame(&send_req.cookie, buf, len, PROTO_TYPE_SEND, PROTO_SIZE_SEND_MIN,
+                               false);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        send_req.flags = le64toh(w.flags);
+        send_req.n_destinations = le32toh(w.n_destinations);
+        send_req.n_handles = le32toh(w.n_handles);
+        send_req.n_fds = le32toh(w.n_fds);
+        send_req.payload_mode = le32toh(w.payload_mode);
+        send_req.n_bytes = le64toh(w.n_bytes);
+        send_req.memfd_offset = le64toh(w.memfd_offset);
+        r = proto_check_send(&send_req);
+        if (r < 0)
+                return r;
+        r = proto_size_send(&size, send_req.n_destinations, send_req.n_handles,
+                            send_req.payload_mode, send_req.n_bytes);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+
+        /* size == len, so every position below lies within the buffer */
+        pos = PROTO_SIZE_SEND_MIN;
+        send_req.destinations = proto_at(buf, pos);
+        pos += (size_t)send_req.n_destinations * sizeof(uint64_t);
+        send_req.handles = proto_at(buf, pos);
+        pos += (size_t)send_req.n_handles * sizeof(uint64_t);
+        send_req.payload = NULL;
+        if (send_req.payload_mode == PROTO_PAYLOAD_INLINE) {
+                send_req.payload = proto_at(buf, pos);
+                pos += (size_t)send_req.n_bytes;
+                if (!proto_is_zero(proto_at(buf, pos), len - pos))
+                        return -EBADMSG;
+        }
+
+        r = proto_check_n_fds(n_fds, proto_send_n_fds(&send_req));
+        if (r < 0)
+                return r;
+        *sendp = send_req;
+        return 0;
+}
+
+/**
+ * proto_decode_recv() - decode a RECV request
+ * @recvp:      output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for unknown
+ *         flags.
+ */
+int proto_decode_recv(ProtoRecv *recvp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireRecv w;
+        ProtoRecv recv_req;
+        int r;
+
+        r = proto_decode_frame(&recv_req.cookie, buf, len, PROTO_TYPE_RECV, PROTO_SIZE_RECV, true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        recv_req.flags = le64toh(w.flags);
+        recv_req.max_offset = le64toh(w.max_offset);
+        r = proto_check_recv(&recv_req);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *recvp = recv_req;
+        return 0;
+}
+
+/*
+ * The part every REPLY shares. An error reply is exactly the header and
+ * {error, reserved} with no fds, and gives 1; a success reply must hold
+ * @size bytes (exactly, if @exact) and gives 0.
+ */
+static int proto_decode_reply_frame(ProtoReply *replyp, const void *buf, size_t len,
+                                    size_t n_fds, size_t size, bool exact) {
+        ProtoWireReply w;
+        ProtoReply reply;
+        int r;
+
+        r = proto_decode_frame(&reply.cookie, buf, len, PROTO_TYPE_REPLY, PROTO_SIZE_REPLY,
+                               false);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        reply.error = le32toh(w.error);
+        r = proto_check_error(reply.error);
+        if (r < 0)
+                return r;
+        if (reply.error != 0) {
+                if (len != PROTO_SIZE_REPLY || n_fds != 0)
+                        return -EBADMSG;
+                *replyp = reply;
+                return 1;
+        }
+        if (len < size || (exact && len != size))
+                return -EBADMSG;
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_reply() - decode a REPLY without a body
+ * @replyp:     output: cookie and error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * For error replies to any request, and for the successful replies to
+ * PEER_DISCONNECT, PEER_RESET, HANDLE_RELEASE, NODES_DESTROY and
+ * SLICE_RELEASE, which have no body.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (a body included),
+ *         -EINVAL for an error above PROTO_ERRNO_MAX.
+ */
+int proto_decode_reply(ProtoReply *replyp, const void *buf, size_t len, size_t n_fds) {
+        ProtoReply reply;
+        int r;
+
+        r = proto_decode_reply_frame(&reply, buf, len, n_fds, PROTO_SIZE_REPLY, true);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_reply_hello() - decode the REPLY to a HELLO
+ * @replyp:     output: the decoded reply; body fields 0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it: the pool fd on success, none on error
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for a bad
+ *         error value or pool size, -EPROTONOSUPPORT for a version this
+ *         implementation does not speak.
+ */
+int proto_decode_reply_hello(ProtoReplyHello *replyp, const void *buf, size_t len,
+                             size_t n_fds) {
+        ProtoReplyHello reply = {};
+        ProtoWireReplyHello w;
+        ProtoReply frame;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_HELLO, true);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
+                if (w.reserved != 0)
+                        return -EBADMSG;
+                reply.peer_id = le64toh(w.peer_id);
+                reply.pool_size = le64toh(w.pool_size);
+                reply.version = le32toh(w.version);
+                r = proto_check_reply_hello(&reply);
+                if (r < 0)
+                        return r;
+                r = proto_check_n_fds(n_fds, 1);
+                if (r < 0)
+                        return r;
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_reply_peer_query() - decode the REPLY to a PEER_QUERY
+ * @replyp:     output: the decoded reply; body fields 0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for a bad
+ *         error value, nonzero flags, unknown peer flags or a limit above
+ *         INT_MAX.
+ */
+int proto_decode_reply_peer_query(ProtoReplyPeerQuery *replyp, const void *buf, size_t len,
+                                  size_t n_fds) {
+        ProtoReplyPeerQuery reply = {};
+        ProtoWirePeerReset w;
+        ProtoReply frame;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_PEER_QUERY, true);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
+                reply.flags = le64toh(w.flags);
+                reply.peer_flags = le64toh(w.peer_flags);
+                reply.max_slices = le32toh(w.max_slices);
+                reply.max_handles = le32toh(w.max_handles);
+                reply.max_inflight_bytes = le32toh(w.max_inflight_bytes);
+                reply.max_inflight_fds = le32toh(w.max_inflight_fds);
+                r = proto_check_reply_peer_query(&reply);
+                if (r < 0)
+                        return r;
+                r = proto_check_n_fds(n_fds, 0);
+                if (r < 0)
+                        return r;
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_reply_handle_transfer() - decode the REPLY to a HANDLE_TRANSFER
+ * @replyp:     output: the decoded reply; dst_handle 0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for a bad
+ *         error value.
+ */
+int proto_decode_reply_handle_transfer(ProtoReplyHandleTransfer *replyp, const void *buf,
+                                       size_t len, size_t n_fds) {
+        ProtoReplyHandleTransfer reply = {};
+        ProtoReply frame;
+        ProtoWireId w;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_HANDLE_TRANSFER,
+                                     true);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                r = proto_check_n_fds(n_fds, 0);
+                if (r < 0)
+                        return r;
+                memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
+                reply.dst_handle = le64toh(w.id);
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/*
+ * The body of a successful SEND reply; @reply already has cookie and
+ * error. The counts are checked before the size, the size before any error.
+ */
+static int proto_decode_reply_send_body(ProtoReplySend *reply, const void *buf, size_t len,
+                                        size_t n_fds) {
+        ProtoWireReplySend w;
+        size_t size;
+        uint64_t i;
+        int r;
+
+        memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
+        reply->n_errors = le64toh(w.n_errors);
+        r = proto_check_reply_send(reply->n_errors);
+        if (r < 0)
+                return r;
+        r = proto_size_reply_send(&size, reply->n_errors);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+        reply->errors = proto_at(buf, PROTO_SIZE_REPLY_SEND_MIN);
+        for (i = 0; i < reply->n_errors; ++i) {
+                r = proto_check_error(proto_u64_at(reply->errors, i));
+                if (r < 0)
+                        return r;
+        }
+        return proto_check_n_fds(n_fds, 0);
+}
+
+/**
+ * proto_decode_reply_send() - decode the REPLY to a SEND
+ * @replyp:     output: the decoded reply, errors pointing into @buf; n_errors
+ *              0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Whether n_errors matches the request (0, or n_destinations with
+ * PROTO_SEND_FLAG_ERRORS) is the caller's to check: it holds the request.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (size other than
+ *         exactly n_errors entries), -EINVAL for an error value above
+ *         PROTO_ERRNO_MAX, in the reply or in any entry, -EMSGSIZE for more
+ *         than PROTO_DESTINATIONS_MAX entries.
+ */
+int proto_decode_reply_send(ProtoReplySend *replyp, const void *buf, size_t len, size_t n_fds) {
+        ProtoReplySend reply = {};
+        ProtoReply frame;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_SEND_MIN, false);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                r = proto_decode_reply_send_body(&reply, buf, len, n_fds);
+                if (r < 0)
+                        return r;
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/* an entry as ENTRY and the RECV reply carry it */
+static void proto_read_entry(ProtoEntry *entry, const void *p) {
+        ProtoWireEntry w;
+
+        memcpy(&w, p, sizeof(w));
+        entry->entry_id = le64toh(w.entry_id);
+        entry->msg.type = le64toh(w.msg.type);
+        entry->msg.flags = le64toh(w.msg.flags);
+        entry->msg.destination = le64toh(w.msg.destination);
+        entry->msg.uid = le32toh(w.msg.uid);
+        entry->msg.gid = le32toh(w.msg.gid);
+        entry->msg.pid = le32toh(w.msg.pid);
+        entry->msg.tid = le32toh(w.msg.tid);
+        entry->msg.offset = le64toh(w.msg.offset);
+        entry->msg.n_bytes = le64toh(w.msg.n_bytes);
+        entry->msg.n_handles = le64toh(w.msg.n_handles);
+        entry->msg.n_fds = le64toh(w.msg.n_fds);
+        entry->msg.n_secctx = le64toh(w.msg.n_secctx);
+}
+
+/**
+ * proto_decode_reply_recv() - decode the REPLY to a RECV
+ * @replyp:     output: the decoded reply; entry all 0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it: msg.n_fds on success
+ *
+ * The entry_id is that of the queue entry (so a client can drop a pushed
+ * copy), or 0 for the seed.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL or -EMSGSIZE
+ *         for an entry proto_check_message() refuses, -EINVAL for a bad
+ *         error value.
+ */
+int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len, size_t n_fds) {
+        ProtoReplyRecv reply = {};
+        ProtoReply frame;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_RECV, true);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                proto_read_entry(&reply.entry, proto_at(buf, PROTO_SIZE_REPLY));
+                r = proto_check_message(&reply.entry.msg);
+                if (r < 0)
+                        return r;
+                r = proto_check_n_fds(n_fds, reply.entry.msg.n_fds);
+                if (r < 0)
+                        return r;
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_entry() - decode a pushed ENTRY
+ * @entryp:     output: the decoded entry
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it: msg.n_fds
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero cookie
+ *         included), -EINVAL for entry_id 0, -EINVAL or -EMSGSIZE for an
+ *         entry proto_check_message() refuses.
+ */
+int proto_decode_entry(ProtoEntry *entryp, const void *buf, size_t len, size_t n_fds) {
+        ProtoEntry entry;
+        int r;
+
+        r = proto_decode_push_frame(buf, len, PROTO_TYPE_ENTRY, PROTO_SIZE_ENTRY);
+        if (r < 0)
+                return r;
+        proto_read_entry(&entry, proto_at(buf, PROTO_SIZE_HEADER));
+        r = proto_check_entry_id(entry.entry_id);
+        if (r < 0)
+                return r;
+        r = proto_check_message(&entry.msg);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, entry.msg.n_fds);
+        if (r < 0)
+                return r;
+        *entryp = entry;
+        return 0;
+}
+
+/**
+ * proto_decode_retract() - decode a RETRACT
+ * @retractp:   output: the decoded record
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero cookie
+ *         included), -EINVAL for entry_id 0.
+ */
+int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, size_t n_fds) {
+        ProtoRetract retract;
+        ProtoWireId w;
+        int r;
+
+        r = proto_decode_push_frame(buf, len, PROTO_TYPE_RETRACT, PROTO_SIZE_RETRACT);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        retract.entry_id = le64toh(w.id);
+        r = proto_check_entry_id(retract.entry_id);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *retractp = retract;
+        return 0;
+}
+
+/**
+ * proto_decode_wake() - decode a WAKE
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for anything but a bare header of type
+ *         WAKE with cookie 0 and no fds.
+ */
+int proto_decode_wake(const void *buf, size_t len, size_t n_fds) {
+        int r;
+
+        r = proto_decode_push_frame(buf, len, PROTO_TYPE_WAKE, PROTO_SIZE_WAKE);
+        if (r < 0)
+                return r;
+        return proto_check_n_fds(n_fds, 0);
+}

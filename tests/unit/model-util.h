@@ -84,3 +84,77 @@ static inline uint64_t test_transfer(Peer *src, uint64_t id, Peer *dst) {
         assert_int_equal(peer_handle_transfer(src, 0, id, dst, &out), 0);
         return out;
 }
+
+/* lower (or raise) @peer's handle limit, keeping its other limits and flags */
+static inline void test_set_max_handles(Peer *peer, uint32_t max_handles) {
+        PeerLimits limits = {
+                .max_slices = PEER_LIMIT_KEEP,
+                .max_handles = max_handles,
+                .max_inflight_bytes = PEER_LIMIT_KEEP,
+                .max_inflight_fds = PEER_LIMIT_KEEP,
+        };
+
+        assert_int_equal(peer_reset(peer, 0, UINT64_MAX, &limits), 0);
+}
+
+/* PEER_RESET with BUS1_PEER_RESET_FLAG_FLUSH, limits and flags kept */
+static inline void test_flush(Peer *peer) {
+        PeerLimits keep = {
+                .max_slices = PEER_LIMIT_KEEP,
+                .max_handles = PEER_LIMIT_KEEP,
+                .max_inflight_bytes = PEER_LIMIT_KEEP,
+                .max_inflight_fds = PEER_LIMIT_KEEP,
+        };
+
+        assert_int_equal(peer_reset(peer, BUS1_PEER_RESET_FLAG_FLUSH, UINT64_MAX, &keep), 0);
+}
+
+/* nothing to receive: a RECV (peeking, so nothing changes) answers EAGAIN */
+static inline void test_expect_empty(Peer *peer) {
+        PeerRecv r;
+
+        assert_int_equal(test_recv(peer, BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
+}
+
+/*
+ * dequeue the next entry and check it is a notification of @type
+ * (BUS1_MSG_NODE_*) to @destination with @flags, carrying the fixed
+ * notification fields (SPEC section 5)
+ */
+static inline void test_expect_notification(Peer *peer, uint64_t type, uint64_t destination,
+                                            uint64_t flags) {
+        PeerRecv r;
+
+        assert_int_equal(test_recv(peer, 0, &r), 0);
+        assert_int_equal(r.type, type);
+        assert_int_equal(r.flags, flags);
+        assert_int_equal(r.destination, destination);
+        assert_int_equal(r.creds.uid, UINT32_MAX);
+        assert_int_equal(r.creds.gid, UINT32_MAX);
+        assert_int_equal(r.creds.pid, 0);
+        assert_int_equal(r.creds.tid, 0);
+        assert_int_equal(r.offset, BUS1_OFFSET_INVALID);
+        assert_int_equal(r.n_bytes, 0);
+        assert_int_equal(r.n_handles, 0);
+        assert_int_equal(r.n_fds, 0);
+        assert_int_equal(r.n_secctx, 0);
+        assert_null(r.fds);
+}
+
+/*
+ * dequeue the next entry and check it is DATA to @destination with payload
+ * @text and @n_handles handle entries; the slice stays the peer's (read its
+ * handles with test_slice_handle(@r, i))
+ */
+static inline void test_expect_data(Peer *peer, uint64_t destination, const char *text,
+                                    uint64_t n_handles, PeerRecv *r) {
+        size_t len = text ? strlen(text) : 0;
+
+        assert_int_equal(test_recv(peer, 0, r), 0);
+        assert_int_equal(r->type, BUS1_MSG_DATA);
+        assert_int_equal(r->destination, destination);
+        assert_int_equal(r->n_bytes, len);
+        assert_int_equal(r->n_handles, n_handles);
+        if (len)
+                assert_memory_equal(test_slice(peer, r->offset), text, len);
+}
