@@ -214,6 +214,15 @@ struct bus1_cmd_recv {
 #define BUS1_CMD_SEND                   _IOWR(BUS1_IOCTL_MAGIC, 0x40, struct bus1_cmd_send)
 #define BUS1_CMD_RECV                   _IOWR(BUS1_IOCTL_MAGIC, 0x50, struct bus1_cmd_recv)
 
+/*
+ * The calls that replace open(2), ioctl(2) and close(2) on /dev/bus1
+ * (libbus1-client). Each returns a negative errno on failure.
+ */
+int bus1_uapi_open(const char *address);
+int bus1_uapi_ioctl(int peer, unsigned long cmd, void *arg);
+int bus1_uapi_pool_fd(int peer);
+int bus1_uapi_close(int peer);
+
 #ifdef __cplusplus
 }
 #endif

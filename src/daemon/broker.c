@@ -42,6 +42,7 @@ int broker_new(Broker **brokerp) {
         broker->bus.pool_setup = broker_pool_setup;
         broker->bus.userdata = broker;
         list_init(&broker->connections);
+        list_init(&broker->dirty);
         rbtree_init(&broker->by_inode);
 
         /* room for the largest record and the trailing byte that shows MSG_TRUNC */
@@ -171,4 +172,47 @@ int broker_run(Broker *broker) {
 void broker_connection_closed(Broker *broker) {
         for (unsigned int i = 0; i < broker->n_listeners; ++i)
                 listener_resume(broker->listeners[i]);
+}
+
+static int broker_compare_inode(const RBNode *n, const void *key) {
+        const Connection *conn = container_of(n, Connection, inode_node);
+        uint64_t ino = *(const uint64_t *)key;
+
+        if (ino < conn->inode)
+                return -1;
+        return ino > conn->inode;
+}
+
+/**
+ * broker_index_connection() - make a connection findable by its inode
+ * @broker:     broker
+ * @conn:       connection, not indexed yet
+ */
+void broker_index_connection(Broker *broker, Connection *conn) {
+        RBNode **slot, *parent;
+
+        slot = rbtree_find_slot(&broker->by_inode, broker_compare_inode, &conn->inode, &parent);
+        if (slot)
+                rbtree_add(&broker->by_inode, parent, slot, &conn->inode_node);
+}
+
+/**
+ * broker_unindex_connection() - forget a connection's inode
+ * @broker:     broker
+ * @conn:       connection
+ */
+void broker_unindex_connection(Broker *broker, Connection *conn) {
+        rbtree_remove(&broker->by_inode, &conn->inode_node);
+}
+
+/**
+ * broker_find_connection() - the connection whose socket has an inode
+ * @broker:     broker
+ * @inode:      inode of the broker's end of the socket
+ *
+ * Return: the connection, or NULL. O(log n).
+ */
+Connection *broker_find_connection(Broker *broker, uint64_t inode) {
+        return rbnode_entry(rbtree_find(&broker->by_inode, broker_compare_inode, &inode),
+                            Connection, inode_node);
 }

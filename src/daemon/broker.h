@@ -29,6 +29,7 @@ struct Broker {
         unsigned int n_listeners;
         List connections;
         RBTree by_inode;        /* connections by the inode of their socket */
+        List dirty;             /* connections with entries to push */
         uint64_t n_connections;
         uint8_t *rx_buf;        /* one receive buffer: the broker is single-threaded */
         size_t rx_size;
@@ -43,3 +44,6 @@ int broker_listen_activated(Broker *broker);
 int broker_run(Broker *broker);
 
 void broker_connection_closed(Broker *broker);
+void broker_index_connection(Broker *broker, Connection *conn);
+void broker_unindex_connection(Broker *broker, Connection *conn);
+Connection *broker_find_connection(Broker *broker, uint64_t inode);

@@ -317,8 +317,10 @@ void handle_release(Handle *handle, uint64_t n, uint64_t seq) {
                         --handle->n_inflight;
                 }
                 /* queued entries keep it alive, but its ID is gone */
-                if (handle->n_inflight)
+                if (handle->n_inflight) {
                         handle_unlink(handle);
+                        ++handle->holder->n_detached;
+                }
         }
 
         /* the node's count falls after the handle's state is final */

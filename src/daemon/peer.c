@@ -640,6 +640,66 @@ static void peer_recv_notification(QueueEntry *entry, PeerRecv *r) {
 }
 
 /**
+ * peer_describe_entry() - what a RECV of a queued entry would report
+ * @peer:       peer
+ * @entry:      an entry on the peer's queue
+ * @recvp:      out: the entry's fields; n_fds is the number of fds attached
+ *
+ * Changes nothing: this is how the broker describes entries it pushes to
+ * the client ahead of the RECV. The slice layout of the description is the
+ * one with the fds installed.
+ */
+void peer_describe_entry(Peer *peer, QueueEntry *entry, PeerRecv *recvp) {
+        PeerRecv r = { .entry_id = entry->id };
+
+        if (queue_entry_continues(&peer->queue, entry))
+                r.flags |= BUS1_MSG_FLAG_CONTINUE;
+        if (entry->type == QUEUE_ENTRY_DATA) {
+                Message *m = container_of(entry, Message, entry);
+
+                r.type = BUS1_MSG_DATA;
+                r.destination = m->destination;
+                r.creds = m->creds;
+                r.offset = m->slice->offset;
+                r.n_bytes = m->n_bytes;
+                r.n_handles = m->n_handles;
+                r.n_fds = message_n_fds(m);
+                r.n_secctx = m->n_secctx;
+                if (m->n_secctx)
+                        r.flags |= BUS1_MSG_FLAG_HAS_SECCTX;
+        } else {
+                peer_recv_notification(entry, &r);
+        }
+        *recvp = r;
+}
+
+/**
+ * peer_entry_needs_sync() - whether only the broker may dequeue an entry
+ * @peer:       peer
+ * @entry:      an entry on the peer's queue
+ *
+ * Some entries change at the moment they are received: a handle entry the
+ * peer released meanwhile gets a fresh ID written into the slice, and a
+ * security context moves when the fds are not installed. A client that
+ * buffers pushed entries must receive those through the broker.
+ *
+ * Return: true if the entry must be dequeued by a RECV the broker executes.
+ */
+bool peer_entry_needs_sync(Peer *peer, QueueEntry *entry) {
+        Message *m;
+
+        if (entry->type != QUEUE_ENTRY_DATA)
+                return false;
+        m = container_of(entry, Message, entry);
+        if (m->n_secctx && message_n_fds(m))
+                return true;
+        for (uint64_t i = 0; i < m->n_handles; ++i)
+                if (m->handles[i] && handle_is_detached(m->handles[i]))
+                        return true;
+        return false;
+}
+
+/**
  * peer_recv() - RECV: the next entry of the queue, or the seed
  * @peer:       peer
  * @flags:      BUS1_RECV_FLAG_*

@@ -60,6 +60,7 @@ struct Peer {
         uint64_t n_inflight_fds;
         List nodes;             /* nodes owned that still exist, live or destroyed */
         uint64_t n_nodes;       /* live nodes owned */
+        uint64_t n_detached;    /* times a handle queued entries carry was released */
 
         Queue queue;
         Pool pool;
@@ -95,6 +96,8 @@ int peer_nodes_destroy(Peer *peer, uint64_t flags, const uint64_t *ids, uint64_t
 int peer_slice_release(Peer *peer, uint64_t offset);
 int peer_recv(Peer *peer, uint64_t flags, uint64_t max_offset, PeerRecv *recvp);
 void peer_recv_deinit(PeerRecv *recv);
+void peer_describe_entry(Peer *peer, QueueEntry *entry, PeerRecv *recvp);
+bool peer_entry_needs_sync(Peer *peer, QueueEntry *entry);
 
 /* internal helpers shared by the model's modules */
 int peer_resolve(Peer *peer, uint64_t id, Handle **handlep, List *staged);

@@ -115,6 +115,33 @@ int proto_check_nodes_destroy(uint64_t flags, uint64_t n_nodes) {
 }
 
 /**
+ * proto_check_slice_fds() - check the fd count of a SLICE_FDS
+ * @n_fds:      the request's fd count
+ *
+ * A SLICE_FDS reports the fds a RECV installed, so it names at least one and
+ * at most what one message can carry. Whether the count is that of the RECV
+ * the broker answered last is the broker's question.
+ *
+ * Return: 0 on success, -EINVAL for 0 or more than BUS1_FD_MAX.
+ */
+int proto_check_slice_fds(uint64_t n_fds) {
+        if (n_fds < 1 || n_fds > PROTO_FDS_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_slice_fd() - check one fd number of a SLICE_FDS
+ * @fd:         the number the fd got in the client's process
+ *
+ * Return: 0 on success, -EINVAL for a negative number, which no installed fd
+ *         has.
+ */
+int proto_check_slice_fd(int32_t fd) {
+        return fd < 0 ? -EINVAL : 0;
+}
+
+/**
  * proto_check_send() - check the scalar arguments of a SEND
  * @send_req:   decoded request; its array pointers are not looked at
  *
@@ -247,25 +274,29 @@ static int proto_check_notification(const ProtoMessage *msg) {
 /**
  * proto_check_message() - check a queue entry as ENTRY and RECV replies carry it
  * @msg:        decoded entry
+ * @flags:      the message flags the record may carry: PROTO_ENTRY_MSG_FLAGS
+ *              in a pushed ENTRY, PROTO_MSG_FLAGS in a RECV reply (which
+ *              never carries PROTO_MSG_FLAG_SYNC)
  *
  * A DATA entry names an 8-byte aligned slice offset within PROTO_OFFSET_MAX
  * and counts within the protocol's limits. A notification (NODE_DESTROY,
  * NODE_RELEASE) has uid = gid = (u32)-1, pid = tid = 0, offset
- * BUS1_OFFSET_INVALID, all counts 0, and no HAS_SECCTX.
+ * BUS1_OFFSET_INVALID, all counts 0, and no HAS_SECCTX. Any type may carry
+ * SYNC where @flags allows it.
  *
- * Return: 0 on success, -EINVAL for an unknown type, unknown flags, a bad
- *         offset, or a notification with any other field value; -EMSGSIZE
- *         for a DATA count beyond its limit (2 GiB of payload,
+ * Return: 0 on success, -EINVAL for an unknown type, flags outside @flags, a
+ *         bad offset, or a notification with any other field value;
+ *         -EMSGSIZE for a DATA count beyond its limit (2 GiB of payload,
  *         PROTO_HANDLES_MAX handles, BUS1_FD_MAX fds, PROTO_SECCTX_MAX bytes
  *         of security context).
  */
-int proto_check_message(const ProtoMessage *msg) {
+int proto_check_message(const ProtoMessage *msg, uint64_t flags) {
         int r;
 
         if (msg->type != BUS1_MSG_DATA && msg->type != BUS1_MSG_NODE_DESTROY &&
             msg->type != BUS1_MSG_NODE_RELEASE)
                 return -EINVAL;
-        r = proto_check_flags(msg->flags, PROTO_MSG_FLAGS);
+        r = proto_check_flags(msg->flags, flags);
         if (r < 0)
                 return r;
         if (msg->type != BUS1_MSG_DATA)
@@ -280,10 +311,25 @@ int proto_check_message(const ProtoMessage *msg) {
 
 /**
  * proto_check_entry_id() - check the ID of a pushed entry
- * @entry_id:   ID from an ENTRY or RETRACT
+ * @entry_id:   ID from an ENTRY, RETRACT or ACK
  *
  * Return: 0 on success, -EINVAL for 0, which no pushed entry has.
  */
 int proto_check_entry_id(uint64_t entry_id) {
         return entry_id == 0 ? -EINVAL : 0;
+}
+
+/**
+ * proto_check_retract() - check a RETRACT
+ * @retract:    decoded record
+ *
+ * Return: 0 on success, -EINVAL for unknown flags or entry_id 0.
+ */
+int proto_check_retract(const ProtoRetract *retract) {
+        int r;
+
+        r = proto_check_flags(retract->flags, PROTO_RETRACT_FLAGS);
+        if (r < 0)
+                return r;
+        return proto_check_entry_id(retract->entry_id);
 }

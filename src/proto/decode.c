@@ -13,14 +13,16 @@
  * fields, every reserved field and padding byte, every flag bit and value.
  * The checks run in one fixed order: the header (proto_decode_header()), the
  * record type, the size of the fixed part, reserved fields, the arguments
- * (check.c), the size computed from the counts (size.c), padding, and last
- * the number of attached fds. Reads use memcpy(), so a buffer of any
+ * (check.c), the size computed from the counts (size.c), the entries of
+ * arrays whose values are checked, padding, and last the number of attached
+ * fds. Reads use memcpy(), so a buffer of any
  * alignment is safe, and no read happens beyond @len: the fixed part is read
  * only after len was found to hold it, arrays only after the size computed
  * from their counts was found to equal len.
  *
  * Framing errors are -EBADMSG and close the connection; argument errors are
- * answered. proto.h describes the policy.
+ * answered. The records nobody answers, FDS and ACK, turn every error into
+ * -EBADMSG. proto.h describes the policy.
  */
 
 #include <endian.h>
@@ -90,6 +92,7 @@ int proto_check_request_type(uint16_t type) {
         switch (type) {
         case PROTO_TYPE_HELLO:
         case PROTO_TYPE_FDS:
+        case PROTO_TYPE_ACK:
         case PROTO_TYPE_PEER_DISCONNECT:
         case PROTO_TYPE_PEER_QUERY:
         case PROTO_TYPE_PEER_RESET:
@@ -97,6 +100,7 @@ int proto_check_request_type(uint16_t type) {
         case PROTO_TYPE_HANDLE_TRANSFER:
         case PROTO_TYPE_NODES_DESTROY:
         case PROTO_TYPE_SLICE_RELEASE:
+        case PROTO_TYPE_SLICE_FDS:
         case PROTO_TYPE_SEND:
         case PROTO_TYPE_RECV:
                 return 0;
@@ -126,8 +130,12 @@ static int proto_decode_frame(uint64_t *cookiep, const void *buf, size_t len, ui
         return 0;
 }
 
-/* like proto_decode_frame(), for pushed records, whose cookie is always 0 */
-static int proto_decode_push_frame(const void *buf, size_t len, uint16_t type, size_t size) {
+/*
+ * Like proto_decode_frame(), for the records nobody answers, whose cookie is
+ * always 0: pushed records and ACK.
+ */
+static int proto_decode_frame_no_cookie(const void *buf, size_t len, uint16_t type,
+                                        size_t size) {
         uint64_t cookie;
         int r;
 
@@ -215,6 +223,40 @@ int proto_decode_fds(ProtoFds *fdsp, const void *buf, size_t len, size_t n_fds) 
         if (r < 0)
                 return r;
         *fdsp = fds;
+        return 0;
+}
+
+/**
+ * proto_decode_ack() - decode an ACK
+ * @ackp:       output: the decoded record
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * The client reports that it has dequeued locally every pushed entry up to
+ * @ackp->entry_id that it did not dequeue with a RECV. Whether the broker
+ * pushed that entry is the broker's to check.
+ *
+ * Return: 0 on success, -EBADMSG for anything wrong, entry_id 0 included:
+ *         an ACK is never answered.
+ */
+int proto_decode_ack(ProtoAck *ackp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireId w;
+        ProtoAck ack;
+        int r;
+
+        r = proto_decode_frame_no_cookie(buf, len, PROTO_TYPE_ACK, PROTO_SIZE_ACK);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        ack.entry_id = le64toh(w.id);
+        /* no REPLY could carry an argument error, so it is a violation */
+        if (proto_check_entry_id(ack.entry_id) < 0)
+                return -EBADMSG;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *ackp = ack;
         return 0;
 }
 
@@ -466,6 +508,63 @@ int proto_decode_slice_release(ProtoSliceRelease *releasep, const void *buf, siz
 }
 
 /**
+ * proto_decode_slice_fds() - decode a SLICE_FDS request
+ * @slice_fdsp: output: the decoded request, fds pointing into @buf
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0: the record carries fd
+ *              numbers, not fds)
+ *
+ * Whether offset and count are those of the RECV the broker answered last is
+ * the broker's question (-EINVAL otherwise).
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero reserved
+ *         field, size other than exactly n_fds numbers padded to 8, nonzero
+ *         padding, attached fds), -EINVAL for a count of 0 or above
+ *         BUS1_FD_MAX or a negative fd number.
+ */
+int proto_decode_slice_fds(ProtoSliceFds *slice_fdsp, const void *buf, size_t len,
+                           size_t n_fds) {
+        ProtoWireSliceFds w;
+        ProtoSliceFds slice_fds;
+        size_t size, pos, i;
+        int r;
+
+        r = proto_decode_frame(&slice_fds.cookie, buf, len, PROTO_TYPE_SLICE_FDS,
+                               PROTO_SIZE_SLICE_FDS_MIN, false);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        slice_fds.offset = le64toh(w.offset);
+        slice_fds.n_fds = le32toh(w.n_fds);
+        r = proto_check_slice_fds(slice_fds.n_fds);
+        if (r < 0)
+                return r;
+        r = proto_size_slice_fds(&size, slice_fds.n_fds);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+
+        /* size == len, so the numbers and the padding lie within the buffer */
+        slice_fds.fds = proto_at(buf, PROTO_SIZE_SLICE_FDS_MIN);
+        for (i = 0; i < slice_fds.n_fds; ++i) {
+                r = proto_check_slice_fd(proto_s32_at(slice_fds.fds, i));
+                if (r < 0)
+                        return r;
+        }
+        pos = PROTO_SIZE_SLICE_FDS_MIN + (size_t)slice_fds.n_fds * sizeof(uint32_t);
+        if (!proto_is_zero(proto_at(buf, pos), len - pos))
+                return -EBADMSG;
+
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *slice_fdsp = slice_fds;
+        return 0;
+}
+
+/**
  * proto_decode_send() - decode a SEND request
  * @sendp:      output: the decoded request, arrays and payload pointing into @buf
  * @buf:        the packet
@@ -602,8 +701,8 @@ static int proto_decode_reply_frame(ProtoReply *replyp, const void *buf, size_t 
  * @n_fds:      fds that came with it (must be 0)
  *
  * For error replies to any request, and for the successful replies to
- * PEER_DISCONNECT, PEER_RESET, HANDLE_RELEASE, NODES_DESTROY and
- * SLICE_RELEASE, which have no body.
+ * PEER_DISCONNECT, PEER_RESET, HANDLE_RELEASE, NODES_DESTROY, SLICE_RELEASE
+ * and SLICE_FDS, which have no body.
  *
  * Return: 0 on success, -EBADMSG for a framing error (a body included),
  *         -EINVAL for an error above PROTO_ERRNO_MAX.
@@ -830,11 +929,12 @@ static void proto_read_entry(ProtoEntry *entry, const void *p) {
  * @n_fds:      fds that came with it: msg.n_fds on success
  *
  * The entry_id is that of the queue entry (so a client can drop a pushed
- * copy), or 0 for the seed.
+ * copy), or 0 for the seed. The entry never carries PROTO_MSG_FLAG_SYNC: it
+ * is dequeued already.
  *
  * Return: 0 on success, -EBADMSG for a framing error, -EINVAL or -EMSGSIZE
- *         for an entry proto_check_message() refuses, -EINVAL for a bad
- *         error value.
+ *         for an entry proto_check_message() refuses (SYNC included),
+ *         -EINVAL for a bad error value.
  */
 int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len, size_t n_fds) {
         ProtoReplyRecv reply = {};
@@ -848,7 +948,7 @@ int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len,
         reply.error = frame.error;
         if (r == 0) {
                 proto_read_entry(&reply.entry, proto_at(buf, PROTO_SIZE_REPLY));
-                r = proto_check_message(&reply.entry.msg);
+                r = proto_check_message(&reply.entry.msg, PROTO_MSG_FLAGS);
                 if (r < 0)
                         return r;
                 r = proto_check_n_fds(n_fds, reply.entry.msg.n_fds);
@@ -866,6 +966,8 @@ int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len,
  * @len:        its length
  * @n_fds:      fds that came with it: msg.n_fds
  *
+ * Unlike a RECV reply, a pushed entry may carry PROTO_MSG_FLAG_SYNC.
+ *
  * Return: 0 on success, -EBADMSG for a framing error (nonzero cookie
  *         included), -EINVAL for entry_id 0, -EINVAL or -EMSGSIZE for an
  *         entry proto_check_message() refuses.
@@ -874,14 +976,14 @@ int proto_decode_entry(ProtoEntry *entryp, const void *buf, size_t len, size_t n
         ProtoEntry entry;
         int r;
 
-        r = proto_decode_push_frame(buf, len, PROTO_TYPE_ENTRY, PROTO_SIZE_ENTRY);
+        r = proto_decode_frame_no_cookie(buf, len, PROTO_TYPE_ENTRY, PROTO_SIZE_ENTRY);
         if (r < 0)
                 return r;
         proto_read_entry(&entry, proto_at(buf, PROTO_SIZE_HEADER));
         r = proto_check_entry_id(entry.entry_id);
         if (r < 0)
                 return r;
-        r = proto_check_message(&entry.msg);
+        r = proto_check_message(&entry.msg, PROTO_ENTRY_MSG_FLAGS);
         if (r < 0)
                 return r;
         r = proto_check_n_fds(n_fds, entry.msg.n_fds);
@@ -899,19 +1001,20 @@ int proto_decode_entry(ProtoEntry *entryp, const void *buf, size_t len, size_t n
  * @n_fds:      fds that came with it (must be 0)
  *
  * Return: 0 on success, -EBADMSG for a framing error (nonzero cookie
- *         included), -EINVAL for entry_id 0.
+ *         included), -EINVAL for unknown flags or entry_id 0.
  */
 int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireRetract w;
         ProtoRetract retract;
-        ProtoWireId w;
         int r;
 
-        r = proto_decode_push_frame(buf, len, PROTO_TYPE_RETRACT, PROTO_SIZE_RETRACT);
+        r = proto_decode_frame_no_cookie(buf, len, PROTO_TYPE_RETRACT, PROTO_SIZE_RETRACT);
         if (r < 0)
                 return r;
         memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
-        retract.entry_id = le64toh(w.id);
-        r = proto_check_entry_id(retract.entry_id);
+        retract.entry_id = le64toh(w.entry_id);
+        retract.flags = le64toh(w.flags);
+        r = proto_check_retract(&retract);
         if (r < 0)
                 return r;
         r = proto_check_n_fds(n_fds, 0);
@@ -919,6 +1022,16 @@ int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, si
                 return r;
         *retractp = retract;
         return 0;
+}
+
+/* WAKE and RESYNC: a bare header with cookie 0 and no fds */
+static int proto_decode_bare(const void *buf, size_t len, size_t n_fds, uint16_t type) {
+        int r;
+
+        r = proto_decode_frame_no_cookie(buf, len, type, PROTO_SIZE_HEADER);
+        if (r < 0)
+                return r;
+        return proto_check_n_fds(n_fds, 0);
 }
 
 /**
@@ -931,10 +1044,21 @@ int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, si
  *         WAKE with cookie 0 and no fds.
  */
 int proto_decode_wake(const void *buf, size_t len, size_t n_fds) {
-        int r;
+        return proto_decode_bare(buf, len, n_fds, PROTO_TYPE_WAKE);
+}
 
-        r = proto_decode_push_frame(buf, len, PROTO_TYPE_WAKE, PROTO_SIZE_WAKE);
-        if (r < 0)
-                return r;
-        return proto_check_n_fds(n_fds, 0);
+/**
+ * proto_decode_resync() - decode a RESYNC
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * The client drops every entry it buffered from earlier pushes (closing
+ * their fds): each one still queued is pushed again after this record.
+ *
+ * Return: 0 on success, -EBADMSG for anything but a bare header of type
+ *         RESYNC with cookie 0 and no fds.
+ */
+int proto_decode_resync(const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_bare(buf, len, n_fds, PROTO_TYPE_RESYNC);
 }

@@ -13,7 +13,9 @@
  * Whatever an encoder produces, the matching decoder accepts, with the same
  * values back: the tests check this for every record type. An encoder never
  * writes a record the decoder would refuse, so argument errors surface on
- * the sending side with the errno the receiver would have answered.
+ * the sending side with the errno the receiver would have answered. FDS and
+ * ACK are the exception: nobody answers them, so their decoders say -EBADMSG
+ * where the encoders refuse the argument with -EINVAL.
  */
 
 #include <endian.h>
@@ -58,6 +60,17 @@ static void proto_write_u64s(uint8_t *p, const uint64_t *v, size_t n) {
 
         for (i = 0; i < n; ++i) {
                 le = htole64(v[i]);
+                memcpy(p + i * sizeof(le), &le, sizeof(le));
+        }
+}
+
+/* store @n host-order ints as le32 at @p */
+static void proto_write_s32s(uint8_t *p, const int *v, size_t n) {
+        uint32_t le;
+        size_t i;
+
+        for (i = 0; i < n; ++i) {
+                le = htole32((uint32_t)v[i]);
                 memcpy(p + i * sizeof(le), &le, sizeof(le));
         }
 }
@@ -120,6 +133,28 @@ int proto_encode_fds(void *buf, size_t cap, const ProtoFds *fds) {
         if (fds->n_fds < 1 || fds->n_fds > PROTO_PACKET_FDS_MAX)
                 return -EINVAL;
         return proto_encode_fixed(buf, cap, fds->type, 0, &w, sizeof(w));
+}
+
+/**
+ * proto_encode_ack() - write an ACK
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @ack:        the highest entry ID the client has dequeued locally
+ *
+ * The client sends this before its next request whenever it has dequeued
+ * pushed entries locally; it gets no reply. The cookie is 0.
+ *
+ * Return: the record size on success, -EINVAL for entry_id 0, -ENOBUFS if
+ *         @cap is too small.
+ */
+int proto_encode_ack(void *buf, size_t cap, const ProtoAck *ack) {
+        ProtoWireId w = { .id = htole64(ack->entry_id) };
+        int r;
+
+        r = proto_check_entry_id(ack->entry_id);
+        if (r < 0)
+                return r;
+        return proto_encode_fixed(buf, cap, PROTO_TYPE_ACK, 0, &w, sizeof(w));
 }
 
 /**
@@ -282,6 +317,53 @@ int proto_encode_slice_release(void *buf, size_t cap, const ProtoSliceRelease *r
                                   &w, sizeof(w));
 }
 
+/**
+ * proto_encode_slice_fds() - write a SLICE_FDS request
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @cookie:     the request's cookie
+ * @offset:     the slice offset the RECV returned
+ * @fds:        the fd numbers the RECV's fds got in this process, in order
+ * @n_fds:      their number, the RECV's msg.n_fds
+ *
+ * No fd is attached: the record carries the numbers only.
+ *
+ * Return: the record size on success, -EINVAL for a count of 0 or above
+ *         BUS1_FD_MAX or a negative fd number, -EFAULT for a NULL @fds,
+ *         -ENOBUFS if @cap is too small.
+ */
+int proto_encode_slice_fds(void *buf, size_t cap, uint64_t cookie, uint64_t offset,
+                           const int *fds, size_t n_fds) {
+        ProtoWireSliceFds w;
+        size_t size, i;
+        int r;
+
+        r = proto_check_slice_fds(n_fds);
+        if (r < 0)
+                return r;
+        if (!fds)
+                return -EFAULT;
+        for (i = 0; i < n_fds; ++i) {
+                r = proto_check_slice_fd(fds[i]);
+                if (r < 0)
+                        return r;
+        }
+        /* BUS1_FD_MAX numbers always fit a record */
+        r = proto_size_slice_fds(&size, n_fds);
+        if (r < 0)
+                return r;
+        r = proto_encode_begin(buf, cap, size, PROTO_TYPE_SLICE_FDS, cookie);
+        if (r < 0)
+                return r;
+        w = (ProtoWireSliceFds){
+                .offset = htole64(offset),
+                .n_fds = htole32((uint32_t)n_fds),
+        };
+        memcpy(proto_at(buf, PROTO_SIZE_HEADER), &w, sizeof(w));
+        proto_write_s32s(proto_at(buf, PROTO_SIZE_SLICE_FDS_MIN), fds, n_fds);
+        return (int)size;
+}
+
 /* the total of @vecs, saturated at UINT64_MAX; -EFAULT for a NULL base */
 static int proto_vecs_total(uint64_t *totalp, const struct iovec *vecs, size_t n_vecs) {
         uint64_t total = 0;
@@ -430,8 +512,9 @@ static int proto_encode_reply_begin(void *buf, size_t cap, uint64_t cookie, uint
  * @cap:        its size
  * @reply:      cookie of the request and its result: 0 or a positive errno
  *
- * Answers any request with an error, and PEER_DISCONNECT, PEER_RESET,
- * HANDLE_RELEASE, NODES_DESTROY and SLICE_RELEASE with success.
+ * Answers any request but FDS and ACK with an error, and PEER_DISCONNECT,
+ * PEER_RESET, HANDLE_RELEASE, NODES_DESTROY, SLICE_RELEASE and SLICE_FDS
+ * with success.
  *
  * Return: the record size on success, -EINVAL for an error above
  *         PROTO_ERRNO_MAX, -ENOBUFS if @cap is too small.
@@ -616,18 +699,19 @@ static void proto_write_entry(uint8_t *p, const ProtoEntry *entry) {
  * @cap:        its size
  * @reply:      the reply; with a nonzero error only cookie and error are used
  *
- * On success the broker attaches the entry's msg.n_fds fds.
+ * On success the broker attaches the entry's msg.n_fds fds. The entry is
+ * dequeued by this reply, so it may not carry PROTO_MSG_FLAG_SYNC.
  *
  * Return: the record size on success, -EINVAL or -EMSGSIZE for an entry
- *         proto_check_message() refuses, -EINVAL for a bad error value,
- *         -ENOBUFS if @cap is too small.
+ *         proto_check_message() refuses (SYNC included), -EINVAL for a bad
+ *         error value, -ENOBUFS if @cap is too small.
  */
 int proto_encode_reply_recv(void *buf, size_t cap, const ProtoReplyRecv *reply) {
         int r;
 
         if (reply->error != 0)
                 return proto_encode_reply_error(buf, cap, reply->cookie, reply->error);
-        r = proto_check_message(&reply->entry.msg);
+        r = proto_check_message(&reply->entry.msg, PROTO_MSG_FLAGS);
         if (r < 0)
                 return r;
         r = proto_encode_reply_begin(buf, cap, reply->cookie, 0, sizeof(ProtoWireEntry));
@@ -643,6 +727,9 @@ int proto_encode_reply_recv(void *buf, size_t cap, const ProtoReplyRecv *reply) 
  * @cap:        its size
  * @entry:      the entry; the broker attaches its msg.n_fds fds
  *
+ * msg.flags may include PROTO_MSG_FLAG_SYNC, telling the client to dequeue
+ * this entry with a RECV only.
+ *
  * Return: the record size on success, -EINVAL for entry_id 0, -EINVAL or
  *         -EMSGSIZE for an entry proto_check_message() refuses, -ENOBUFS if
  *         @cap is too small.
@@ -653,7 +740,7 @@ int proto_encode_entry(void *buf, size_t cap, const ProtoEntry *entry) {
         r = proto_check_entry_id(entry->entry_id);
         if (r < 0)
                 return r;
-        r = proto_check_message(&entry->msg);
+        r = proto_check_message(&entry->msg, PROTO_ENTRY_MSG_FLAGS);
         if (r < 0)
                 return r;
         r = proto_encode_begin(buf, cap, PROTO_SIZE_ENTRY, PROTO_TYPE_ENTRY, 0);
@@ -667,19 +754,34 @@ int proto_encode_entry(void *buf, size_t cap, const ProtoEntry *entry) {
  * proto_encode_retract() - write a RETRACT
  * @buf:        destination buffer
  * @cap:        its size
- * @retract:    the ID of the pushed entry that was withdrawn
+ * @retract:    the ID of the pushed entry that was withdrawn, and with
+ *              PROTO_RETRACT_FLAG_PREV_CONTINUES whether the entry before it
+ *              now carries BUS1_MSG_FLAG_CONTINUE
  *
- * Return: the record size on success, -EINVAL for entry_id 0, -ENOBUFS if
- *         @cap is too small.
+ * Return: the record size on success, -EINVAL for unknown flags or entry_id
+ *         0, -ENOBUFS if @cap is too small.
  */
 int proto_encode_retract(void *buf, size_t cap, const ProtoRetract *retract) {
-        ProtoWireId w = { .id = htole64(retract->entry_id) };
+        ProtoWireRetract w = {
+                .entry_id = htole64(retract->entry_id),
+                .flags = htole64(retract->flags),
+        };
         int r;
 
-        r = proto_check_entry_id(retract->entry_id);
+        r = proto_check_retract(retract);
         if (r < 0)
                 return r;
         return proto_encode_fixed(buf, cap, PROTO_TYPE_RETRACT, 0, &w, sizeof(w));
+}
+
+/* WAKE and RESYNC: a bare header with cookie 0 */
+static int proto_encode_bare(void *buf, size_t cap, uint16_t type) {
+        int r;
+
+        r = proto_encode_begin(buf, cap, PROTO_SIZE_HEADER, type, 0);
+        if (r < 0)
+                return r;
+        return (int)PROTO_SIZE_HEADER;
 }
 
 /**
@@ -690,10 +792,19 @@ int proto_encode_retract(void *buf, size_t cap, const ProtoRetract *retract) {
  * Return: the record size on success, -ENOBUFS if @cap is too small.
  */
 int proto_encode_wake(void *buf, size_t cap) {
-        int r;
+        return proto_encode_bare(buf, cap, PROTO_TYPE_WAKE);
+}
 
-        r = proto_encode_begin(buf, cap, PROTO_SIZE_WAKE, PROTO_TYPE_WAKE, 0);
-        if (r < 0)
-                return r;
-        return (int)PROTO_SIZE_WAKE;
+/**
+ * proto_encode_resync() - write a RESYNC
+ * @buf:        destination buffer
+ * @cap:        its size
+ *
+ * The broker sends it while handling one of the client's requests, before
+ * that request's REPLY, and then pushes every entry still queued again.
+ *
+ * Return: the record size on success, -ENOBUFS if @cap is too small.
+ */
+int proto_encode_resync(void *buf, size_t cap) {
+        return proto_encode_bare(buf, cap, PROTO_TYPE_RESYNC);
 }

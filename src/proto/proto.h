@@ -21,9 +21,10 @@
  *  - Types 0x0001-0x7fff travel client to broker (requests), types
  *    0x8000-0xffff broker to client. 0x1000-0x1fff is reserved for control
  *    requests (bus1ctl); 0x2000-0x7fff for later requests.
- *  - Every request except FDS is answered by exactly one REPLY that echoes
- *    its cookie, in request order. Pushed records (ENTRY, RETRACT, WAKE,
- *    PUSH_FDS) carry cookie 0.
+ *  - Every request except FDS and ACK is answered by exactly one REPLY that
+ *    echoes its cookie, in request order. FDS and ACK are never answered and
+ *    carry cookie 0, and so do pushed records (ENTRY, RETRACT, WAKE,
+ *    PUSH_FDS, RESYNC).
  *  - A record has exactly the fds its decoded form accounts for
  *    (proto_*_n_fds() below); fds beyond the SCM_MAX_FD a kernel lets one
  *    sendmsg() carry travel ahead on FDS/PUSH_FDS carrier records.
@@ -36,10 +37,13 @@
  *    do not match the size, trailing bytes, or a wrong number of attached
  *    fds. The broker treats it as a protocol violation and closes that
  *    connection without a reply; a client closes its connection.
- *    proto_error_is_fatal() says exactly this.
+ *    proto_error_is_fatal() says exactly this. A record that is never
+ *    answered (FDS, ACK) cannot have an answerable error either: every
+ *    error in one is -EBADMSG.
  *  - -EINVAL (unknown flag bits, bad enumeration values, bad argument
- *    combinations, too many destinations or nodes), -EMSGSIZE (too many fds
- *    or handles, payload over 2 GiB), -ENOTTY (undefined request type, from
+ *    combinations, too many destinations or nodes, a SLICE_FDS fd count or
+ *    fd number out of range), -EMSGSIZE (too many fds or handles in a
+ *    message, payload over 2 GiB), -ENOTTY (undefined request type, from
  *    proto_check_request_type()) and -EPROTONOSUPPORT (HELLO without a
  *    common version): argument errors of a well-framed request. The broker
  *    answers them with a REPLY carrying the positive errno; the connection
@@ -48,8 +52,8 @@
  * Every record a client receives comes from the broker, so a client treats
  * any decode failure as fatal. Checks run in a fixed order (framing of the
  * header, size of the fixed part, reserved fields, arguments, size computed
- * from the counts, padding, attached fds), so every malformed record has
- * exactly one errno; docs/protocol.md lists them.
+ * from the counts, array entries, padding, attached fds), so every malformed
+ * record has exactly one errno; docs/protocol.md lists them.
  */
 
 #include <endian.h>
@@ -76,6 +80,7 @@ enum {
         /* client to broker */
         PROTO_TYPE_HELLO                = 0x0001,
         PROTO_TYPE_FDS                  = 0x0002,
+        PROTO_TYPE_ACK                  = 0x0003,
         PROTO_TYPE_PEER_DISCONNECT      = 0x0100,
         PROTO_TYPE_PEER_QUERY           = 0x0101,
         PROTO_TYPE_PEER_RESET           = 0x0102,
@@ -83,6 +88,7 @@ enum {
         PROTO_TYPE_HANDLE_TRANSFER      = 0x0111,
         PROTO_TYPE_NODES_DESTROY        = 0x0120,
         PROTO_TYPE_SLICE_RELEASE        = 0x0130,
+        PROTO_TYPE_SLICE_FDS            = 0x0131,
         PROTO_TYPE_SEND                 = 0x0140,
         PROTO_TYPE_RECV                 = 0x0150,
         PROTO_TYPE_REQUEST_FIRST        = 0x0001,
@@ -96,6 +102,7 @@ enum {
         PROTO_TYPE_RETRACT              = 0x8002,
         PROTO_TYPE_WAKE                 = 0x8003,
         PROTO_TYPE_PUSH_FDS             = 0x8004,
+        PROTO_TYPE_RESYNC               = 0x8005,
 };
 
 /* HANDLE_TRANSFER dst_mode */
@@ -113,7 +120,24 @@ enum {
 /* SEND flag of the protocol itself: the REPLY carries per-destination errors */
 #define PROTO_SEND_FLAG_ERRORS          (((uint64_t)1) << 63)
 
-/* the defined bits of each flags field; any other bit is -EINVAL */
+/*
+ * Message flag of the protocol itself, in ENTRY only: the client must not
+ * dequeue this entry locally but with a RECV, because the broker has to act
+ * at the moment of dequeue. It never reaches the UAPI's msg.flags.
+ */
+#define PROTO_MSG_FLAG_SYNC             (((uint64_t)1) << 63)
+
+/*
+ * RETRACT flag: after the entry is removed, the entry right before it (if
+ * the client has it buffered) carries BUS1_MSG_FLAG_CONTINUE iff this is set.
+ */
+#define PROTO_RETRACT_FLAG_PREV_CONTINUES (((uint64_t)1) << 0)
+
+/*
+ * The defined bits of each flags field; any other bit is -EINVAL.
+ * PROTO_MSG_FLAGS is what a RECV reply's entry may carry, PROTO_ENTRY_MSG_FLAGS
+ * what a pushed ENTRY may carry.
+ */
 #define PROTO_HELLO_FLAGS               ((uint64_t)0)
 #define PROTO_PEER_DISCONNECT_FLAGS     ((uint64_t)0)
 #define PROTO_PEER_QUERY_FLAGS          ((uint64_t)0)
@@ -127,6 +151,8 @@ enum {
 #define PROTO_RECV_FLAGS                (BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_SEED | \
                                          BUS1_RECV_FLAG_INSTALL_FDS)
 #define PROTO_MSG_FLAGS                 (BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE)
+#define PROTO_ENTRY_MSG_FLAGS           (PROTO_MSG_FLAGS | PROTO_MSG_FLAG_SYNC)
+#define PROTO_RETRACT_FLAGS             (PROTO_RETRACT_FLAG_PREV_CONTINUES)
 
 /*
  * Limits. A record never exceeds PROTO_RECORD_MAX bytes, which fits the
@@ -186,7 +212,8 @@ typedef struct ProtoWirePeerReset {
 } ProtoWirePeerReset;
 
 typedef struct ProtoWireId {
-        uint64_t id;                    /* HANDLE_RELEASE: handle; SLICE_RELEASE: offset */
+        uint64_t id;                    /* HANDLE_RELEASE: handle; SLICE_RELEASE: offset;
+                                           ACK: entry ID */
 } ProtoWireId;
 
 typedef struct ProtoWireHandleTransfer {
@@ -216,6 +243,13 @@ typedef struct ProtoWireSend {
          * payload bytes, zero padded to a multiple of 8
          */
 } ProtoWireSend;
+
+typedef struct ProtoWireSliceFds {
+        uint64_t offset;                /* the slice the last RECV returned */
+        uint32_t n_fds;                 /* 1..BUS1_FD_MAX */
+        uint32_t reserved;
+        /* followed by le32 fds[n_fds], zero padded to a multiple of 8 */
+} ProtoWireSliceFds;
 
 typedef struct ProtoWireRecv {
         uint64_t flags;
@@ -260,6 +294,11 @@ typedef struct ProtoWireEntry {
         ProtoWireMessage msg;
 } ProtoWireEntry;
 
+typedef struct ProtoWireRetract {
+        uint64_t entry_id;
+        uint64_t flags;                 /* PROTO_RETRACT_FLAG_* */
+} ProtoWireRetract;
+
 _Static_assert(sizeof(ProtoWireHeader) == 16, "header layout");
 _Static_assert(sizeof(ProtoWireHello) == 16, "HELLO layout");
 _Static_assert(sizeof(ProtoWireFds) == 8, "FDS layout");
@@ -268,6 +307,7 @@ _Static_assert(sizeof(ProtoWirePeerReset) == 32, "PEER_RESET layout");
 _Static_assert(sizeof(ProtoWireId) == 8, "id layout");
 _Static_assert(sizeof(ProtoWireHandleTransfer) == 24, "HANDLE_TRANSFER layout");
 _Static_assert(sizeof(ProtoWireNodesDestroy) == 16, "NODES_DESTROY layout");
+_Static_assert(sizeof(ProtoWireSliceFds) == 16, "SLICE_FDS layout");
 _Static_assert(sizeof(ProtoWireSend) == 40, "SEND layout");
 _Static_assert(offsetof(ProtoWireSend, n_bytes) == 24, "SEND n_bytes alignment");
 _Static_assert(sizeof(ProtoWireRecv) == 16, "RECV layout");
@@ -277,6 +317,8 @@ _Static_assert(sizeof(ProtoWireReplySend) == 8, "SEND reply layout");
 _Static_assert(sizeof(ProtoWireMessage) == 80, "message layout");
 _Static_assert(offsetof(ProtoWireMessage, offset) == 40, "message offset alignment");
 _Static_assert(sizeof(ProtoWireEntry) == 88, "entry layout");
+_Static_assert(sizeof(ProtoWireRetract) == 16, "RETRACT layout");
+_Static_assert(sizeof(int) == sizeof(uint32_t), "fd numbers travel as le32");
 _Static_assert(sizeof(ProtoWireMessage) == sizeof(((struct bus1_cmd_recv *)0)->msg),
                "message mirrors the UAPI");
 _Static_assert(sizeof(ProtoWirePeerReset) == sizeof(struct bus1_cmd_peer_reset),
@@ -287,6 +329,7 @@ _Static_assert(PROTO_RECORD_MAX % 8 == 0, "record limit is aligned");
 #define PROTO_SIZE_HEADER               sizeof(ProtoWireHeader)
 #define PROTO_SIZE_HELLO                (PROTO_SIZE_HEADER + sizeof(ProtoWireHello))
 #define PROTO_SIZE_FDS                  (PROTO_SIZE_HEADER + sizeof(ProtoWireFds))
+#define PROTO_SIZE_ACK                  (PROTO_SIZE_HEADER + sizeof(ProtoWireId))
 #define PROTO_SIZE_PEER_DISCONNECT      (PROTO_SIZE_HEADER + sizeof(ProtoWireFlags))
 #define PROTO_SIZE_PEER_QUERY           (PROTO_SIZE_HEADER + sizeof(ProtoWireFlags))
 #define PROTO_SIZE_PEER_RESET           (PROTO_SIZE_HEADER + sizeof(ProtoWirePeerReset))
@@ -294,6 +337,7 @@ _Static_assert(PROTO_RECORD_MAX % 8 == 0, "record limit is aligned");
 #define PROTO_SIZE_HANDLE_TRANSFER      (PROTO_SIZE_HEADER + sizeof(ProtoWireHandleTransfer))
 #define PROTO_SIZE_NODES_DESTROY_MIN    (PROTO_SIZE_HEADER + sizeof(ProtoWireNodesDestroy))
 #define PROTO_SIZE_SLICE_RELEASE        (PROTO_SIZE_HEADER + sizeof(ProtoWireId))
+#define PROTO_SIZE_SLICE_FDS_MIN        (PROTO_SIZE_HEADER + sizeof(ProtoWireSliceFds))
 #define PROTO_SIZE_SEND_MIN             (PROTO_SIZE_HEADER + sizeof(ProtoWireSend))
 #define PROTO_SIZE_RECV                 (PROTO_SIZE_HEADER + sizeof(ProtoWireRecv))
 #define PROTO_SIZE_REPLY                (PROTO_SIZE_HEADER + sizeof(ProtoWireReply))
@@ -303,13 +347,15 @@ _Static_assert(PROTO_RECORD_MAX % 8 == 0, "record limit is aligned");
 #define PROTO_SIZE_REPLY_SEND_MIN       (PROTO_SIZE_REPLY + sizeof(ProtoWireReplySend))
 #define PROTO_SIZE_REPLY_RECV           (PROTO_SIZE_REPLY + sizeof(ProtoWireEntry))
 #define PROTO_SIZE_ENTRY                (PROTO_SIZE_HEADER + sizeof(ProtoWireEntry))
-#define PROTO_SIZE_RETRACT              (PROTO_SIZE_HEADER + sizeof(ProtoWireId))
+#define PROTO_SIZE_RETRACT              (PROTO_SIZE_HEADER + sizeof(ProtoWireRetract))
 #define PROTO_SIZE_WAKE                 PROTO_SIZE_HEADER
+#define PROTO_SIZE_RESYNC               PROTO_SIZE_HEADER
 
 /*
  * Decoded records: host byte order, every field checked. Array members point
  * into the decoded buffer and stay little endian; read them with
- * proto_u64_at(). A reply struct with a nonzero @error has every other field
+ * proto_u64_at() (le64 arrays) or proto_s32_at() (the le32 fd numbers of
+ * SLICE_FDS). A reply struct with a nonzero @error has every other field
  * zero (an error reply has no body).
  */
 
@@ -331,6 +377,10 @@ typedef struct ProtoFds {
         uint16_t type;                  /* PROTO_TYPE_FDS or PROTO_TYPE_PUSH_FDS */
         uint32_t n_fds;
 } ProtoFds;
+
+typedef struct ProtoAck {
+        uint64_t entry_id;              /* >= 1; the cookie is always 0 */
+} ProtoAck;
 
 typedef struct ProtoPeerDisconnect {
         uint64_t cookie;
@@ -376,6 +426,13 @@ typedef struct ProtoSliceRelease {
         uint64_t offset;
 } ProtoSliceRelease;
 
+typedef struct ProtoSliceFds {
+        uint64_t cookie;
+        uint64_t offset;
+        uint32_t n_fds;                 /* 1..BUS1_FD_MAX */
+        const void *fds;                /* le32[n_fds] in the buffer, each >= 0 */
+} ProtoSliceFds;
+
 typedef struct ProtoSend {
         uint64_t cookie;
         uint64_t flags;
@@ -413,11 +470,12 @@ typedef struct ProtoMessage {
 
 typedef struct ProtoEntry {
         uint64_t entry_id;              /* ENTRY: >= 1; RECV reply: 0 for the seed */
-        ProtoMessage msg;
+        ProtoMessage msg;               /* flags: PROTO_MSG_FLAG_SYNC in ENTRY only */
 } ProtoEntry;
 
 typedef struct ProtoRetract {
         uint64_t entry_id;
+        uint64_t flags;                 /* PROTO_RETRACT_FLAG_* */
 } ProtoRetract;
 
 typedef struct ProtoReply {
@@ -498,6 +556,31 @@ static inline uint64_t proto_u64_at(const void *array, size_t i) {
 }
 
 /**
+ * proto_u32_at() - read entry @i of a little-endian u32 array
+ * @array:      array inside a decoded record (need not be aligned)
+ * @i:          index, below the count the decoder checked
+ *
+ * Return: the entry in host byte order.
+ */
+static inline uint32_t proto_u32_at(const void *array, size_t i) {
+        uint32_t v;
+
+        memcpy(&v, (const uint8_t *)array + i * sizeof(v), sizeof(v));
+        return le32toh(v);
+}
+
+/**
+ * proto_s32_at() - read entry @i of a little-endian s32 array
+ * @array:      array inside a decoded record, such as ProtoSliceFds.fds
+ * @i:          index, below the count the decoder checked
+ *
+ * Return: the entry in host byte order, as the signed value it encodes.
+ */
+static inline int32_t proto_s32_at(const void *array, size_t i) {
+        return (int32_t)proto_u32_at(array, i);
+}
+
+/**
  * proto_error_is_fatal() - tell a protocol violation from an answerable error
  * @r:          return value of a proto_decode_*() function
  *
@@ -519,6 +602,7 @@ static inline size_t proto_handle_transfer_n_fds(const ProtoHandleTransfer *tran
 
 /* size helpers */
 int proto_size_nodes_destroy(size_t *sizep, uint64_t n_nodes);
+int proto_size_slice_fds(size_t *sizep, uint64_t n_fds);
 int proto_size_send(size_t *sizep, uint64_t n_destinations, uint64_t n_handles,
                     uint32_t payload_mode, uint64_t n_bytes);
 int proto_size_reply_send(size_t *sizep, uint64_t n_errors);
@@ -529,6 +613,7 @@ int proto_check_request_type(uint16_t type);
 
 int proto_decode_hello(ProtoHello *hellop, const void *buf, size_t len, size_t n_fds);
 int proto_decode_fds(ProtoFds *fdsp, const void *buf, size_t len, size_t n_fds);
+int proto_decode_ack(ProtoAck *ackp, const void *buf, size_t len, size_t n_fds);
 int proto_decode_peer_disconnect(ProtoPeerDisconnect *disconnectp, const void *buf, size_t len,
                                  size_t n_fds);
 int proto_decode_peer_query(ProtoPeerQuery *queryp, const void *buf, size_t len, size_t n_fds);
@@ -541,6 +626,8 @@ int proto_decode_nodes_destroy(ProtoNodesDestroy *destroyp, const void *buf, siz
                                size_t n_fds);
 int proto_decode_slice_release(ProtoSliceRelease *releasep, const void *buf, size_t len,
                                size_t n_fds);
+int proto_decode_slice_fds(ProtoSliceFds *slice_fdsp, const void *buf, size_t len,
+                           size_t n_fds);
 int proto_decode_send(ProtoSend *sendp, const void *buf, size_t len, size_t n_fds);
 int proto_decode_recv(ProtoRecv *recvp, const void *buf, size_t len, size_t n_fds);
 
@@ -555,10 +642,12 @@ int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len,
 int proto_decode_entry(ProtoEntry *entryp, const void *buf, size_t len, size_t n_fds);
 int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, size_t n_fds);
 int proto_decode_wake(const void *buf, size_t len, size_t n_fds);
+int proto_decode_resync(const void *buf, size_t len, size_t n_fds);
 
 /* encoding: each returns the record size or a negative errno */
 int proto_encode_hello(void *buf, size_t cap, const ProtoHello *hello);
 int proto_encode_fds(void *buf, size_t cap, const ProtoFds *fds);
+int proto_encode_ack(void *buf, size_t cap, const ProtoAck *ack);
 int proto_encode_peer_disconnect(void *buf, size_t cap, const ProtoPeerDisconnect *disconnect);
 int proto_encode_peer_query(void *buf, size_t cap, const ProtoPeerQuery *query);
 int proto_encode_peer_reset(void *buf, size_t cap, const ProtoPeerReset *reset);
@@ -567,6 +656,8 @@ int proto_encode_handle_transfer(void *buf, size_t cap, const ProtoHandleTransfe
 int proto_encode_nodes_destroy(void *buf, size_t cap, uint64_t cookie, uint64_t flags,
                                const uint64_t *ids, size_t n_ids);
 int proto_encode_slice_release(void *buf, size_t cap, const ProtoSliceRelease *release);
+int proto_encode_slice_fds(void *buf, size_t cap, uint64_t cookie, uint64_t offset,
+                           const int *fds, size_t n_fds);
 int proto_encode_send(void *buf, size_t cap, const ProtoSendArgs *args);
 int proto_encode_recv(void *buf, size_t cap, const ProtoRecv *recv_req);
 
@@ -581,3 +672,4 @@ int proto_encode_reply_recv(void *buf, size_t cap, const ProtoReplyRecv *reply);
 int proto_encode_entry(void *buf, size_t cap, const ProtoEntry *entry);
 int proto_encode_retract(void *buf, size_t cap, const ProtoRetract *retract);
 int proto_encode_wake(void *buf, size_t cap);
+int proto_encode_resync(void *buf, size_t cap);

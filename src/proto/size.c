@@ -4,7 +4,8 @@
  * Proto sizes: the size of each variable-length record
  *
  * A variable record is its fixed part plus le64 arrays plus, for an inline
- * SEND payload, the bytes padded to 8. Counts come from untrusted records,
+ * SEND payload, the bytes padded to 8; a SLICE_FDS is its fixed part plus
+ * le32 fd numbers padded to 8. Counts come from untrusted records,
  * so every product and sum goes through __builtin_*_overflow() in 64 bits
  * before anything is compared with a buffer, and any result above
  * PROTO_RECORD_MAX is refused: a size these helpers return always fits a
@@ -41,6 +42,30 @@ static int proto_size_array(size_t *sizep, uint64_t base, uint64_t n_u64) {
  */
 int proto_size_nodes_destroy(size_t *sizep, uint64_t n_nodes) {
         return proto_size_array(sizep, PROTO_SIZE_NODES_DESTROY_MIN, n_nodes);
+}
+
+/**
+ * proto_size_slice_fds() - size of a SLICE_FDS record
+ * @sizep:      output: the record size in bytes
+ * @n_fds:      number of fd numbers
+ *
+ * The le32 fd numbers are zero padded to a multiple of 8, so 1 and 2 fds
+ * give the same size.
+ *
+ * Return: 0 on success, -EMSGSIZE if the record would exceed
+ *         PROTO_RECORD_MAX (or the arithmetic overflows).
+ */
+int proto_size_slice_fds(size_t *sizep, uint64_t n_fds) {
+        uint64_t size;
+
+        if (__builtin_mul_overflow(n_fds, (uint64_t)sizeof(uint32_t), &size) ||
+            align8_overflows(size))
+                return -EMSGSIZE;
+        size = align8(size);
+        if (size > PROTO_RECORD_MAX - PROTO_SIZE_SLICE_FDS_MIN)
+                return -EMSGSIZE;
+        *sizep = PROTO_SIZE_SLICE_FDS_MIN + (size_t)size;
+        return 0;
 }
 
 /**

@@ -34,6 +34,7 @@
 typedef enum Kind {
         KIND_HELLO,
         KIND_FDS,
+        KIND_ACK,
         KIND_PEER_DISCONNECT,
         KIND_PEER_QUERY,
         KIND_PEER_RESET,
@@ -41,6 +42,7 @@ typedef enum Kind {
         KIND_HANDLE_TRANSFER,
         KIND_NODES_DESTROY,
         KIND_SLICE_RELEASE,
+        KIND_SLICE_FDS,
         KIND_SEND,
         KIND_RECV,
         KIND_REPLY,
@@ -52,6 +54,7 @@ typedef enum Kind {
         KIND_ENTRY,
         KIND_RETRACT,
         KIND_WAKE,
+        KIND_RESYNC,
         _KIND_N,
 } Kind;
 
@@ -60,6 +63,7 @@ enum {
         S_HELLO,
         S_FDS,
         S_PUSH_FDS,
+        S_ACK,
         S_PEER_DISCONNECT,
         S_PEER_QUERY,
         S_PEER_RESET,
@@ -69,6 +73,9 @@ enum {
         S_NODES_DESTROY,
         S_NODES_DESTROY_EMPTY,
         S_SLICE_RELEASE,
+        S_SLICE_FDS_ONE,
+        S_SLICE_FDS_TWO,
+        S_SLICE_FDS,
         S_SEND_INLINE,
         S_SEND_MEMFD,
         S_SEND_EMPTY,
@@ -87,8 +94,11 @@ enum {
         S_ENTRY_DATA,
         S_ENTRY_DESTROY,
         S_ENTRY_RELEASE,
+        S_ENTRY_SYNC,
         S_RETRACT,
+        S_RETRACT_CONTINUES,
         S_WAKE,
+        S_RESYNC,
         _S_N,
 };
 
@@ -130,6 +140,7 @@ static uint16_t kind_type(Kind kind) {
         static const uint16_t types[_KIND_N] = {
                 [KIND_HELLO] = PROTO_TYPE_HELLO,
                 [KIND_FDS] = PROTO_TYPE_FDS,
+                [KIND_ACK] = PROTO_TYPE_ACK,
                 [KIND_PEER_DISCONNECT] = PROTO_TYPE_PEER_DISCONNECT,
                 [KIND_PEER_QUERY] = PROTO_TYPE_PEER_QUERY,
                 [KIND_PEER_RESET] = PROTO_TYPE_PEER_RESET,
@@ -137,6 +148,7 @@ static uint16_t kind_type(Kind kind) {
                 [KIND_HANDLE_TRANSFER] = PROTO_TYPE_HANDLE_TRANSFER,
                 [KIND_NODES_DESTROY] = PROTO_TYPE_NODES_DESTROY,
                 [KIND_SLICE_RELEASE] = PROTO_TYPE_SLICE_RELEASE,
+                [KIND_SLICE_FDS] = PROTO_TYPE_SLICE_FDS,
                 [KIND_SEND] = PROTO_TYPE_SEND,
                 [KIND_RECV] = PROTO_TYPE_RECV,
                 [KIND_REPLY] = PROTO_TYPE_REPLY,
@@ -148,6 +160,7 @@ static uint16_t kind_type(Kind kind) {
                 [KIND_ENTRY] = PROTO_TYPE_ENTRY,
                 [KIND_RETRACT] = PROTO_TYPE_RETRACT,
                 [KIND_WAKE] = PROTO_TYPE_WAKE,
+                [KIND_RESYNC] = PROTO_TYPE_RESYNC,
         };
 
         return types[kind];
@@ -181,6 +194,7 @@ static uint64_t *u64_array_dup(const void *array, size_t n) {
 typedef union Decoded {
         ProtoHello hello;
         ProtoFds fds;
+        ProtoAck ack;
         ProtoPeerDisconnect peer_disconnect;
         ProtoPeerQuery peer_query;
         ProtoPeerReset peer_reset;
@@ -188,6 +202,7 @@ typedef union Decoded {
         ProtoHandleTransfer handle_transfer;
         ProtoNodesDestroy nodes_destroy;
         ProtoSliceRelease slice_release;
+        ProtoSliceFds slice_fds;
         ProtoSend send;
         ProtoRecv recv;
         ProtoReply reply;
@@ -206,6 +221,8 @@ static int decode_into(Kind kind, Decoded *v, const uint8_t *buf, size_t len, si
                 return proto_decode_hello(&v->hello, buf, len, n_fds);
         case KIND_FDS:
                 return proto_decode_fds(&v->fds, buf, len, n_fds);
+        case KIND_ACK:
+                return proto_decode_ack(&v->ack, buf, len, n_fds);
         case KIND_PEER_DISCONNECT:
                 return proto_decode_peer_disconnect(&v->peer_disconnect, buf, len, n_fds);
         case KIND_PEER_QUERY:
@@ -220,6 +237,8 @@ static int decode_into(Kind kind, Decoded *v, const uint8_t *buf, size_t len, si
                 return proto_decode_nodes_destroy(&v->nodes_destroy, buf, len, n_fds);
         case KIND_SLICE_RELEASE:
                 return proto_decode_slice_release(&v->slice_release, buf, len, n_fds);
+        case KIND_SLICE_FDS:
+                return proto_decode_slice_fds(&v->slice_fds, buf, len, n_fds);
         case KIND_SEND:
                 return proto_decode_send(&v->send, buf, len, n_fds);
         case KIND_RECV:
@@ -243,6 +262,8 @@ static int decode_into(Kind kind, Decoded *v, const uint8_t *buf, size_t len, si
                 return proto_decode_retract(&v->retract, buf, len, n_fds);
         case KIND_WAKE:
                 return proto_decode_wake(buf, len, n_fds);
+        case KIND_RESYNC:
+                return proto_decode_resync(buf, len, n_fds);
         default:
                 fail();
                 return 0;
@@ -292,6 +313,19 @@ static int encode_nodes_destroy_from(uint8_t *out, const ProtoNodesDestroy *v) {
         return n;
 }
 
+static int encode_slice_fds_from(uint8_t *out, const ProtoSliceFds *v) {
+        int *fds = calloc(v->n_fds ? v->n_fds : 1, sizeof(*fds));
+        size_t i;
+        int n;
+
+        assert_non_null(fds);
+        for (i = 0; i < v->n_fds; ++i)
+                fds[i] = proto_s32_at(v->fds, i);
+        n = proto_encode_slice_fds(out, PROTO_RECORD_MAX, v->cookie, v->offset, fds, v->n_fds);
+        free(fds);
+        return n;
+}
+
 static int encode_reply_send_from(uint8_t *out, const ProtoReplySend *v) {
         ProtoReply reply = { .cookie = v->cookie, .error = v->error };
         uint64_t *errors;
@@ -316,6 +350,8 @@ static int encode_from(Kind kind, const Decoded *v, uint8_t *out) {
                 return proto_encode_hello(out, cap, &v->hello);
         case KIND_FDS:
                 return proto_encode_fds(out, cap, &v->fds);
+        case KIND_ACK:
+                return proto_encode_ack(out, cap, &v->ack);
         case KIND_PEER_DISCONNECT:
                 return proto_encode_peer_disconnect(out, cap, &v->peer_disconnect);
         case KIND_PEER_QUERY:
@@ -330,6 +366,8 @@ static int encode_from(Kind kind, const Decoded *v, uint8_t *out) {
                 return encode_nodes_destroy_from(out, &v->nodes_destroy);
         case KIND_SLICE_RELEASE:
                 return proto_encode_slice_release(out, cap, &v->slice_release);
+        case KIND_SLICE_FDS:
+                return encode_slice_fds_from(out, &v->slice_fds);
         case KIND_SEND:
                 return encode_send_from(out, &v->send);
         case KIND_RECV:
@@ -352,6 +390,8 @@ static int encode_from(Kind kind, const Decoded *v, uint8_t *out) {
                 return proto_encode_retract(out, cap, &v->retract);
         case KIND_WAKE:
                 return proto_encode_wake(out, cap);
+        case KIND_RESYNC:
+                return proto_encode_resync(out, cap);
         default:
                 fail();
                 return 0;
@@ -447,11 +487,26 @@ static const ProtoMessage msg_destroy = {
         .offset = BUS1_OFFSET_INVALID,
 };
 
+/* a DATA entry the client must dequeue with a RECV */
+static const ProtoMessage msg_sync = {
+        .type = BUS1_MSG_DATA,
+        .flags = BUS1_MSG_FLAG_CONTINUE | PROTO_MSG_FLAG_SYNC,
+        .destination = 0x200,
+        .uid = 1000,
+        .gid = 1000,
+        .pid = 1,
+        .tid = 1,
+        .offset = 8,
+        .n_handles = 1,
+        .n_fds = 1,
+};
+
 static void samples_build_requests(Samples *S, uint8_t *b) {
         static const uint64_t ids[] = { 0x100, 0x0b, 0x7 };
         static const uint64_t dests[] = { 0x0b, 0x13 };
         static const uint64_t handles[] = { 0x200 };
         static const char payload[] = "hello";
+        static const int slice_fds[] = { 3, 0, INT32_MAX };
         struct iovec vec = { .iov_base = (void *)payload, .iov_len = 5 };
         const size_t cap = PROTO_RECORD_MAX;
 
@@ -462,6 +517,8 @@ static void samples_build_requests(Samples *S, uint8_t *b) {
                    &(ProtoFds){ .type = PROTO_TYPE_FDS, .n_fds = 3 }));
         sample_set(&S->s[S_PUSH_FDS], KIND_FDS, 253, b, proto_encode_fds(b, cap,
                    &(ProtoFds){ .type = PROTO_TYPE_PUSH_FDS, .n_fds = 253 }));
+        sample_set(&S->s[S_ACK], KIND_ACK, 0, b,
+                   proto_encode_ack(b, cap, &(ProtoAck){ .entry_id = 0x0102030405 }));
         sample_set(&S->s[S_PEER_DISCONNECT], KIND_PEER_DISCONNECT, 0, b,
                    proto_encode_peer_disconnect(b, cap, &(ProtoPeerDisconnect){ .cookie = 2 }));
         sample_set(&S->s[S_PEER_QUERY], KIND_PEER_QUERY, 0, b,
@@ -489,6 +546,12 @@ static void samples_build_requests(Samples *S, uint8_t *b) {
                    proto_encode_slice_release(b, cap,
                                               &(ProtoSliceRelease){ .cookie = 10,
                                                                     .offset = 4096 }));
+        sample_set(&S->s[S_SLICE_FDS_ONE], KIND_SLICE_FDS, 0, b,
+                   proto_encode_slice_fds(b, cap, 15, 4096, slice_fds, 1));
+        sample_set(&S->s[S_SLICE_FDS_TWO], KIND_SLICE_FDS, 0, b,
+                   proto_encode_slice_fds(b, cap, 16, 0, slice_fds, 2));
+        sample_set(&S->s[S_SLICE_FDS], KIND_SLICE_FDS, 0, b,
+                   proto_encode_slice_fds(b, cap, 17, 1 << 20, slice_fds, 3));
         sample_set(&S->s[S_SEND_INLINE], KIND_SEND, 2, b, proto_encode_send(b, cap,
                    &(ProtoSendArgs){ .cookie = 11, .flags = BUS1_SEND_FLAG_CONTINUE,
                                      .destinations = dests, .n_destinations = 2,
@@ -547,9 +610,15 @@ static void samples_build_replies(Samples *S, uint8_t *b) {
                            .type = BUS1_MSG_NODE_RELEASE, .flags = BUS1_MSG_FLAG_CONTINUE,
                            .destination = 0x100, .uid = UINT32_MAX, .gid = UINT32_MAX,
                            .offset = BUS1_OFFSET_INVALID } }));
+        sample_set(&S->s[S_ENTRY_SYNC], KIND_ENTRY, 1, b, proto_encode_entry(b, cap,
+                   &(ProtoEntry){ .entry_id = 9, .msg = msg_sync }));
         sample_set(&S->s[S_RETRACT], KIND_RETRACT, 0, b,
                    proto_encode_retract(b, cap, &(ProtoRetract){ .entry_id = 7 }));
+        sample_set(&S->s[S_RETRACT_CONTINUES], KIND_RETRACT, 0, b, proto_encode_retract(b, cap,
+                   &(ProtoRetract){ .entry_id = 10,
+                                    .flags = PROTO_RETRACT_FLAG_PREV_CONTINUES }));
         sample_set(&S->s[S_WAKE], KIND_WAKE, 0, b, proto_encode_wake(b, cap));
+        sample_set(&S->s[S_RESYNC], KIND_RESYNC, 0, b, proto_encode_resync(b, cap));
 }
 
 static void samples_build(Samples *S) {
@@ -742,10 +811,11 @@ static void test_wrong_type(void **state) {
 
 static void test_request_type(void **state) {
         static const uint16_t defined[] = {
-                PROTO_TYPE_HELLO, PROTO_TYPE_FDS, PROTO_TYPE_PEER_DISCONNECT,
+                PROTO_TYPE_HELLO, PROTO_TYPE_FDS, PROTO_TYPE_ACK, PROTO_TYPE_PEER_DISCONNECT,
                 PROTO_TYPE_PEER_QUERY, PROTO_TYPE_PEER_RESET, PROTO_TYPE_HANDLE_RELEASE,
                 PROTO_TYPE_HANDLE_TRANSFER, PROTO_TYPE_NODES_DESTROY,
-                PROTO_TYPE_SLICE_RELEASE, PROTO_TYPE_SEND, PROTO_TYPE_RECV,
+                PROTO_TYPE_SLICE_RELEASE, PROTO_TYPE_SLICE_FDS, PROTO_TYPE_SEND,
+                PROTO_TYPE_RECV,
         };
         size_t i, n_defined = 0, n_enotty = 0, n_ebadmsg = 0;
         uint32_t t;
@@ -762,15 +832,20 @@ static void test_request_type(void **state) {
                 n_enotty += r == -ENOTTY;
                 n_ebadmsg += r == -EBADMSG;
         }
-        assert_int_equal(n_defined, 11);
+        assert_int_equal(n_defined, 13);
         assert_int_equal(n_ebadmsg, 1 + 0x8000);
-        assert_int_equal(n_enotty, 0x7fff - 11);
+        assert_int_equal(n_enotty, 0x7fff - 13);
+        assert_int_equal(proto_check_request_type(0x0003), 0);
+        assert_int_equal(proto_check_request_type(0x0131), 0);
+        assert_int_equal(proto_check_request_type(0x0004), -ENOTTY);
+        assert_int_equal(proto_check_request_type(0x0132), -ENOTTY);
         /* the control range and the future range are answered, not fatal */
         assert_int_equal(proto_check_request_type(0x1000), -ENOTTY);
         assert_int_equal(proto_check_request_type(0x1fff), -ENOTTY);
         assert_int_equal(proto_check_request_type(0x7fff), -ENOTTY);
         assert_int_equal(proto_check_request_type(PROTO_TYPE_REPLY), -EBADMSG);
         assert_int_equal(proto_check_request_type(PROTO_TYPE_PUSH_FDS), -EBADMSG);
+        assert_int_equal(proto_check_request_type(PROTO_TYPE_RESYNC), -EBADMSG);
         assert_true(proto_error_is_fatal(-EBADMSG));
         assert_false(proto_error_is_fatal(-ENOTTY));
         assert_false(proto_error_is_fatal(-EINVAL));
@@ -803,10 +878,16 @@ static void test_flag_bits(void **state) {
                               BUS1_RECV_FLAG_INSTALL_FDS },
                 { S_REPLY_PEER_QUERY, 24, 0 },
                 { S_REPLY_PEER_QUERY, 32, BUS1_PEER_FLAG_WANT_SECCTX },
+                /* SYNC only where the entry is pushed, never in a RECV reply */
                 { S_REPLY_RECV, 40, BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE },
-                { S_ENTRY_DATA, 32, BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE },
-                { S_ENTRY_DESTROY, 32, BUS1_MSG_FLAG_CONTINUE },
-                { S_ENTRY_RELEASE, 32, BUS1_MSG_FLAG_CONTINUE },
+                { S_ENTRY_DATA, 32, BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE |
+                                    (1ULL << 63) },
+                { S_ENTRY_DESTROY, 32, BUS1_MSG_FLAG_CONTINUE | (1ULL << 63) },
+                { S_ENTRY_RELEASE, 32, BUS1_MSG_FLAG_CONTINUE | (1ULL << 63) },
+                { S_ENTRY_SYNC, 32, BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE |
+                                    (1ULL << 63) },
+                { S_RETRACT, 24, 1 },
+                { S_RETRACT_CONTINUES, 24, 1 },
         };
         size_t i, n_valid;
         Samples S;
@@ -845,6 +926,10 @@ static void test_reserved(void **state) {
                 { S_PUSH_FDS, 20, 4 },
                 { S_FDS, 8, 8 },
                 { S_PUSH_FDS, 8, 8 },
+                { S_ACK, 8, 8 },
+                { S_SLICE_FDS_ONE, 28, 4 },
+                { S_SLICE_FDS_TWO, 28, 4 },
+                { S_SLICE_FDS, 28, 4 },
                 { S_HANDLE_TRANSFER_SELF, 36, 4 },
                 { S_HANDLE_TRANSFER_FD, 36, 4 },
                 { S_REPLY, 20, 4 },
@@ -862,8 +947,11 @@ static void test_reserved(void **state) {
                 { S_ENTRY_DATA, 8, 8 },
                 { S_ENTRY_DESTROY, 8, 8 },
                 { S_ENTRY_RELEASE, 8, 8 },
+                { S_ENTRY_SYNC, 8, 8 },
                 { S_RETRACT, 8, 8 },
+                { S_RETRACT_CONTINUES, 8, 8 },
                 { S_WAKE, 8, 8 },
+                { S_RESYNC, 8, 8 },
         };
         static const uint8_t values[] = { 0x01, 0x80, 0xff };
         size_t i, j, k;
@@ -1484,15 +1572,286 @@ static void test_entry_data(void **state) {
         samples_free(&S);
 }
 
-static void test_retract(void **state) {
+/* SYNC may come with a pushed entry only; the RECV reply has dequeued it already */
+static void test_entry_sync(void **state) {
         Samples S;
-        ProtoRetract v;
+        const Sample *s;
+        ProtoEntry v;
+        ProtoReplyRecv reply;
+        uint64_t flags;
 
         samples_build(&S);
-        assert_int_equal(proto_decode_retract(&v, S.s[S_RETRACT].buf, 24, 0), 0);
+        s = &S.s[S_ENTRY_SYNC];
+        assert_int_equal(proto_decode_entry(&v, s->buf, s->len, 1), 0);
+        assert_int_equal(v.entry_id, 9);
+        assert_int_equal(v.msg.flags, BUS1_MSG_FLAG_CONTINUE | PROTO_MSG_FLAG_SYNC);
+        assert_int_equal(get64(s->buf, 32), BUS1_MSG_FLAG_CONTINUE | (1ULL << 63));
+        /* SYNC does not relax anything else */
+        assert_int_equal(decode_with64(s, 32, (1ULL << 63) | (1ULL << 62)), -EINVAL);
+        assert_int_equal(decode_with64(s, 16, 0), -EINVAL);
+        /* notifications may carry it too */
+        assert_int_equal(decode_with64(&S.s[S_ENTRY_DESTROY], 32, 1ULL << 63), 0);
+        assert_int_equal(decode_with64(&S.s[S_ENTRY_RELEASE], 32,
+                                       BUS1_MSG_FLAG_CONTINUE | (1ULL << 63)), 0);
+
+        /* the same entry as a RECV reply: refused with every other flag combination */
+        s = &S.s[S_REPLY_RECV];
+        for (flags = 0; flags < 4; ++flags) {
+                assert_int_equal(decode_with64(s, 40, flags), 0);
+                assert_int_equal(decode_with64(s, 40, flags | (1ULL << 63)), -EINVAL);
+        }
+        assert_int_equal(proto_decode_reply_recv(&reply, s->buf, s->len, 1), 0);
+        assert_int_equal(reply.entry.msg.flags & PROTO_MSG_FLAG_SYNC, 0);
+        samples_free(&S);
+}
+
+static void test_retract(void **state) {
+        Samples S;
+        const Sample *s;
+        ProtoRetract v;
+        uint8_t *b;
+
+        samples_build(&S);
+        s = &S.s[S_RETRACT];
+        assert_int_equal(s->len, 32);
+        assert_int_equal(proto_decode_retract(&v, s->buf, 32, 0), 0);
         assert_int_equal(v.entry_id, 7);
-        assert_int_equal(decode_with64(&S.s[S_RETRACT], 16, 0), -EINVAL);
-        assert_int_equal(decode_with64(&S.s[S_RETRACT], 16, UINT64_MAX), 0);
+        assert_int_equal(v.flags, 0);
+        assert_int_equal(decode_with64(s, 16, 0), -EINVAL);
+        assert_int_equal(decode_with64(s, 16, UINT64_MAX), 0);
+        s = &S.s[S_RETRACT_CONTINUES];
+        assert_int_equal(proto_decode_retract(&v, s->buf, 32, 0), 0);
+        assert_int_equal(v.entry_id, 10);
+        assert_int_equal(v.flags, PROTO_RETRACT_FLAG_PREV_CONTINUES);
+        assert_int_equal(get64(s->buf, 24), 1);
+        assert_int_equal(decode_with64(s, 24, 0), 0);
+        assert_int_equal(decode_with64(s, 24, 3), -EINVAL);
+        assert_int_equal(decode_with64(s, 24, UINT64_MAX), -EINVAL);
+        /* unknown flags and entry_id 0 together: still an answerable -EINVAL */
+        b = sample_dup(s, 0);
+        put64(b, 16, 0);
+        put64(b, 24, 2);
+        assert_int_equal(decode_kind(KIND_RETRACT, b, 32, 0), -EINVAL);
+        free(b);
+        /* the version-1 layout without flags is too short now */
+        assert_int_equal(decode_resized(s, 24), -EBADMSG);
+        samples_free(&S);
+}
+
+static void test_resync(void **state) {
+        static const uint8_t golden[] = {
+                /* header: size 16, version 1, type 0x8005, cookie 0 */
+                0x10, 0, 0, 0, 1, 0, 0x05, 0x80, 0, 0, 0, 0, 0, 0, 0, 0,
+        };
+        uint8_t b[24] = {};
+
+        assert_int_equal(decode_kind(KIND_RESYNC, golden, sizeof(golden), 0), 0);
+        assert_int_equal(proto_decode_resync(golden, sizeof(golden), 0), 0);
+        assert_int_equal(proto_decode_resync(golden, sizeof(golden), 1), -EBADMSG);
+        /* a WAKE is no RESYNC, nor the other way round */
+        assert_int_equal(proto_decode_wake(golden, sizeof(golden), 0), -EBADMSG);
+        /* no body allowed */
+        memcpy(b, golden, sizeof(golden));
+        put32(b, 0, 24);
+        assert_int_equal(decode_kind(KIND_RESYNC, b, 24, 0), -EBADMSG);
+        /* a cookie is a framing error: nobody answers a RESYNC */
+        memcpy(b, golden, sizeof(golden));
+        put64(b, 8, 1);
+        assert_int_equal(decode_kind(KIND_RESYNC, b, 16, 0), -EBADMSG);
+}
+
+static void test_ack(void **state) {
+        static const uint8_t golden[] = {
+                /* header: size 24, version 1, type 0x0003, cookie 0 */
+                0x18, 0, 0, 0, 1, 0, 0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+                /* entry_id 0x0102030405 */
+                0x05, 0x04, 0x03, 0x02, 0x01, 0, 0, 0,
+        };
+        Samples S;
+        const Sample *s;
+        ProtoAck v;
+        ProtoHeader hdr;
+        int r;
+
+        assert_int_equal(decode_kind(KIND_ACK, golden, sizeof(golden), 0), 0);
+        assert_int_equal(proto_decode_ack(&v, golden, sizeof(golden), 0), 0);
+        assert_int_equal(v.entry_id, 0x0102030405);
+
+        samples_build(&S);
+        s = &S.s[S_ACK];
+        assert_memory_equal(s->buf, golden, sizeof(golden));
+        assert_int_equal(decode_with64(s, 16, 1), 0);
+        assert_int_equal(decode_with64(s, 16, UINT64_MAX), 0);
+        /* nobody answers an ACK, so even its argument error is fatal */
+        r = decode_with64(s, 16, 0);
+        assert_int_equal(r, -EBADMSG);
+        assert_true(proto_error_is_fatal(r));
+        assert_int_equal(decode_with64(s, 8, 1), -EBADMSG);
+        assert_int_equal(decode_with64(s, 8, UINT64_MAX), -EBADMSG);
+        assert_int_equal(decode_kind(KIND_ACK, s->buf, s->len, 1), -EBADMSG);
+        /* still a request type the broker dispatches on */
+        assert_int_equal(proto_decode_header(&hdr, s->buf, s->len), 0);
+        assert_int_equal(proto_check_request_type(hdr.type), 0);
+        samples_free(&S);
+}
+
+/* a SLICE_FDS with @n_fds in the count field, @n_numbers le32 numbers and @n_pad padding bytes */
+static int decode_slice_fds(uint32_t n_fds, const int32_t *numbers, size_t n_numbers,
+                            size_t n_pad, size_t n_attached) {
+        size_t len = 32 + n_numbers * 4 + n_pad, i;
+        uint8_t *b = calloc(1, len ? len : 1);
+        int r;
+
+        assert_non_null(b);
+        put32(b, 0, (uint32_t)len);
+        put16(b, 4, 1);
+        put16(b, 6, PROTO_TYPE_SLICE_FDS);
+        put64(b, 8, 77);
+        put64(b, 16, 4096);
+        put32(b, 24, n_fds);
+        for (i = 0; i < n_numbers; ++i)
+                put32(b, 32 + i * 4, (uint32_t)(numbers ? numbers[i] : (int32_t)i));
+        r = decode_kind(KIND_SLICE_FDS, b, len, n_attached);
+        free(b);
+        return r;
+}
+
+static void test_slice_fds_counts(void **state) {
+        /* exactly sized, padded to 8 where the count is odd */
+        assert_int_equal(decode_slice_fds(1, NULL, 1, 4, 0), 0);
+        assert_int_equal(decode_slice_fds(2, NULL, 2, 0, 0), 0);
+        assert_int_equal(decode_slice_fds(3, NULL, 3, 4, 0), 0);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX, NULL, BUS1_FD_MAX, 0, 0), 0);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX - 1, NULL, BUS1_FD_MAX - 1, 4, 0), 0);
+
+        /* counts out of 1..BUS1_FD_MAX, each with a size that would match: answered */
+        assert_int_equal(decode_slice_fds(0, NULL, 0, 0, 0), -EINVAL);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX + 1, NULL, BUS1_FD_MAX + 1, 4, 0),
+                         -EINVAL);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX + 2, NULL, BUS1_FD_MAX + 2, 0, 0),
+                         -EINVAL);
+        /* counts whose size overflows: refused by the limit, never read */
+        assert_int_equal(decode_slice_fds(UINT32_MAX, NULL, 1, 4, 0), -EINVAL);
+        assert_int_equal(decode_slice_fds(0x40000000, NULL, 0, 0, 0), -EINVAL);
+        assert_int_equal(decode_slice_fds(0x80000000, NULL, 2, 0, 0), -EINVAL);
+
+        /* count and size disagree: framing */
+        assert_int_equal(decode_slice_fds(3, NULL, 2, 0, 0), -EBADMSG);
+        assert_int_equal(decode_slice_fds(2, NULL, 3, 4, 0), -EBADMSG);
+        assert_int_equal(decode_slice_fds(1, NULL, 1, 12, 0), -EBADMSG);
+        assert_int_equal(decode_slice_fds(1, NULL, 0, 0, 0), -EBADMSG);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX, NULL, 2, 0, 0), -EBADMSG);
+        /* trailing bytes: a whole le64 more */
+        assert_int_equal(decode_slice_fds(2, NULL, 2, 8, 0), -EBADMSG);
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX, NULL, BUS1_FD_MAX, 8, 0), -EBADMSG);
+
+        /* the record carries numbers, never fds */
+        assert_int_equal(decode_slice_fds(1, NULL, 1, 4, 1), -EBADMSG);
+        assert_int_equal(decode_slice_fds(2, NULL, 2, 0, 2), -EBADMSG);
+}
+
+static void test_slice_fds_numbers(void **state) {
+        static const int32_t good[] = { 0, 1, 2, INT32_MAX };
+        static const int32_t bad[] = { -1, -2, INT32_MIN, -100 };
+        int32_t numbers[BUS1_FD_MAX];
+        size_t i, j;
+
+        assert_int_equal(decode_slice_fds(4, good, 4, 0, 0), 0);
+        /* any negative number, at any position */
+        for (i = 0; i < ARRAY_SIZE(bad); ++i) {
+                for (j = 0; j < 4; ++j) {
+                        int32_t v[4];
+
+                        memcpy(v, good, sizeof(v));
+                        v[j] = bad[i];
+                        assert_int_equal(decode_slice_fds(4, v, 4, 0, 0), -EINVAL);
+                        assert_int_equal(decode_slice_fds((uint32_t)j + 1, v, j + 1,
+                                                          (j + 1) % 2 ? 4 : 0, 0), -EINVAL);
+                }
+        }
+        /* the last of BUS1_FD_MAX is looked at too */
+        for (i = 0; i < BUS1_FD_MAX; ++i)
+                numbers[i] = (int32_t)i + 3;
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX, numbers, BUS1_FD_MAX, 0, 0), 0);
+        numbers[BUS1_FD_MAX - 1] = -1;
+        assert_int_equal(decode_slice_fds(BUS1_FD_MAX, numbers, BUS1_FD_MAX, 0, 0), -EINVAL);
+        /* numbers are read only once the size is right */
+        assert_int_equal(decode_slice_fds(5, bad, 4, 0, 0), -EBADMSG);
+}
+
+/* the padding after an odd count is zero, byte by byte; checked after the numbers */
+static void test_slice_fds_padding(void **state) {
+        Samples S;
+        const Sample *s;
+        size_t i;
+        uint8_t *b;
+
+        samples_build(&S);
+        s = &S.s[S_SLICE_FDS];
+        /* 32 + 3 * 4 = 44, padded to 48 */
+        assert_int_equal(s->len, 48);
+        for (i = 44; i < 48; ++i) {
+                b = sample_dup(s, 0);
+                b[i] = 0x01;
+                assert_int_equal(decode_kind(s->kind, b, s->len, s->n_fds), -EBADMSG);
+                /* a negative number is answered before the padding is looked at */
+                put32(b, 32, UINT32_MAX);
+                assert_int_equal(decode_kind(s->kind, b, s->len, s->n_fds), -EINVAL);
+                free(b);
+        }
+        s = &S.s[S_SLICE_FDS_ONE];
+        assert_int_equal(s->len, 40);
+        for (i = 36; i < 40; ++i) {
+                b = sample_dup(s, 0);
+                b[i] = 0x80;
+                assert_int_equal(decode_kind(s->kind, b, s->len, s->n_fds), -EBADMSG);
+                free(b);
+        }
+        /* with an even count the same bytes are a number */
+        s = &S.s[S_SLICE_FDS_TWO];
+        assert_int_equal(s->len, 40);
+        assert_int_equal(decode_with32(s, 36, 1), 0);
+        assert_int_equal(decode_with32(s, 36, 0x80000000), -EINVAL);
+        samples_free(&S);
+}
+
+static void test_slice_fds_output(void **state) {
+        static const uint8_t golden[] = {
+                /* header: size 48, version 1, type 0x0131, cookie 0x42 */
+                0x30, 0, 0, 0, 1, 0, 0x31, 0x01, 0x42, 0, 0, 0, 0, 0, 0, 0,
+                /* offset 0x2000 */
+                0, 0x20, 0, 0, 0, 0, 0, 0,
+                /* n_fds 3, reserved */
+                3, 0, 0, 0, 0, 0, 0, 0,
+                /* fds 7, 0, 0x7fffffff, padding */
+                7, 0, 0, 0, 0, 0, 0, 0,
+                0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0,
+        };
+        ProtoSliceFds v;
+
+        assert_int_equal(decode_kind(KIND_SLICE_FDS, golden, sizeof(golden), 0), 0);
+        assert_int_equal(proto_decode_slice_fds(&v, golden, sizeof(golden), 0), 0);
+        assert_int_equal(v.cookie, 0x42);
+        assert_int_equal(v.offset, 0x2000);
+        assert_int_equal(v.n_fds, 3);
+        assert_ptr_equal(v.fds, golden + 32);
+        assert_int_equal(proto_s32_at(v.fds, 0), 7);
+        assert_int_equal(proto_s32_at(v.fds, 1), 0);
+        assert_int_equal(proto_s32_at(v.fds, 2), INT32_MAX);
+        assert_int_equal(proto_u32_at(v.fds, 2), 0x7fffffff);
+        assert_int_equal(proto_u32_at(golden, 0), 48);
+}
+
+/* any offset is well formed; whether it is the last RECV's is the broker's question */
+static void test_slice_fds_offset(void **state) {
+        static const uint64_t offsets[] = { 0, 3, 4096, (uint64_t)INT64_MAX + 1,
+                                            BUS1_OFFSET_INVALID };
+        Samples S;
+        size_t i;
+
+        samples_build(&S);
+        for (i = 0; i < ARRAY_SIZE(offsets); ++i)
+                assert_int_equal(decode_with64(&S.s[S_SLICE_FDS], 16, offsets[i]), 0);
         samples_free(&S);
 }
 
@@ -1578,7 +1937,15 @@ int main(void) {
                 cmocka_unit_test(test_reply_hello),
                 cmocka_unit_test(test_entry_notification),
                 cmocka_unit_test(test_entry_data),
+                cmocka_unit_test(test_entry_sync),
                 cmocka_unit_test(test_retract),
+                cmocka_unit_test(test_resync),
+                cmocka_unit_test(test_ack),
+                cmocka_unit_test(test_slice_fds_counts),
+                cmocka_unit_test(test_slice_fds_numbers),
+                cmocka_unit_test(test_slice_fds_padding),
+                cmocka_unit_test(test_slice_fds_output),
+                cmocka_unit_test(test_slice_fds_offset),
                 cmocka_unit_test(test_unaligned),
                 cmocka_unit_test(test_every_byte),
         };

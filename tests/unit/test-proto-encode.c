@@ -112,6 +112,29 @@ static void test_golden_hex(void **state) {
                 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
                 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         };
+        static const uint8_t resync[] = {
+                0x10, 0x00, 0x00, 0x00, 0x01, 0x00, 0x05, 0x80,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        };
+        static const uint8_t ack[] = {
+                0x18, 0x00, 0x00, 0x00, 0x01, 0x00, 0x03, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x2a, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        };
+        static const uint8_t slice_fds[] = {
+                0x28, 0x00, 0x00, 0x00, 0x01, 0x00, 0x31, 0x01,
+                0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        };
+        static const uint8_t retract[] = {
+                0x20, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x80,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        };
+        static const int fd5 = 5;
         uint8_t *b = buf_new();
         int n;
 
@@ -133,11 +156,38 @@ static void test_golden_hex(void **state) {
         assert_int_equal(n, sizeof(reply_error));
         assert_memory_equal(b, reply_error, sizeof(reply_error));
         check_record(b, n, PROTO_TYPE_REPLY, 42);
+
+        memset(b, FILL, PROTO_RECORD_MAX + 64);
+        n = proto_encode_resync(b, PROTO_RECORD_MAX);
+        assert_int_equal(n, sizeof(resync));
+        assert_memory_equal(b, resync, sizeof(resync));
+        check_record(b, n, PROTO_TYPE_RESYNC, 0);
+
+        memset(b, FILL, PROTO_RECORD_MAX + 64);
+        n = proto_encode_ack(b, PROTO_RECORD_MAX, &(ProtoAck){ .entry_id = 0x12a });
+        assert_int_equal(n, sizeof(ack));
+        assert_memory_equal(b, ack, sizeof(ack));
+        check_record(b, n, PROTO_TYPE_ACK, 0);
+
+        memset(b, FILL, PROTO_RECORD_MAX + 64);
+        n = proto_encode_slice_fds(b, PROTO_RECORD_MAX, 12, 4096, &fd5, 1);
+        assert_int_equal(n, sizeof(slice_fds));
+        assert_memory_equal(b, slice_fds, sizeof(slice_fds));
+        check_record(b, n, PROTO_TYPE_SLICE_FDS, 12);
+
+        memset(b, FILL, PROTO_RECORD_MAX + 64);
+        n = proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){
+                .entry_id = 7, .flags = PROTO_RETRACT_FLAG_PREV_CONTINUES });
+        assert_int_equal(n, sizeof(retract));
+        assert_memory_equal(b, retract, sizeof(retract));
+        check_record(b, n, PROTO_TYPE_RETRACT, 0);
+        expect_fill(b, sizeof(retract), PROTO_RECORD_MAX + 64);
         free(b);
 }
 
 static void test_golden_requests(void **state) {
         static const uint64_t ids[] = { 0x100, 0x0b };
+        static const int fds[] = { 3, 0, INT32_MAX };
         uint8_t *b = buf_new(), *e;
         int n;
 
@@ -199,6 +249,29 @@ static void test_golden_requests(void **state) {
         put64(e, 16, 4);
         put64(e, 24, 1 << 16);
         expect_bytes(b, n, e, 32);
+
+        n = proto_encode_ack(b, PROTO_RECORD_MAX, &(ProtoAck){ .entry_id = UINT64_MAX });
+        e = expected_new(24, 0x0003, 0);
+        put64(e, 16, UINT64_MAX);
+        expect_bytes(b, n, e, 24);
+
+        /* an even count has no padding, an odd one 4 zero bytes */
+        n = proto_encode_slice_fds(b, PROTO_RECORD_MAX, 9, 0x10000, fds, 2);
+        e = expected_new(40, 0x0131, 9);
+        put64(e, 16, 0x10000);
+        put32(e, 24, 2);
+        put32(e, 32, 3);
+        put32(e, 36, 0);
+        expect_bytes(b, n, e, 40);
+
+        n = proto_encode_slice_fds(b, PROTO_RECORD_MAX, 10, 8, fds, 3);
+        e = expected_new(48, 0x0131, 10);
+        put64(e, 16, 8);
+        put32(e, 24, 3);
+        put32(e, 32, 3);
+        put32(e, 36, 0);
+        put32(e, 40, INT32_MAX);
+        expect_bytes(b, n, e, 48);
         free(b);
 }
 
@@ -263,6 +336,22 @@ static const ProtoMessage msg_data = {
         .n_bytes = 9,
         .n_handles = 1,
         .n_fds = 2,
+        .n_secctx = 0,
+};
+
+/* a pushed entry the client must dequeue with a RECV */
+static const ProtoMessage msg_sync = {
+        .type = BUS1_MSG_DATA,
+        .flags = BUS1_MSG_FLAG_CONTINUE | PROTO_MSG_FLAG_SYNC,
+        .destination = 0x200,
+        .uid = 0,
+        .gid = 0,
+        .pid = 1,
+        .tid = 2,
+        .offset = 0,
+        .n_bytes = 0,
+        .n_handles = 3,
+        .n_fds = 0,
         .n_secctx = 0,
 };
 
@@ -336,10 +425,28 @@ static void test_golden_replies(void **state) {
         put_message(e, 24, &msg_data);
         expect_bytes(b, n, e, 104);
 
+        n = proto_encode_entry(b, PROTO_RECORD_MAX, &(ProtoEntry){ .entry_id = 10,
+                                                                    .msg = msg_sync });
+        e = expected_new(104, 0x8001, 0);
+        put64(e, 16, 10);
+        put_message(e, 24, &msg_sync);
+        assert_int_equal(e[24 + 8 + 7], 0x80);          /* SYNC is bit 63 of msg.flags */
+        expect_bytes(b, n, e, 104);
+
         n = proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){ .entry_id = 9 });
-        e = expected_new(24, 0x8002, 0);
+        e = expected_new(32, 0x8002, 0);
         put64(e, 16, 9);
-        expect_bytes(b, n, e, 24);
+        expect_bytes(b, n, e, 32);
+
+        n = proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){
+                .entry_id = 11, .flags = PROTO_RETRACT_FLAG_PREV_CONTINUES });
+        e = expected_new(32, 0x8002, 0);
+        put64(e, 16, 11);
+        put64(e, 24, 1);
+        expect_bytes(b, n, e, 32);
+
+        n = proto_encode_resync(b, PROTO_RECORD_MAX);
+        expect_bytes(b, n, expected_new(16, 0x8005, 0), 16);
 
         n = proto_encode_fds(b, PROTO_RECORD_MAX, &(ProtoFds){ .type = PROTO_TYPE_PUSH_FDS,
                                                                .n_fds = 1 });
@@ -364,6 +471,8 @@ static void test_round_trip_requests(void **state) {
         const ProtoSliceRelease slice = { .cookie = 7, .offset = BUS1_OFFSET_INVALID };
         const ProtoRecv recv_req = { .cookie = UINT64_MAX, .flags = PROTO_RECV_FLAGS,
                                      .max_offset = 0 };
+        const ProtoAck ack = { .entry_id = 0x8000000000000001 };
+        ProtoAck ack2;
         ProtoHello hello2;
         ProtoFds fds2;
         ProtoPeerDisconnect disconnect2;
@@ -425,6 +534,40 @@ static void test_round_trip_requests(void **state) {
         check_record(b, n, PROTO_TYPE_RECV, UINT64_MAX);
         assert_int_equal(proto_decode_recv(&recv2, b, n, 0), 0);
         assert_memory_equal(&recv_req, &recv2, sizeof(recv_req));
+
+        n = proto_encode_ack(b, PROTO_RECORD_MAX, &ack);
+        check_record(b, n, PROTO_TYPE_ACK, 0);
+        assert_int_equal(proto_decode_ack(&ack2, b, n, 0), 0);
+        assert_memory_equal(&ack, &ack2, sizeof(ack));
+        free(b);
+}
+
+static void test_round_trip_slice_fds(void **state) {
+        static const size_t counts[] = { 1, 2, 3, 7, BUS1_FD_MAX - 1, BUS1_FD_MAX };
+        int fds[BUS1_FD_MAX];
+        ProtoSliceFds v;
+        uint8_t *b = buf_new();
+        size_t i, j, size;
+        int n;
+
+        for (i = 0; i < BUS1_FD_MAX; ++i)
+                fds[i] = i % 3 == 0 ? (int)i : INT32_MAX - (int)i;
+        for (i = 0; i < ARRAY_SIZE(counts); ++i) {
+                memset(b, FILL, PROTO_RECORD_MAX + 64);
+                n = proto_encode_slice_fds(b, PROTO_RECORD_MAX, i + 100, i * 4096, fds,
+                                           counts[i]);
+                check_record(b, n, PROTO_TYPE_SLICE_FDS, i + 100);
+                assert_int_equal(proto_size_slice_fds(&size, counts[i]), 0);
+                assert_int_equal(n, size);
+                assert_int_equal(n, 32 + ((4 * counts[i] + 7) & ~(size_t)7));
+                expect_fill(b, (size_t)n, PROTO_RECORD_MAX + 64);
+                assert_int_equal(proto_decode_slice_fds(&v, b, n, 0), 0);
+                assert_int_equal(v.cookie, i + 100);
+                assert_int_equal(v.offset, i * 4096);
+                assert_int_equal(v.n_fds, counts[i]);
+                for (j = 0; j < counts[i]; ++j)
+                        assert_int_equal(proto_s32_at(v.fds, j), fds[j]);
+        }
         free(b);
 }
 
@@ -638,7 +781,7 @@ static void test_round_trip_pushed(void **state) {
                   .offset = BUS1_OFFSET_INVALID },
         };
         ProtoEntry entry = { .entry_id = UINT64_MAX, .msg = msg_data }, entry2;
-        ProtoRetract retract2;
+        ProtoRetract retract, retract2;
         uint8_t *b = buf_new();
         size_t i;
         int n;
@@ -656,14 +799,31 @@ static void test_round_trip_pushed(void **state) {
                 assert_memory_equal(&entry, &entry2, sizeof(entry));
         }
 
-        n = proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){ .entry_id = 1 });
-        check_record(b, n, PROTO_TYPE_RETRACT, 0);
-        assert_int_equal(proto_decode_retract(&retract2, b, n, 0), 0);
-        assert_int_equal(retract2.entry_id, 1);
+        entry = (ProtoEntry){ .entry_id = 5, .msg = msg_sync };
+        n = proto_encode_entry(b, PROTO_RECORD_MAX, &entry);
+        check_record(b, n, PROTO_TYPE_ENTRY, 0);
+        assert_int_equal(proto_decode_entry(&entry2, b, n, 0), 0);
+        assert_memory_equal(&entry, &entry2, sizeof(entry));
+        assert_int_equal(entry2.msg.flags & PROTO_MSG_FLAG_SYNC, PROTO_MSG_FLAG_SYNC);
+
+        for (i = 0; i < 2; ++i) {
+                retract = (ProtoRetract){ .entry_id = i + 1,
+                                          .flags = i ? PROTO_RETRACT_FLAG_PREV_CONTINUES : 0 };
+                n = proto_encode_retract(b, PROTO_RECORD_MAX, &retract);
+                check_record(b, n, PROTO_TYPE_RETRACT, 0);
+                assert_int_equal(proto_decode_retract(&retract2, b, n, 0), 0);
+                assert_memory_equal(&retract, &retract2, sizeof(retract));
+        }
 
         n = proto_encode_wake(b, PROTO_RECORD_MAX);
         check_record(b, n, PROTO_TYPE_WAKE, 0);
         assert_int_equal(proto_decode_wake(b, n, 0), 0);
+        assert_int_equal(proto_decode_resync(b, n, 0), -EBADMSG);
+
+        n = proto_encode_resync(b, PROTO_RECORD_MAX);
+        check_record(b, n, PROTO_TYPE_RESYNC, 0);
+        assert_int_equal(proto_decode_resync(b, n, 0), 0);
+        assert_int_equal(proto_decode_wake(b, n, 0), -EBADMSG);
         free(b);
 }
 
@@ -722,6 +882,7 @@ static void test_error_replies(void **state) {
 static int encode_sample(int i, uint8_t *b, size_t cap) {
         static const uint64_t u64s[] = { 1, 2, 3 };
         static struct iovec vec = { .iov_base = (void *)"xyz", .iov_len = 3 };
+        static const int fds[] = { 0, 1, 2 };
 
         switch (i) {
         case 0:
@@ -771,6 +932,17 @@ static int encode_sample(int i, uint8_t *b, size_t cap) {
                 return proto_encode_retract(b, cap, &(ProtoRetract){ .entry_id = 1 });
         case 19:
                 return proto_encode_wake(b, cap);
+        case 20:
+                return proto_encode_ack(b, cap, &(ProtoAck){ .entry_id = 1 });
+        case 21:
+                return proto_encode_slice_fds(b, cap, 0, 0, fds, 3);
+        case 22:
+                return proto_encode_slice_fds(b, cap, 0, 0, fds, 2);
+        case 23:
+                return proto_encode_resync(b, cap);
+        case 24:
+                return proto_encode_entry(b, cap, &(ProtoEntry){ .entry_id = 1,
+                                                                 .msg = msg_sync });
         default:
                 return -ENOENT;
         }
@@ -778,7 +950,8 @@ static int encode_sample(int i, uint8_t *b, size_t cap) {
 
 static void test_enobufs(void **state) {
         static const int sizes[] = { 32, 24, 24, 24, 48, 24, 40, 56, 24, 88, 32,
-                                     24, 48, 56, 32, 56, 112, 104, 24, 16 };
+                                     24, 48, 56, 32, 56, 112, 104, 32, 16,
+                                     24, 48, 40, 16, 104 };
         uint8_t *b = buf_new();
         size_t cap;
         int i, n;
@@ -837,8 +1010,18 @@ static void test_flag_bits(void **state) {
                         (flag & PROTO_RECV_FLAGS) ? 32 : -EINVAL);
                 assert_int_equal(proto_encode_entry(b, PROTO_RECORD_MAX, &(ProtoEntry){
                         .entry_id = 1, .msg = { .type = BUS1_MSG_DATA, .flags = flag } }),
-                        (flag & PROTO_MSG_FLAGS) ? 104 : -EINVAL);
+                        (flag & PROTO_ENTRY_MSG_FLAGS) ? 104 : -EINVAL);
+                /* the RECV reply's entry is dequeued already: no SYNC there */
+                assert_int_equal(proto_encode_reply_recv(b, PROTO_RECORD_MAX, &(ProtoReplyRecv){
+                        .entry = { .msg = { .type = BUS1_MSG_DATA, .flags = flag } } }),
+                        (flag & PROTO_MSG_FLAGS) ? 112 : -EINVAL);
+                assert_int_equal(proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){
+                        .entry_id = 1, .flags = flag }),
+                        (flag & PROTO_RETRACT_FLAGS) ? 32 : -EINVAL);
         }
+        assert_int_equal(PROTO_ENTRY_MSG_FLAGS, 3 | (1ULL << 63));
+        assert_int_equal(PROTO_MSG_FLAGS, 3);
+        assert_int_equal(PROTO_RETRACT_FLAGS, 1);
         memset(b, FILL, PROTO_RECORD_MAX + 64);
         assert_int_equal(proto_encode_send(b, PROTO_RECORD_MAX, &(ProtoSendArgs){
                 .flags = 1ULL << 62 }), -EINVAL);
@@ -974,6 +1157,50 @@ static void test_arguments_refused(void **state) {
         assert_int_equal(proto_encode_reply_recv(b, PROTO_RECORD_MAX, &(ProtoReplyRecv){
                 .entry = { .msg = { .type = 4 } } }), -EINVAL);
         assert_int_equal(proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){}), -EINVAL);
+        assert_int_equal(proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){
+                .flags = PROTO_RETRACT_FLAG_PREV_CONTINUES }), -EINVAL);
+        assert_int_equal(proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){
+                .entry_id = 1, .flags = 2 }), -EINVAL);
+        assert_int_equal(proto_encode_reply_recv(b, PROTO_RECORD_MAX, &(ProtoReplyRecv){
+                .entry = { .entry_id = 1, .msg = msg_sync } }), -EINVAL);
+        /* ACK: the decoder calls entry_id 0 a violation, the encoder refuses it */
+        assert_int_equal(proto_encode_ack(b, PROTO_RECORD_MAX, &(ProtoAck){}), -EINVAL);
+        expect_fill(b, 0, PROTO_RECORD_MAX + 64);
+        free(b);
+}
+
+static void test_slice_fds_refused(void **state) {
+        int fds[BUS1_FD_MAX + 1];
+        uint8_t *b = buf_new();
+        size_t i;
+
+        for (i = 0; i < ARRAY_SIZE(fds); ++i)
+                fds[i] = (int)i;
+        /* counts: 1..BUS1_FD_MAX, and beyond what a le32 field holds */
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds, 0), -EINVAL);
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds,
+                                                BUS1_FD_MAX + 1), -EINVAL);
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds, SIZE_MAX),
+                         -EINVAL);
+#if SIZE_MAX > UINT32_MAX
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds,
+                                                (size_t)UINT32_MAX + 2), -EINVAL);
+#endif
+        /* pointer */
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, NULL, 1), -EFAULT);
+        /* negative numbers, first or last */
+        fds[0] = -1;
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds, 3), -EINVAL);
+        fds[0] = 0;
+        fds[BUS1_FD_MAX - 1] = INT32_MIN;
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds, BUS1_FD_MAX),
+                         -EINVAL);
+        /* ... but a bad number past the count is not looked at: 255 numbers pad to 256 */
+        assert_int_equal(proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, fds,
+                                                BUS1_FD_MAX - 1), 32 + 4 * 256);
+        memset(b, FILL, PROTO_RECORD_MAX + 64);
+        fds[1] = -1;
+        assert_int_equal(proto_encode_slice_fds(b, 0, 0, 0, fds, 2), -EINVAL);
         expect_fill(b, 0, PROTO_RECORD_MAX + 64);
         free(b);
 }
@@ -1038,11 +1265,36 @@ static void test_size_helpers(void **state) {
         assert_int_equal(proto_size_reply_send(&size, (PROTO_RECORD_MAX - 32) / 8 + 1),
                          -EMSGSIZE);
         assert_int_equal(size, 12345);
+
+        /* SLICE_FDS: le32 numbers padded to 8 */
+        assert_int_equal(proto_size_slice_fds(&size, 0), 0);
+        assert_int_equal(size, 32);
+        assert_int_equal(proto_size_slice_fds(&size, 1), 0);
+        assert_int_equal(size, 40);
+        assert_int_equal(proto_size_slice_fds(&size, 2), 0);
+        assert_int_equal(size, 40);
+        assert_int_equal(proto_size_slice_fds(&size, 3), 0);
+        assert_int_equal(size, 48);
+        assert_int_equal(proto_size_slice_fds(&size, BUS1_FD_MAX), 0);
+        assert_int_equal(size, 32 + 4 * BUS1_FD_MAX);
+        assert_int_equal(proto_size_slice_fds(&size, (PROTO_RECORD_MAX - 32) / 4), 0);
+        assert_int_equal(size, PROTO_RECORD_MAX);
+
+        size = 12345;
+        assert_int_equal(proto_size_slice_fds(&size, (PROTO_RECORD_MAX - 32) / 4 + 1),
+                         -EMSGSIZE);
+        assert_int_equal(proto_size_slice_fds(&size, UINT64_MAX), -EMSGSIZE);
+        assert_int_equal(proto_size_slice_fds(&size, UINT64_MAX / 4), -EMSGSIZE);
+        assert_int_equal(proto_size_slice_fds(&size, UINT64_MAX / 4 + 1), -EMSGSIZE);
+        assert_int_equal(proto_size_slice_fds(&size, (uint64_t)1 << 62), -EMSGSIZE);
+        assert_int_equal(proto_size_slice_fds(&size, (uint64_t)1 << 30), -EMSGSIZE);
+        assert_int_equal(size, 12345);
 }
 
 /* reserved fields and padding come out zero whatever the buffer held */
 static void test_zeroed(void **state) {
         struct iovec vec = { .iov_base = (void *)"x", .iov_len = 1 };
+        const int fd = 9;
         uint8_t *b = malloc(PROTO_RECORD_MAX);
         size_t i;
         int n;
@@ -1072,6 +1324,23 @@ static void test_zeroed(void **state) {
                 assert_int_equal(b[i], 0);
 
         memset(b, 0xff, PROTO_RECORD_MAX);
+        n = proto_encode_slice_fds(b, PROTO_RECORD_MAX, 0, 0, &fd, 1);
+        assert_int_equal(n, 40);
+        for (i = 8; i < 24; ++i)
+                assert_int_equal(b[i], 0);
+        for (i = 28; i < 32; ++i)
+                assert_int_equal(b[i], 0);
+        assert_int_equal(b[32], 9);
+        for (i = 33; i < 40; ++i)
+                assert_int_equal(b[i], 0);
+
+        memset(b, 0xff, PROTO_RECORD_MAX);
+        n = proto_encode_retract(b, PROTO_RECORD_MAX, &(ProtoRetract){ .entry_id = 1 });
+        assert_int_equal(n, 32);
+        for (i = 8; i < 32; ++i)
+                assert_int_equal(b[i], i == 16);
+
+        memset(b, 0xff, PROTO_RECORD_MAX);
         n = proto_encode_fds(b, PROTO_RECORD_MAX, &(ProtoFds){ .type = PROTO_TYPE_PUSH_FDS,
                                                                .n_fds = 2 });
         assert_int_equal(n, 24);
@@ -1089,6 +1358,7 @@ int main(void) {
                 cmocka_unit_test(test_golden_send),
                 cmocka_unit_test(test_golden_replies),
                 cmocka_unit_test(test_round_trip_requests),
+                cmocka_unit_test(test_round_trip_slice_fds),
                 cmocka_unit_test(test_round_trip_nodes_destroy),
                 cmocka_unit_test(test_round_trip_send),
                 cmocka_unit_test(test_round_trip_replies),
@@ -1099,6 +1369,7 @@ int main(void) {
                 cmocka_unit_test(test_flag_bits),
                 cmocka_unit_test(test_send_refused),
                 cmocka_unit_test(test_arguments_refused),
+                cmocka_unit_test(test_slice_fds_refused),
                 cmocka_unit_test(test_size_helpers),
                 cmocka_unit_test(test_zeroed),
         };

@@ -145,6 +145,7 @@ typedef struct Counts {
         uint64_t n_handle_refs;
         uint64_t n_inflight_fds;
         uint64_t n_nodes;
+        uint64_t n_handle_ids;  /* a failed send leaves no gap in assigned IDs */
 } Counts;
 
 static Counts counts_of(const Peer *peer) {
@@ -156,6 +157,7 @@ static Counts counts_of(const Peer *peer) {
                 .n_handle_refs = peer->n_handle_refs,
                 .n_inflight_fds = peer->n_inflight_fds,
                 .n_nodes = peer->n_nodes,
+                .n_handle_ids = peer->n_handle_ids,
         };
 }
 
@@ -169,6 +171,7 @@ static void assert_counts(const Peer *peer, const Counts *before) {
         assert_int_equal(now.n_handle_refs, before->n_handle_refs);
         assert_int_equal(now.n_inflight_fds, before->n_inflight_fds);
         assert_int_equal(now.n_nodes, before->n_nodes);
+        assert_int_equal(now.n_handle_ids, before->n_handle_ids);
 }
 
 /* the node @peer's handle @id refers to */
@@ -477,6 +480,7 @@ static void multicast_atomic_run(int kind) {
         Counts before[4];
         Multicast m;
         FdList *fds;
+        PeerRecv r;
         int fd;
         Bus bus;
 
@@ -500,6 +504,16 @@ static void multicast_atomic_run(int kind) {
         test_expect_empty(m.peers[1]);
         test_expect_empty(m.peers[3]);
         assert_valid(&bus);
+
+        /* SPEC 2: the failed send used up no ID: B's first assigned one has n = 1 */
+        assert_int_equal(test_send(m.peers[0], 0, m.dsts, 1, NULL, "again", 5, handles, 1,
+                                   NULL),
+                         0);
+        assert_valid(&bus);
+        test_expect_data(m.peers[1], ID_N1, "again", 1, &r);
+        assert_valid(&bus);
+        assert_int_equal(test_slice_handle(m.peers[1], &r, 0),
+                         (1 << 3) | BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE);
 
         free_peers(&bus, m.peers, 4);
 }

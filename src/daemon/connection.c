@@ -1,0 +1,1114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Connection: one client socket, and the peer it is
+ *
+ * One wakeup reads at most CONNECTION_RECORDS_MAX records, so one busy
+ * client cannot starve the others. Each request is decoded, applied to the
+ * model, and answered; then the entries it queued are pushed: to the other
+ * peers first, then this one's reply, then this peer's own new entries.
+ * Writing the others' entries before the reply is what makes side-channel
+ * causality hold: when a sender learns its send is done, every receiver's
+ * entry is already in that receiver's socket (or, if its socket is full, in
+ * the model queue where a RECV round trip finds it).
+ *
+ * Invariants:
+ *  - entries with an id <= push_cursor have been written to the socket;
+ *    entries are pushed in queue order and the cursor only moves forward,
+ *    except on RESYNC, which pushes everything again;
+ *  - pushed entries only disappear from the queue while this connection's
+ *    own request runs (see queue_remove() callers), so a RETRACT or RESYNC
+ *    always reaches the client before the reply to that request;
+ *  - every fd received is either stored in the model (FdList) or closed
+ *    before the dispatch of its record ends.
+ */
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "daemon/broker.h"
+#include "daemon/connection.h"
+#include "daemon/message.h"
+#include "daemon/peer.h"
+#include "daemon/pool.h"
+#include "daemon/queue.h"
+#include "daemon/sockdiag.h"
+#include "daemon/tx.h"
+#include "util/fdlist.h"
+#include "util/log.h"
+#include "util/macro.h"
+
+#if __BYTE_ORDER != __LITTLE_ENDIAN
+#error "the broker uses little-endian arrays of requests in place"
+#endif
+
+/* records read per wakeup, for fairness between clients */
+#define CONNECTION_RECORDS_MAX 32
+/* stop reading requests while this much output waits */
+#define CONNECTION_OUT_MAX (1024 * 1024)
+/* past this many RETRACTs in one request, RESYNC instead */
+#define CONNECTION_RETRACTS_MAX 64
+
+typedef struct OutRecord {
+        List link;
+        FdList *fds;            /* fds to attach (a reference) */
+        int own_fd;             /* or one fd owned by the record */
+        size_t len;
+        uint8_t data[];
+} OutRecord;
+
+static OutRecord *out_record_free(OutRecord *rec) {
+        list_unlink(&rec->link);
+        fdlist_unref(rec->fds);
+        safe_close(rec->own_fd);
+        free(rec);
+        return NULL;
+}
+
+static void connection_update_events(Connection *conn) {
+        uint32_t events = 0;
+
+        if (conn->n_out_bytes < CONNECTION_OUT_MAX)
+                events |= EPOLLIN;
+        if (!list_is_empty(&conn->out) || conn->push_blocked)
+                events |= EPOLLOUT;
+        sd_event_source_set_io_events(conn->io, events);
+}
+
+/* one packet: the record and up to PROTO_PACKET_FDS_MAX fds */
+static int connection_sendmsg(Connection *conn, const void *data, size_t len, const int *fds,
+                              size_t n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t l;
+
+        if (n_fds) {
+                struct cmsghdr *cmsg = &control.cmsg;
+
+                memset(&control, 0, sizeof(control));
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                cmsg->cmsg_level = SOL_SOCKET;
+                cmsg->cmsg_type = SCM_RIGHTS;
+                cmsg->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * n_fds);
+        }
+
+        l = sendmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (l < 0)
+                return -errno;
+        return 0;
+}
+
+/*
+ * Write a record now, with its fds (more than fit one packet go ahead on
+ * PUSH_FDS carriers). Return: 0 written, -EAGAIN socket full (nothing
+ * written), other negative errno: the connection is broken.
+ */
+static int connection_write_now(Connection *conn, const void *data, size_t len,
+                                const int *fds, size_t n_fds) {
+        uint8_t carrier[PROTO_SIZE_FDS];
+        int r;
+
+        while (n_fds > PROTO_PACKET_FDS_MAX) {
+                size_t n = n_fds - PROTO_PACKET_FDS_MAX < PROTO_PACKET_FDS_MAX
+                                   ? n_fds - PROTO_PACKET_FDS_MAX : PROTO_PACKET_FDS_MAX;
+                ProtoFds f = { .type = PROTO_TYPE_PUSH_FDS, .n_fds = (uint32_t)n };
+
+                r = proto_encode_fds(carrier, sizeof(carrier), &f);
+                if (r < 0)
+                        return r;
+                r = connection_sendmsg(conn, carrier, (size_t)r, fds, n);
+                if (r < 0)
+                        return r;
+                fds += n;
+                n_fds -= n;
+        }
+        return connection_sendmsg(conn, data, len, fds, n_fds);
+}
+
+/*
+ * Send a record, in order after everything queued before. What cannot be
+ * written now is queued. The record takes over @fds (a reference) and
+ * @own_fd either way.
+ */
+static void connection_write(Connection *conn, const void *data, size_t len, FdList *fds,
+                             int own_fd) {
+        OutRecord *rec;
+        int r = -EAGAIN;
+
+        if (conn->dead)
+                goto drop;
+
+        if (list_is_empty(&conn->out)) {
+                if (own_fd >= 0)
+                        r = connection_write_now(conn, data, len, &own_fd, 1);
+                else
+                        r = connection_write_now(conn, data, len, fds ? fds->fds : NULL,
+                                                 fds ? fds->n_fds : 0);
+                if (r == 0)
+                        goto drop;
+                if (r != -EAGAIN) {
+                        conn->dead = true;
+                        goto drop;
+                }
+        }
+
+        rec = malloc(sizeof(*rec) + len);
+        if (!rec) {
+                /* a lost record would desynchronise the client */
+                log_warning("out of memory; closing connection of peer %llu",
+                            (unsigned long long)conn->peer->id);
+                conn->dead = true;
+                goto drop;
+        }
+        memcpy(rec->data, data, len);
+        rec->len = len;
+        rec->fds = fds;
+        rec->own_fd = own_fd;
+        list_link_tail(&conn->out, &rec->link);
+        conn->n_out_bytes += len;
+        connection_update_events(conn);
+        return;
+
+drop:
+        fdlist_unref(fds);
+        safe_close(own_fd);
+}
+
+/* write out what waits; true if the queue is empty afterwards */
+static bool connection_flush_out(Connection *conn) {
+        OutRecord *rec;
+        int r;
+
+        while ((rec = list_entry(list_first(&conn->out), OutRecord, link))) {
+                if (rec->own_fd >= 0)
+                        r = connection_write_now(conn, rec->data, rec->len, &rec->own_fd, 1);
+                else
+                        r = connection_write_now(conn, rec->data, rec->len,
+                                                 rec->fds ? rec->fds->fds : NULL,
+                                                 rec->fds ? rec->fds->n_fds : 0);
+                if (r == -EAGAIN)
+                        return false;
+                if (r < 0) {
+                        conn->dead = true;
+                        return false;
+                }
+                conn->n_out_bytes -= rec->len;
+                out_record_free(rec);
+        }
+        return true;
+}
+
+static void connection_mark_dirty(Connection *conn) {
+        if (!list_is_linked(&conn->dirty_link))
+                list_link_tail(&conn->broker->dirty, &conn->dirty_link);
+}
+
+static void connection_queue_on_push(Queue *queue, QueueEntry *entry, void *userdata) {
+        Connection *conn = userdata;
+
+        if (conn->hello)
+                connection_mark_dirty(conn);
+}
+
+static void connection_queue_on_remove(Queue *queue, QueueEntry *entry, void *userdata) {
+        Connection *conn = userdata;
+        uint8_t buf[PROTO_SIZE_RETRACT];
+        QueueEntry *prev, *next;
+        ProtoRetract retract = { .entry_id = entry->id };
+        int r;
+
+        if (!conn->hello || entry->id > conn->push_cursor || conn->dequeuing || conn->resync)
+                return;
+
+        /* only the peer's own requests withdraw pushed entries */
+        if (!conn->own_request || ++conn->n_retracts > CONNECTION_RETRACTS_MAX) {
+                conn->resync = true;
+                return;
+        }
+
+        prev = list_entry(list_prev(&queue->entries, &entry->link), QueueEntry, link);
+        next = list_entry(list_next(&queue->entries, &entry->link), QueueEntry, link);
+        if (prev && next && prev->seq == next->seq)
+                retract.flags |= PROTO_RETRACT_FLAG_PREV_CONTINUES;
+
+        r = proto_encode_retract(buf, sizeof(buf), &retract);
+        if (r < 0) {
+                conn->resync = true;
+                return;
+        }
+        connection_write(conn, buf, (size_t)r, NULL, -1);
+}
+
+static const QueueHooks connection_queue_hooks = {
+        .on_push = connection_queue_on_push,
+        .on_remove = connection_queue_on_remove,
+};
+
+static void connection_entry_to_proto(const PeerRecv *r, ProtoEntry *e) {
+        *e = (ProtoEntry){
+                .entry_id = r->entry_id,
+                .msg = {
+                        .type = r->type,
+                        .flags = r->flags,
+                        .destination = r->destination,
+                        .uid = r->creds.uid,
+                        .gid = r->creds.gid,
+                        .pid = r->creds.pid,
+                        .tid = r->creds.tid,
+                        .offset = r->offset,
+                        .n_bytes = r->n_bytes,
+                        .n_handles = r->n_handles,
+                        .n_fds = r->n_fds,
+                        .n_secctx = r->n_secctx,
+                },
+        };
+}
+
+/**
+ * connection_push() - write the entries queued since the last push
+ * @conn:       connection
+ *
+ * Stops when the socket is full; EPOLLOUT resumes. Entries that stay
+ * unpushed are still in the model queue, where a RECV round trip finds
+ * them, so a client that does not read costs the broker no memory here.
+ */
+void connection_push(Connection *conn) {
+        uint8_t buf[PROTO_SIZE_ENTRY];
+        QueueEntry *entry, *prev;
+        Queue *queue = &conn->peer->queue;
+        int r;
+
+        list_unlink(&conn->dirty_link);
+        if (!conn->hello || conn->dead || conn->push_blocked || !list_is_empty(&conn->out))
+                return;
+
+        /* the first unpushed entry: walk back over the new ones */
+        entry = NULL;
+        for (prev = list_entry(list_last(&queue->entries), QueueEntry, link);
+             prev && prev->id > conn->push_cursor;
+             prev = list_entry(list_prev(&queue->entries, &prev->link), QueueEntry, link))
+                entry = prev;
+
+        for (; entry; entry = list_entry(list_next(&queue->entries, &entry->link),
+                                         QueueEntry, link)) {
+                PeerRecv desc;
+                ProtoEntry e;
+
+                peer_describe_entry(conn->peer, entry, &desc);
+                connection_entry_to_proto(&desc, &e);
+                if (peer_entry_needs_sync(conn->peer, entry))
+                        e.msg.flags |= PROTO_MSG_FLAG_SYNC;
+
+                r = proto_encode_entry(buf, sizeof(buf), &e);
+                if (r < 0) {
+                        log_error("cannot encode entry: %s", strerror(-r));
+                        conn->dead = true;
+                        return;
+                }
+                r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
+                if (r == -EAGAIN) {
+                        conn->push_blocked = true;
+                        connection_update_events(conn);
+                        return;
+                }
+                if (r < 0) {
+                        conn->dead = true;
+                        return;
+                }
+                conn->push_cursor = entry->id;
+        }
+}
+
+/* push to every connection with new entries, but @skip */
+static void connection_push_dirty(Broker *broker, Connection *skip) {
+        Connection *conn, *tmp;
+
+        list_for_each_entry_safe(conn, tmp, &broker->dirty, dirty_link)
+                if (conn != skip)
+                        connection_push(conn);
+}
+
+/* answer a request; @fds (a reference) or @own_fd travel with it */
+static void connection_reply(Connection *conn, const void *data, size_t len, FdList *fds,
+                             int own_fd) {
+        uint8_t buf[PROTO_SIZE_HEADER];
+        QueueEntry *first;
+        int r;
+
+        if (conn->resync) {
+                /* the client drops what it holds; everything comes again */
+                r = proto_encode_resync(buf, sizeof(buf));
+                if (r >= 0)
+                        connection_write(conn, buf, (size_t)r, NULL, -1);
+                conn->push_cursor = 0;
+                conn->push_blocked = false;
+                connection_mark_dirty(conn);
+        }
+
+        connection_write(conn, data, len, fds, own_fd);
+
+        /* entries the client read before this reply and holds: stay readable */
+        first = queue_first(&conn->peer->queue);
+        if (!conn->resync && first && first->id <= conn->push_cursor) {
+                r = proto_encode_wake(buf, sizeof(buf));
+                if (r >= 0)
+                        connection_write(conn, buf, (size_t)r, NULL, -1);
+        }
+        conn->resync = false;
+        conn->n_retracts = 0;
+}
+
+static void connection_reply_error(Connection *conn, uint64_t cookie, int error) {
+        uint8_t buf[PROTO_SIZE_REPLY];
+        ProtoReply reply = { .cookie = cookie, .error = (uint32_t)error };
+        int r;
+
+        r = proto_encode_reply(buf, sizeof(buf), &reply);
+        if (r < 0) {
+                conn->dead = true;
+                return;
+        }
+        connection_reply(conn, buf, (size_t)r, NULL, -1);
+}
+
+static void connection_close_fds(int *fds, size_t n_fds) {
+        for (size_t i = 0; i < n_fds; ++i)
+                fds[i] = safe_close(fds[i]);
+}
+
+static int connection_handle_hello(Connection *conn, const void *buf, size_t len, int *fds,
+                                   size_t n_fds) {
+        uint8_t out[PROTO_SIZE_REPLY_HELLO];
+        ProtoReplyHello reply = {};
+        ProtoHello hello;
+        int r, pool_fd;
+
+        r = proto_decode_hello(&hello, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        reply.cookie = hello.cookie;
+        if (hello.version_min > PROTO_VERSION_MAX || hello.version_max < PROTO_VERSION_MIN)
+                return -EPROTONOSUPPORT;
+
+        if (conn->peer->disconnected)
+                return -ESHUTDOWN;
+        r = pool_open_readonly(&conn->peer->pool, &pool_fd);
+        if (r < 0)
+                return r;
+
+        reply.version = PROTO_VERSION_MAX < hello.version_max ? PROTO_VERSION_MAX
+                                                               : hello.version_max;
+        reply.peer_id = conn->peer->id;
+        reply.pool_size = conn->peer->pool.max_size;
+        r = proto_encode_reply_hello(out, sizeof(out), &reply);
+        if (r < 0) {
+                safe_close(pool_fd);
+                return r;
+        }
+
+        /*
+         * A HELLO on an established connection is a process adopting it
+         * (a child that inherited it): the stream starts afresh, and every
+         * queued entry is pushed again after the reply.
+         */
+        conn->hello = true;
+        conn->push_cursor = 0;
+        conn->push_blocked = false;
+        conn->fd_install = false;
+        connection_write(conn, out, (size_t)r, NULL, pool_fd);
+        connection_mark_dirty(conn);
+        return 0;
+}
+
+/* an fd a message may carry: AF_UNIX sockets only as O_PATH */
+static int connection_check_fd(int fd) {
+        int flags, domain;
+        socklen_t len = sizeof(domain);
+        struct stat st;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return -EBADF;
+        if (flags & O_PATH)
+                return 0;
+        if (fstat(fd, &st) < 0)
+                return -EBADF;
+        if (!S_ISSOCK(st.st_mode))
+                return 0;
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+                return -EBADF;
+        return domain == AF_UNIX ? -EOPNOTSUPP : 0;
+}
+
+/* map the payload of a PROTO_PAYLOAD_MEMFD send */
+static int connection_map_payload(int fd, uint64_t offset, uint64_t n_bytes, void **mapp,
+                                  size_t *map_lenp, const void **payloadp) {
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), start, end;
+        struct stat st;
+        int seals;
+        void *p;
+
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0)
+                return -EBADF;
+        /* a payload that could shrink under us would fault the broker */
+        if (!(seals & F_SEAL_SHRINK))
+                return -EINVAL;
+        if (fstat(fd, &st) < 0)
+                return -EBADF;
+        if (__builtin_add_overflow(offset, n_bytes, &end) || end > (uint64_t)st.st_size)
+                return -EFAULT;
+        if (n_bytes == 0) {
+                *mapp = NULL;
+                *map_lenp = 0;
+                *payloadp = NULL;
+                return 0;
+        }
+
+        start = offset - offset % page;
+        p = mmap(NULL, end - start, PROT_READ, MAP_SHARED, fd, (off_t)start);
+        if (p == MAP_FAILED)
+                return -ENOMEM;
+        *mapp = p;
+        *map_lenp = end - start;
+        *payloadp = (const uint8_t *)p + (offset - start);
+        return 0;
+}
+
+static int connection_handle_send(Connection *conn, uint64_t *cookiep, const void *buf,
+                                  size_t len, int *fds, size_t n_fds) {
+        _cleanup_(fdlist_unrefp) FdList *fdlist = NULL;
+        _cleanup_(freep) uint64_t *errors = NULL;
+        uint8_t small[PROTO_SIZE_REPLY_SEND_MIN];
+        _cleanup_(freep) uint8_t *out = NULL;
+        void *map = NULL;
+        size_t map_len = 0, out_len;
+        struct iovec vec;
+        ProtoSend s;
+        TxArgs args;
+        int r;
+
+        r = proto_decode_send(&s, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = s.cookie;
+
+        for (size_t i = 0; i < s.n_fds; ++i) {
+                r = connection_check_fd(fds[i]);
+                if (r < 0)
+                        return r;
+        }
+
+        vec = (struct iovec){ .iov_base = (void *)s.payload, .iov_len = s.n_bytes };
+        if (s.payload_mode == PROTO_PAYLOAD_MEMFD) {
+                const void *payload;
+
+                r = connection_map_payload(fds[s.n_fds], s.memfd_offset, s.n_bytes, &map,
+                                           &map_len, &payload);
+                if (r < 0)
+                        return r;
+                vec.iov_base = (void *)payload;
+        }
+
+        if (s.n_fds) {
+                r = fdlist_new(&fdlist, fds, s.n_fds);
+                /* the list owns (or has closed) them now */
+                for (size_t i = 0; i < s.n_fds; ++i)
+                        fds[i] = -1;
+                if (r < 0)
+                        goto out;
+        }
+
+        if (s.flags & PROTO_SEND_FLAG_ERRORS) {
+                errors = calloc(s.n_destinations ?: 1, sizeof(*errors));
+                if (!errors) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+
+        args = (TxArgs){
+                .flags = s.flags & ~PROTO_SEND_FLAG_ERRORS,
+                .destinations = (const uint64_t *)s.destinations,
+                .n_destinations = s.n_destinations,
+                .errors = errors,
+                .vecs = &vec,
+                .n_vecs = s.n_bytes ? 1 : 0,
+                .handles = (const uint64_t *)s.handles,
+                .n_handles = s.n_handles,
+                .fds = fdlist,
+        };
+        r = peer_send(conn->peer, &args);
+        if (r < 0)
+                goto out;
+
+        r = proto_size_reply_send(&out_len, errors ? s.n_destinations : 0);
+        if (r < 0)
+                goto out;
+        if (out_len > sizeof(small)) {
+                out = malloc(out_len);
+                if (!out) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        r = proto_encode_reply_send(out ?: small, out_len, s.cookie, errors,
+                                    errors ? s.n_destinations : 0);
+        if (r < 0)
+                goto out;
+
+        connection_push_dirty(conn->broker, conn);
+        connection_reply(conn, out ?: small, (size_t)r, NULL, -1);
+        r = 0;
+out:
+        if (map)
+                munmap(map, map_len);
+        return r;
+}
+
+static int connection_handle_recv(Connection *conn, uint64_t *cookiep, const void *buf,
+                                  size_t len, size_t n_fds) {
+        uint8_t out[PROTO_SIZE_REPLY_RECV];
+        ProtoReplyRecv reply = {};
+        PeerRecv r_entry;
+        ProtoRecv req;
+        FdList *fds;
+        int r;
+
+        r = proto_decode_recv(&req, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = req.cookie;
+
+        conn->dequeuing = true;
+        r = peer_recv(conn->peer, req.flags, req.max_offset, &r_entry);
+        conn->dequeuing = false;
+        if (r < 0)
+                return r;
+
+        reply.cookie = req.cookie;
+        connection_entry_to_proto(&r_entry, &reply.entry);
+        r = proto_encode_reply_recv(out, sizeof(out), &reply);
+        if (r < 0) {
+                peer_recv_deinit(&r_entry);
+                return r;
+        }
+
+        fds = TAKE_PTR(r_entry.fds);
+        conn->fd_install = false;
+        if (fds && fds->n_fds) {
+                /* the client answers with the numbers the fds got (SLICE_FDS) */
+                conn->fd_install = true;
+                conn->fd_offset = r_entry.offset;
+                conn->fd_at = r_entry.offset + message_fd_offset(r_entry.n_bytes,
+                                                                 r_entry.n_handles);
+                conn->fd_count = fds->n_fds;
+        }
+
+        connection_push_dirty(conn->broker, conn);
+        connection_reply(conn, out, (size_t)r, fds, -1);
+        return 0;
+}
+
+static int connection_handle_slice_fds(Connection *conn, uint64_t *cookiep, const void *buf,
+                                       size_t len, size_t n_fds) {
+        ProtoSliceFds req;
+        PoolSlice *slice;
+        int r;
+
+        r = proto_decode_slice_fds(&req, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = req.cookie;
+
+        if (conn->peer->disconnected)
+                return -ESHUTDOWN;
+        if (!conn->fd_install || req.offset != conn->fd_offset || req.n_fds != conn->fd_count)
+                return -EINVAL;
+        slice = pool_find(&conn->peer->pool, req.offset);
+        if (!slice || !slice->published)
+                return -EINVAL;
+
+        for (uint32_t i = 0; i < req.n_fds; ++i) {
+                int32_t v = (int32_t)proto_u32_at(req.fds, i);
+
+                r = pool_write(&conn->peer->pool, slice, conn->fd_at - req.offset + 4 * i,
+                               &v, sizeof(v));
+                if (r < 0)
+                        return -EINVAL;
+        }
+        conn->fd_install = false;
+        return 0;
+}
+
+static int connection_handle_transfer(Connection *conn, uint64_t *cookiep, const void *buf,
+                                      size_t len, int *fds, size_t n_fds,
+                                      uint64_t *dst_idp) {
+        ProtoHandleTransfer req;
+        Peer *dst = NULL;
+        int r;
+
+        r = proto_decode_handle_transfer(&req, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = req.cookie;
+
+        if (req.dst_mode == PROTO_DST_FD) {
+                Connection *other;
+                uint64_t ino;
+
+                /* the fd proves the caller holds that connection */
+                r = sockdiag_peer_inode(fds[0], &ino);
+                fds[0] = safe_close(fds[0]);
+                if (r < 0)
+                        return -EOPNOTSUPP;
+                other = broker_find_connection(conn->broker, ino);
+                if (!other)
+                        return -EOPNOTSUPP;
+                dst = other->peer;
+        }
+        return peer_handle_transfer(conn->peer, req.flags, req.src_handle, dst, dst_idp);
+}
+
+static int connection_handle_ack(Connection *conn, const void *buf, size_t len, size_t n_fds) {
+        QueueEntry *entry;
+        ProtoAck ack;
+        PeerRecv r;
+        int res;
+
+        res = proto_decode_ack(&ack, buf, len, n_fds);
+        if (res < 0)
+                return res;
+
+        /* the client dequeued these locally; apply it before its next request */
+        conn->dequeuing = true;
+        while ((entry = queue_first(&conn->peer->queue)) && entry->id <= ack.entry_id &&
+               entry->id <= conn->push_cursor) {
+                res = peer_recv(conn->peer, 0, UINT64_MAX, &r);
+                if (res < 0)
+                        break;
+                peer_recv_deinit(&r);
+        }
+        conn->dequeuing = false;
+        return 0;
+}
+
+/* apply one request and answer it; a fatal error closes the connection */
+static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr,
+                                        const void *buf, size_t len, int *fds,
+                                        size_t n_fds) {
+        uint8_t out[PROTO_SIZE_REPLY_PEER_QUERY];
+        uint64_t cookie = hdr->cookie;
+        Peer *peer = conn->peer;
+        int r;
+
+        r = proto_check_request_type(hdr->type);
+        if (r < 0)
+                goto reply;
+
+        if (!conn->hello && hdr->type != PROTO_TYPE_HELLO) {
+                r = -EBADMSG;
+                goto reply;
+        }
+
+        switch (hdr->type) {
+        case PROTO_TYPE_HELLO:
+                r = connection_handle_hello(conn, buf, len, fds, n_fds);
+                if (r == 0)
+                        return;
+                break;
+
+        case PROTO_TYPE_ACK:
+                r = connection_handle_ack(conn, buf, len, n_fds);
+                if (r < 0 && proto_error_is_fatal(r))
+                        conn->dead = true;
+                /* unanswered */
+                return;
+
+        case PROTO_TYPE_PEER_DISCONNECT: {
+                ProtoPeerDisconnect req;
+
+                r = proto_decode_peer_disconnect(&req, buf, len, n_fds);
+                if (r >= 0)
+                        r = peer_disconnect(peer);
+                break;
+        }
+        case PROTO_TYPE_PEER_QUERY: {
+                ProtoReplyPeerQuery reply = { .cookie = cookie };
+                PeerLimits l;
+                ProtoPeerQuery req;
+
+                r = proto_decode_peer_query(&req, buf, len, n_fds);
+                if (r >= 0)
+                        r = peer_query(peer, req.flags, &reply.peer_flags, &l);
+                if (r < 0)
+                        break;
+                reply.max_slices = l.max_slices;
+                reply.max_handles = l.max_handles;
+                reply.max_inflight_bytes = l.max_inflight_bytes;
+                reply.max_inflight_fds = l.max_inflight_fds;
+                r = proto_encode_reply_peer_query(out, sizeof(out), &reply);
+                if (r < 0)
+                        break;
+                connection_push_dirty(conn->broker, conn);
+                connection_reply(conn, out, (size_t)r, NULL, -1);
+                return;
+        }
+        case PROTO_TYPE_PEER_RESET: {
+                ProtoPeerReset req;
+                PeerLimits l;
+
+                r = proto_decode_peer_reset(&req, buf, len, n_fds);
+                if (r < 0)
+                        break;
+                l = (PeerLimits){
+                        .max_slices = req.max_slices,
+                        .max_handles = req.max_handles,
+                        .max_inflight_bytes = req.max_inflight_bytes,
+                        .max_inflight_fds = req.max_inflight_fds,
+                };
+                r = peer_reset(peer, req.flags, req.peer_flags, &l);
+                break;
+        }
+        case PROTO_TYPE_HANDLE_RELEASE: {
+                ProtoHandleRelease req;
+
+                r = proto_decode_handle_release(&req, buf, len, n_fds);
+                if (r >= 0)
+                        r = peer_handle_release(peer, req.id);
+                break;
+        }
+        case PROTO_TYPE_HANDLE_TRANSFER: {
+                ProtoReplyHandleTransfer reply = { .cookie = cookie };
+
+                r = connection_handle_transfer(conn, &cookie, buf, len, fds, n_fds,
+                                               &reply.dst_handle);
+                if (r < 0)
+                        break;
+                r = proto_encode_reply_handle_transfer(out, sizeof(out), &reply);
+                if (r < 0)
+                        break;
+                connection_push_dirty(conn->broker, conn);
+                connection_reply(conn, out, (size_t)r, NULL, -1);
+                return;
+        }
+        case PROTO_TYPE_NODES_DESTROY: {
+                ProtoNodesDestroy req;
+
+                r = proto_decode_nodes_destroy(&req, buf, len, n_fds);
+                if (r < 0)
+                        break;
+                /* little-endian and 8-aligned in the receive buffer: use in place */
+                r = peer_nodes_destroy(peer, req.flags, (const uint64_t *)req.ids,
+                                       req.n_nodes);
+                break;
+        }
+        case PROTO_TYPE_SLICE_RELEASE: {
+                ProtoSliceRelease req;
+
+                r = proto_decode_slice_release(&req, buf, len, n_fds);
+                if (r >= 0)
+                        r = peer_slice_release(peer, req.offset);
+                break;
+        }
+        case PROTO_TYPE_SLICE_FDS:
+                r = connection_handle_slice_fds(conn, &cookie, buf, len, n_fds);
+                break;
+
+        case PROTO_TYPE_SEND:
+                r = connection_handle_send(conn, &cookie, buf, len, fds, n_fds);
+                if (r == 0)
+                        return;
+                break;
+
+        case PROTO_TYPE_RECV:
+                r = connection_handle_recv(conn, &cookie, buf, len, n_fds);
+                if (r == 0)
+                        return;
+                break;
+
+        default:
+                /* a request type of a later version, or a control request */
+                r = -ENOTTY;
+                break;
+        }
+
+reply:
+        if (proto_error_is_fatal(r)) {
+                conn->dead = true;
+                return;
+        }
+        connection_push_dirty(conn->broker, conn);
+        connection_reply_error(conn, cookie, r < 0 ? -r : 0);
+}
+
+/* receive one packet; returns its length, 0 on EOF, -EAGAIN, or -errno */
+static ssize_t connection_recv(Connection *conn, int *fds, size_t *n_fdsp) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = conn->broker->rx_buf, .iov_len = conn->broker->rx_size };
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+        size_t n_fds = 0;
+        ssize_t l;
+
+        l = recvmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (l < 0)
+                return -errno;
+
+        /* take every fd that arrived before judging the packet */
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                size_t n;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < n; ++i) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (n_fds < PROTO_PACKET_FDS_MAX)
+                                fds[n_fds++] = fd;
+                        else
+                                safe_close(fd);
+                }
+        }
+        *n_fdsp = n_fds;
+
+        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+                connection_close_fds(fds, n_fds);
+                *n_fdsp = 0;
+                return -EBADMSG;
+        }
+        if (l > 0 && (size_t)l > PROTO_RECORD_MAX) {
+                connection_close_fds(fds, n_fds);
+                *n_fdsp = 0;
+                return -EBADMSG;
+        }
+        return l;
+}
+
+/* handle one packet: a carrier, or a request with the carried fds */
+static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fds,
+                                       size_t n_pkt_fds) {
+        const uint8_t *buf = conn->broker->rx_buf;
+        ProtoHeader hdr;
+        size_t n_fds;
+        int r;
+
+        r = proto_decode_header(&hdr, buf, len);
+        if (r < 0) {
+                connection_close_fds(pkt_fds, n_pkt_fds);
+                conn->dead = true;
+                return;
+        }
+
+        if (hdr.type == PROTO_TYPE_FDS) {
+                ProtoFds f;
+
+                r = proto_decode_fds(&f, buf, len, n_pkt_fds);
+                if (r < 0 || conn->n_carried + n_pkt_fds > PROTO_RECORD_FDS_MAX) {
+                        connection_close_fds(pkt_fds, n_pkt_fds);
+                        conn->dead = true;
+                        return;
+                }
+                memcpy(conn->carried + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
+                conn->n_carried += n_pkt_fds;
+                return;
+        }
+
+        if (conn->n_carried + n_pkt_fds > PROTO_RECORD_FDS_MAX) {
+                connection_close_fds(pkt_fds, n_pkt_fds);
+                conn->dead = true;
+                return;
+        }
+        /* carried fds come first */
+        memcpy(conn->carried + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
+        n_fds = conn->n_carried + n_pkt_fds;
+        conn->n_carried = 0;
+
+        conn->own_request = true;
+        connection_dispatch_request(conn, &hdr, buf, len, conn->carried, n_fds);
+        conn->own_request = false;
+
+        /* whatever the request did not keep */
+        connection_close_fds(conn->carried, n_fds);
+}
+
+static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Connection *conn = userdata;
+        Broker *broker = conn->broker;
+        int fds[PROTO_PACKET_FDS_MAX];
+
+        if (revents & EPOLLOUT) {
+                if (connection_flush_out(conn)) {
+                        conn->push_blocked = false;
+                        connection_push(conn);
+                }
+        }
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                for (unsigned int i = 0; i < CONNECTION_RECORDS_MAX && !conn->dead; ++i) {
+                        size_t n_fds = 0;
+                        ssize_t l;
+
+                        if (conn->n_out_bytes >= CONNECTION_OUT_MAX)
+                                break;
+
+                        l = connection_recv(conn, fds, &n_fds);
+                        if (l == -EAGAIN || l == -EINTR)
+                                break;
+                        if (l <= 0) {
+                                /* EOF, a reset, or a truncated packet */
+                                conn->dead = true;
+                                break;
+                        }
+                        connection_dispatch_packet(conn, (size_t)l, fds, n_fds);
+                }
+        }
+
+        if (conn->dead) {
+                connection_free(conn);
+                /* the peer's end may have queued notifications elsewhere */
+                connection_push_dirty(broker, NULL);
+                return 0;
+        }
+        connection_update_events(conn);
+        return 0;
+}
+
+/**
+ * connection_new() - set up a connection and its peer
+ * @connp:      out: the connection
+ * @broker:     broker
+ * @fd:         accepted socket, owned from now on (closed on failure)
+ *
+ * Reads the credentials (SO_PEERCRED) and the security label (SO_PEERSEC,
+ * where an LSM provides one), creates the peer and its pool.
+ *
+ * Return: 0, -ENOMEM, or the errno of getsockopt(2), fstat(2), the pool
+ *         (-EMFILE when out of descriptors) or sd-event.
+ */
+int connection_new(Connection **connp, Broker *broker, int fd) {
+        Connection *conn;
+        struct ucred ucred;
+        socklen_t len = sizeof(ucred);
+        PeerCreds creds;
+        struct stat st;
+        int r;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &ucred, &len) < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+
+        conn = calloc(1, sizeof(*conn));
+        if (!conn) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        conn->broker = broker;
+        conn->fd = fd;
+        conn->inode = st.st_ino;
+        list_init(&conn->broker_link);
+        list_init(&conn->dirty_link);
+        list_init(&conn->out);
+        rbnode_init(&conn->inode_node);
+
+        /* one connection is one peer; credentials are those at connect() */
+        creds = (PeerCreds){
+                .uid = ucred.uid,
+                .gid = ucred.gid,
+                .pid = (uint32_t)ucred.pid,
+                .tid = (uint32_t)ucred.pid,
+        };
+        r = peer_new(&conn->peer, &broker->bus, &creds);
+        if (r < 0)
+                goto error;
+        queue_set_hooks(&conn->peer->queue, &connection_queue_hooks, conn);
+
+        {
+                char label[4096];
+                socklen_t l = sizeof(label);
+
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERSEC, label, &l) == 0 && l > 0) {
+                        while (l > 0 && label[l - 1] == '\0')
+                                --l;
+                        conn->peer->secctx = malloc(l ?: 1);
+                        if (conn->peer->secctx) {
+                                memcpy(conn->peer->secctx, label, l);
+                                conn->peer->n_secctx = l;
+                        }
+                }
+        }
+
+        r = sd_event_add_io(broker->event, &conn->io, fd, EPOLLIN, connection_io_fn, conn);
+        if (r < 0)
+                goto error;
+        sd_event_source_set_description(conn->io, "connection");
+
+        list_link_tail(&broker->connections, &conn->broker_link);
+        ++broker->n_connections;
+        broker_index_connection(broker, conn);
+
+        *connp = conn;
+        return 0;
+
+error:
+        connection_free(conn);
+        return r;
+}
+
+/**
+ * connection_free() - close a connection; its peer disconnects
+ * @conn:       connection, or NULL
+ *
+ * Return: NULL.
+ */
+Connection *connection_free(Connection *conn) {
+        OutRecord *rec;
+        Broker *broker;
+
+        if (!conn)
+                return NULL;
+        broker = conn->broker;
+
+        sd_event_source_disable_unref(conn->io);
+        if (list_is_linked(&conn->broker_link)) {
+                list_unlink(&conn->broker_link);
+                --broker->n_connections;
+                broker_unindex_connection(broker, conn);
+        }
+        list_unlink(&conn->dirty_link);
+
+        if (conn->peer) {
+                queue_set_hooks(&conn->peer->queue, NULL, NULL);
+                peer_free(conn->peer);
+        }
+        while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
+                out_record_free(rec);
+        connection_close_fds(conn->carried, conn->n_carried);
+        safe_close(conn->fd);
+        free(conn);
+
+        broker_connection_closed(broker);
+        return NULL;
+}

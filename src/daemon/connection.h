@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Connection: one client socket, and the peer it is
+ *
+ * Reads requests (recvmsg with SCM_RIGHTS), decodes them with src/proto,
+ * makes one call into the object model per request and queues the reply.
+ * It also mirrors the peer's queue to the client: entries are pushed as
+ * they are queued, RETRACT/RESYNC records tell the client about entries
+ * withdrawn by its own requests, and WAKE keeps the socket readable while
+ * the client holds pushed entries (see docs/protocol.md). All socket I/O is
+ * non-blocking; what cannot be written now waits in an output queue.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+#include "proto/proto.h"
+#include "util/list.h"
+#include "util/rbtree.h"
+
+typedef struct Broker Broker;
+typedef struct Connection Connection;
+typedef struct Peer Peer;
+
+struct Connection {
+        Broker *broker;
+        List broker_link;       /* in broker->connections */
+        List dirty_link;        /* in broker->dirty: has entries to push */
+        RBNode inode_node;      /* in broker->by_inode */
+        uint64_t inode;         /* inode of our socket end */
+        int fd;
+        sd_event_source *io;
+        Peer *peer;
+
+        bool hello;             /* HELLO answered: pushing is on */
+        bool dead;              /* to be closed once the current dispatch ends */
+        bool push_blocked;      /* the socket was full: push again on EPOLLOUT */
+        bool own_request;       /* a request of this connection is being applied */
+        bool dequeuing;         /* the client dequeues (RECV, ACK): no RETRACT */
+        bool resync;            /* too much changed: RESYNC before the reply */
+        unsigned int n_retracts;
+
+        List out;               /* OutRecord: not yet written */
+        uint64_t n_out_bytes;
+        uint64_t push_cursor;   /* entries up to this id were pushed */
+
+        int carried[PROTO_RECORD_FDS_MAX];     /* fds of FDS carriers so far */
+        size_t n_carried;
+
+        bool fd_install;        /* a RECV handed fds over: SLICE_FDS may follow */
+        uint64_t fd_offset;     /* its slice */
+        uint64_t fd_at;         /* the fd area within the pool */
+        uint64_t fd_count;
+};
+
+int connection_new(Connection **connp, Broker *broker, int fd);
+Connection *connection_free(Connection *conn);
+void connection_push(Connection *conn);
