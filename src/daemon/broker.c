@@ -121,19 +121,16 @@ int broker_listen_path(Broker *broker, const char *path) {
 /**
  * broker_listen_activated() - listen on the sockets systemd passed
  * @broker:     broker
+ * @n_fds:      what sd_listen_fds() returned before anything else opened
+ *              a descriptor (the sockets are SD_LISTEN_FDS_START onwards)
  *
- * Return: the number of sockets taken (0 without socket activation), or a
- *         negative errno (-EINVAL for a passed fd that is not a listening
- *         SOCK_SEQPACKET AF_UNIX socket).
+ * Return: 0, or a negative errno (-EINVAL for a passed fd that is not a
+ *         listening SOCK_SEQPACKET AF_UNIX socket).
  */
-int broker_listen_activated(Broker *broker) {
-        int n, r;
+int broker_listen_activated(Broker *broker, int n_fds) {
+        int r;
 
-        n = sd_listen_fds(true);
-        if (n <= 0)
-                return n;
-
-        for (int i = 0; i < n; ++i) {
+        for (int i = 0; i < n_fds; ++i) {
                 Listener *listener;
 
                 r = listener_new_fd(&listener, broker->event, SD_LISTEN_FDS_START + i,
@@ -144,7 +141,7 @@ int broker_listen_activated(Broker *broker) {
                 if (r < 0)
                         return r;
         }
-        return n;
+        return 0;
 }
 
 /**

@@ -40,7 +40,7 @@ Broker *broker_free(Broker *broker);
 DEFINE_CLEANUP(Broker *, broker_free);
 
 int broker_listen_path(Broker *broker, const char *path);
-int broker_listen_activated(Broker *broker);
+int broker_listen_activated(Broker *broker, int n_fds);
 int broker_run(Broker *broker);
 
 void broker_connection_closed(Broker *broker);

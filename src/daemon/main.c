@@ -8,6 +8,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -113,11 +114,28 @@ static void main_setup_process(void) {
 int main(int argc, char **argv) {
         _cleanup_(broker_freep) Broker *broker = NULL;
         char path[PATH_MAX];
-        int r;
+        int r, n_activated;
 
         r = main_parse_argv(argc, argv);
         if (r)
                 return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+
+        /*
+         * Claim the activated sockets before anything opens a descriptor,
+         * and check they are there: a stale $LISTEN_FDS must not make us
+         * take our own event loop's descriptors for sockets.
+         */
+        n_activated = main_arg_listen ? 0 : sd_listen_fds(true);
+        if (n_activated < 0) {
+                log_error("socket activation: %s", strerror(-n_activated));
+                return EXIT_FAILURE;
+        }
+        for (int i = 0; i < n_activated; ++i)
+                if (fcntl(SD_LISTEN_FDS_START + i, F_GETFD) < 0) {
+                        log_error("socket activation: fd %d is not open",
+                                  SD_LISTEN_FDS_START + i);
+                        return EXIT_FAILURE;
+                }
 
         main_setup_process();
 
@@ -129,14 +147,13 @@ int main(int argc, char **argv) {
 
         if (main_arg_listen) {
                 r = broker_listen_path(broker, main_arg_listen);
+        } else if (n_activated > 0) {
+                r = broker_listen_activated(broker, n_activated);
         } else {
-                r = broker_listen_activated(broker);
-                if (r == 0) {
-                        r = main_default_address(path, sizeof(path));
-                        if (r >= 0)
-                                r = broker_listen_path(broker, path);
-                        main_arg_listen = path;
-                }
+                r = main_default_address(path, sizeof(path));
+                if (r >= 0)
+                        r = broker_listen_path(broker, path);
+                main_arg_listen = path;
         }
         if (r < 0) {
                 log_error("cannot listen on %s: %s",

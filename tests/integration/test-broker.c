@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Broker process: command line, addresses, readiness, shutdown, bad input
+ *
+ * These tests run bus1d the ways a user and systemd do: with --listen, on
+ * the default address under $XDG_RUNTIME_DIR, socket-activated
+ * (LISTEN_FDS), and with a NOTIFY_SOCKET to see READY=1. They also throw
+ * malformed records at it and check that only the offending connection
+ * goes and that no descriptor leaks.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "bus1/uapi.h"
+#include "util-broker.h"
+
+static const char *broker_exe(void) {
+        const char *exe = getenv("BUS1D_TEST_BROKER");
+
+        if (!exe)
+                fail_msg("$BUS1D_TEST_BROKER is not set");
+        return exe;
+}
+
+static int run_status(char *const argv[], char *out, size_t size) {
+        int p[2], status;
+        ssize_t l, n = 0;
+        pid_t pid;
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                dup2(p[1], STDOUT_FILENO);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        close(p[1]);
+        while (n + 1 < (ssize_t)size && (l = read(p[0], out + n, size - 1 - n)) > 0)
+                n += l;
+        out[n] = 0;
+        close(p[0]);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        return status;
+}
+
+static void test_help_and_version(void **state) {
+        char out[4096];
+        int status;
+
+        status = run_status((char *[]){ (char *)broker_exe(), "--help", NULL }, out, sizeof(out));
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_non_null(strstr(out, "--listen"));
+
+        status = run_status((char *[]){ (char *)broker_exe(), "--version", NULL }, out,
+                            sizeof(out));
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_non_null(strstr(out, "bus1d "));
+
+        status = run_status((char *[]){ (char *)broker_exe(), "--no-such-option", NULL }, out,
+                            sizeof(out));
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+}
+
+static void stop(pid_t pid) {
+        int status;
+
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_default_address_and_notify(void **state) {
+        char dir[] = "/tmp/bus1d-test-XXXXXX", sock[96], runtime[64], notify[64];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char buf[256];
+        struct stat st;
+        struct pollfd p;
+        ssize_t l;
+        pid_t pid;
+        int nfd, peer;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(runtime, sizeof(runtime), "%s/runtime", dir);
+        assert_int_equal(mkdir(runtime, 0700), 0);
+        snprintf(sock, sizeof(sock), "%s/bus1/socket", runtime);
+        snprintf(notify, sizeof(notify), "%s/notify", dir);
+
+        nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(nfd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify);
+        assert_int_equal(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                setenv("XDG_RUNTIME_DIR", runtime, 1);
+                setenv("NOTIFY_SOCKET", notify, 1);
+                unsetenv("LISTEN_FDS");
+                execl(broker_exe(), broker_exe(), (char *)NULL);
+                _exit(127);
+        }
+
+        /* READY=1 arrives once the broker listens */
+        p = (struct pollfd){ .fd = nfd, .events = POLLIN };
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        l = recv(nfd, buf, sizeof(buf) - 1, 0);
+        assert_true(l > 0);
+        buf[l] = 0;
+        assert_non_null(strstr(buf, "READY=1"));
+
+        /* the directory is private, and clients find the broker there */
+        assert_int_equal(stat(sock, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        snprintf(buf, sizeof(buf), "%s/bus1", runtime);
+        assert_int_equal(stat(buf, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+
+        unsetenv("BUS1_ADDRESS");
+        setenv("XDG_RUNTIME_DIR", runtime, 1);
+        peer = bus1_uapi_open(NULL);
+        assert_true(peer >= 0);
+        assert_int_equal(bus1_uapi_close(peer), 0);
+
+        stop(pid);
+        /* a clean shutdown removes the socket it bound */
+        assert_int_equal(stat(sock, &st), -1);
+        close(nfd);
+        unlink(notify);
+        rmdir(buf);
+        rmdir(runtime);
+        rmdir(dir);
+}
+
+static void test_socket_activation(void **state) {
+        char dir[] = "/tmp/bus1d-test-XXXXXX", path[64];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct bus1_cmd_peer_reset q = {};
+        pid_t pid;
+        int lfd, peer;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/socket", dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+
+        lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(lfd, 16), 0);
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char n[32];
+
+                /* exactly what systemd does for a socket unit */
+                if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
+                        _exit(126);
+                snprintf(n, sizeof(n), "%d", (int)getpid());
+                setenv("LISTEN_PID", n, 1);
+                setenv("LISTEN_FDS", "1", 1);
+                unsetenv("XDG_RUNTIME_DIR");
+                execl(broker_exe(), broker_exe(), (char *)NULL);
+                _exit(127);
+        }
+        close(lfd);
+
+        peer = bus1_uapi_open(path);
+        assert_true(peer >= 0);
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_PEER_QUERY, &q), 0);
+        assert_int_equal(q.max_slices, 16384);
+        assert_int_equal(bus1_uapi_close(peer), 0);
+
+        stop(pid);
+        unlink(path);
+        rmdir(dir);
+}
+
+static int raw_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* the broker hangs up on @fd: read until EOF */
+static void expect_hangup(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char buf[256];
+
+        for (;;) {
+                ssize_t l;
+
+                assert_int_equal(poll(&p, 1, 10000), 1);
+                l = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                if (l == 0 || (l < 0 && errno == ECONNRESET))
+                        return;
+                assert_true(l > 0 || errno == EAGAIN);
+        }
+}
+
+static void send_with_fds(int fd, const void *data, size_t len, int n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int) * 8)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int fds[8];
+
+        for (int i = 0; i < n_fds; ++i)
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (n_fds) {
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
+        }
+        assert_true(sendmsg(fd, &msg, MSG_NOSIGNAL) >= 0);
+        for (int i = 0; i < n_fds; ++i)
+                close(fds[i]);
+}
+
+static void test_bad_input(void **state) {
+        static uint8_t big[256 * 1024];
+        uint8_t garbage[64];
+        TestBroker broker;
+        int fd, good;
+
+        test_broker_start(&broker);
+
+        /* a well-behaved peer must not notice any of this */
+        good = bus1_uapi_open(NULL);
+        assert_true(good >= 0);
+
+        /* garbage with fds attached: disconnect, fds closed */
+        for (size_t i = 0; i < sizeof(garbage); ++i)
+                garbage[i] = (uint8_t)(i * 37 + 11);
+        fd = raw_connect(broker.path);
+        send_with_fds(fd, garbage, sizeof(garbage), 5);
+        expect_hangup(fd);
+        close(fd);
+
+        /* a record longer than any the protocol allows (MSG_TRUNC) */
+        fd = raw_connect(broker.path);
+        memset(big, 0xab, sizeof(big));
+        send_with_fds(fd, big, 200 * 1024, 2);
+        expect_hangup(fd);
+        close(fd);
+
+        /* an empty record, then hang up ourselves mid-way */
+        fd = raw_connect(broker.path);
+        send_with_fds(fd, garbage, 0, 0);
+        close(fd);
+
+        /* a valid-looking header with a wrong size */
+        fd = raw_connect(broker.path);
+        {
+                uint8_t h[24] = { 24, 0, 0, 0, 1, 0, 0x40, 0x01 };
+
+                send_with_fds(fd, h, sizeof(h), 1);
+        }
+        expect_hangup(fd);
+        close(fd);
+
+        {
+                struct bus1_cmd_peer_reset q = {};
+
+                assert_int_equal(bus1_uapi_ioctl(good, BUS1_CMD_PEER_QUERY, &q), 0);
+        }
+        assert_int_equal(bus1_uapi_close(good), 0);
+        /* every fd that arrived with bad records was closed */
+        test_broker_stop(&broker);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_help_and_version),
+                cmocka_unit_test(test_default_address_and_notify),
+                cmocka_unit_test(test_socket_activation),
+                cmocka_unit_test(test_bad_input),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
