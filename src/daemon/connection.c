@@ -346,6 +346,17 @@ static void connection_reply(Connection *conn, const void *data, size_t len, FdL
         QueueEntry *first;
         int r;
 
+        /*
+         * A handle that pushed entries carry was released meanwhile: those
+         * entries now need the broker at dequeue (fresh IDs), so they are
+         * pushed again, marked SYNC.
+         */
+        if (conn->peer->n_detached != conn->n_detached_seen) {
+                conn->n_detached_seen = conn->peer->n_detached;
+                if (conn->hello && conn->push_cursor)
+                        conn->resync = true;
+        }
+
         if (conn->resync) {
                 /* the client drops what it holds; everything comes again */
                 r = proto_encode_resync(buf, sizeof(buf));

@@ -41,6 +41,7 @@ struct Connection {
         bool dequeuing;         /* the client dequeues (RECV, ACK): no RETRACT */
         bool resync;            /* too much changed: RESYNC before the reply */
         unsigned int n_retracts;
+        uint64_t n_detached_seen;       /* peer->n_detached at the last reply */
 
         List out;               /* OutRecord: not yet written */
         uint64_t n_out_bytes;
