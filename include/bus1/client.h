@@ -182,10 +182,12 @@ int bus1_peer_send(Bus1Peer *peer, uint64_t flags,
  *
  * Without PEEK the entry is dequeued: the handles it carries become the
  * peer's, its fds are installed (O_CLOEXEC) and owned by the message, and
- * its slice stays valid until the message is unreferenced.
+ * its slice stays valid until the message is unreferenced. With PEEK the
+ * entry stays queued, no fd is installed, and the message points into a
+ * slice that is valid only while the entry stays queued.
  *
- * Return: 0, -EAGAIN if nothing is queued (or no seed is set with
- *         BUS1_RECV_FLAG_SEED), -ESHUTDOWN, -ENOMEM.
+ * Return: 0, -EINVAL unknown flags, -EAGAIN if nothing is queued (or no
+ *         seed is set with BUS1_RECV_FLAG_SEED), -ESHUTDOWN, -ENOMEM.
  */
 int bus1_peer_recv(Bus1Peer *peer, uint64_t flags, Bus1Message **messagep);
 
@@ -326,7 +328,7 @@ size_t bus1_message_get_n_fds(Bus1Message *message);
  * @message:    message
  * @i:          index below bus1_message_get_n_fds()
  *
- * Return: the fd, or -1 if it was stolen.
+ * Return: the fd, or -1 if it was stolen or not installed (PEEK).
  */
 int bus1_message_get_fd(Bus1Message *message, size_t i);
 
@@ -335,7 +337,8 @@ int bus1_message_get_fd(Bus1Message *message, size_t i);
  * @message:    message
  * @i:          index below bus1_message_get_n_fds()
  *
- * Return: the fd, now owned by the caller, or -1 if already stolen.
+ * Return: the fd, now owned by the caller, or -1 if already stolen or not
+ *         installed (PEEK).
  */
 int bus1_message_steal_fd(Bus1Message *message, size_t i);
 

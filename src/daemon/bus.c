@@ -30,6 +30,7 @@ void bus_init(Bus *bus) {
                 .pool_setup = bus_pool_setup_anonymous,
         };
         list_init(&bus->peers);
+        user_registry_init(&bus->users);
 }
 
 /**
@@ -39,4 +40,5 @@ void bus_init(Bus *bus) {
 void bus_deinit(Bus *bus) {
         assert(list_is_empty(&bus->peers));
         assert(bus->n_peers == 0);
+        user_registry_deinit(&bus->users);
 }

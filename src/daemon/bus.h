@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include "daemon/peer.h"
+#include "daemon/user.h"
 #include "util/list.h"
 
 typedef struct Bus Bus;
@@ -40,8 +41,9 @@ struct Bus {
         uint64_t n_peer_ids;    /* last peer id handed out */
         List peers;
         uint64_t n_peers;
-        PeerLimits limits;      /* what a new peer starts with */
-        uint64_t pool_size;     /* region size of a new peer's pool */
+        UserRegistry users;     /* per-UID accounting */
+        PeerLimits limits;      /* caps on what a new peer starts with */
+        uint64_t pool_size;     /* pool region of a new peer; 0: its user's byte limit */
         BusPoolSetupFn pool_setup;
         void *userdata;
 };

@@ -26,6 +26,7 @@
 #include "daemon/handle.h"
 #include "daemon/node.h"
 #include "daemon/peer.h"
+#include "daemon/user.h"
 
 static int handle_compare_id(const RBNode *n, const void *key) {
         const Handle *handle = container_of(n, Handle, id_node);
@@ -277,6 +278,7 @@ void handle_acquire(Handle *handle, uint64_t n) {
                 return;
         handle->n_user += n;
         handle->holder->n_handle_refs += n;
+        user_add(handle->holder->user, USER_HANDLES, n);
         node_refs_add(handle->node, n);
 }
 
@@ -300,6 +302,7 @@ void handle_release(Handle *handle, uint64_t n, uint64_t seq) {
 
         handle->n_user -= n;
         handle->holder->n_handle_refs -= n;
+        user_sub(handle->holder->user, USER_HANDLES, n);
         node_ref(node);
 
         if (!handle->n_user) {
@@ -339,6 +342,7 @@ void handle_acquire_inflight(Handle *handle, uint64_t n) {
                 return;
         handle->n_inflight += n;
         handle->holder->n_handle_refs += n;
+        user_add(handle->holder->user, USER_HANDLES, n);
         node_refs_add(handle->node, n);
 }
 
@@ -359,6 +363,7 @@ void handle_release_inflight(Handle *handle, uint64_t n, uint64_t seq) {
 
         handle->n_inflight -= n;
         handle->holder->n_handle_refs -= n;
+        user_sub(handle->holder->user, USER_HANDLES, n);
 
         node_ref(node);
         node_refs_sub(node, n, seq);

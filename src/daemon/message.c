@@ -12,11 +12,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "daemon/handle.h"
 #include "daemon/message.h"
 #include "daemon/node.h"
 #include "daemon/peer.h"
 #include "daemon/pool.h"
+#include "daemon/user.h"
 #include "util/fdlist.h"
 
 /**
@@ -118,12 +120,20 @@ void message_free(Message *message, uint64_t seq) {
         queue_remove(&receiver->queue, &message->entry);
         list_unlink(&message->node_link);
 
-        if (message->slice)
+        /* the sender's share first: it was charged on top of the rest */
+        user_share_sub(receiver->user, message->actor, message->share);
+        memset(message->share, 0, sizeof(message->share));
+
+        if (message->slice) {
+                user_sub(receiver->user, USER_SLICES, 1);
+                user_sub(receiver->user, USER_BYTES, message->slice->size);
                 pool_free(&receiver->pool, message->slice);
+        }
 
         if (message->fds) {
                 assert(receiver->n_inflight_fds >= message->fds->n_fds);
                 receiver->n_inflight_fds -= message->fds->n_fds;
+                user_sub(receiver->user, USER_FDS, message->fds->n_fds);
                 fdlist_unref(message->fds);
         }
 

@@ -48,6 +48,8 @@ struct Message {
         uint64_t secctx_at;     /* where the secctx sits in the slice now */
         FdList *fds;
         PeerCreds creds;
+        uint32_t actor;         /* UID of the sender, who holds a share */
+        uint64_t share[4];      /* the share (USER_*), returned at dequeue */
         uint64_t n_handles;
         Handle *handles[];      /* receiver's handles, NULL = INVALID */
 };

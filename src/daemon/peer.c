@@ -28,7 +28,15 @@
 #include "daemon/node.h"
 #include "daemon/peer.h"
 #include "daemon/pool.h"
+#include "daemon/user.h"
 #include "util/fdlist.h"
+
+/* a peer limit: at most @cap, at most the user's limit, at most INT_MAX */
+static uint32_t peer_limit_clamp(uint32_t cap, uint64_t user_max) {
+        uint64_t v = MIN((uint64_t)cap, user_max);
+
+        return (uint32_t)MIN(v, (uint64_t)PEER_LIMIT_MAX);
+}
 
 /**
  * peer_new() - create a peer on a bus
@@ -36,33 +44,61 @@
  * @bus:        bus
  * @creds:      credentials of the connecting process
  *
- * The peer starts with the bus's default limits and a pool backed by the
- * bus's pool_setup callback.
+ * The peer is charged to the user of @creds->uid. Its limits start equal
+ * to its user's (each at most INT_MAX, and at most the bus's), and its pool
+ * covers the user's byte limit (or the bus's pool_size, if set), backed by
+ * the bus's pool_setup callback.
  *
- * Return: 0, -ENOMEM, or what pool_setup returns.
+ * Return: 0, -ENOMEM, -EDQUOT if the user has as many peers as it may, or
+ *         what pool_setup returns.
  */
 int peer_new(Peer **peerp, Bus *bus, const PeerCreds *creds) {
+        uint64_t pool_size;
+        User *user;
         Peer *peer;
         int r;
 
+        r = user_get(&user, &bus->users, creds->uid);
+        if (r < 0)
+                return r;
+        if (user->n_peers >= user->limits.max_peers) {
+                user_unref(user);
+                return -EDQUOT;
+        }
+
         peer = calloc(1, sizeof(*peer));
-        if (!peer)
+        if (!peer) {
+                user_unref(user);
                 return -ENOMEM;
+        }
 
         peer->bus = bus;
+        peer->user = user;
         peer->creds = *creds;
-        peer->limits = bus->limits;
+        peer->limits = (PeerLimits){
+                .max_slices = peer_limit_clamp(bus->limits.max_slices,
+                                               user->limits.max[USER_SLICES]),
+                .max_handles = peer_limit_clamp(bus->limits.max_handles,
+                                                user->limits.max[USER_HANDLES]),
+                .max_inflight_bytes = peer_limit_clamp(bus->limits.max_inflight_bytes,
+                                                       user->limits.max[USER_BYTES]),
+                .max_inflight_fds = peer_limit_clamp(bus->limits.max_inflight_fds,
+                                                     user->limits.max[USER_FDS]),
+        };
         rbtree_init(&peer->handles_by_id);
         rbtree_init(&peer->handles_by_node);
         list_init(&peer->nodes);
         list_init(&peer->bus_link);
         queue_init(&peer->queue);
 
-        r = bus->pool_setup(bus, peer, &peer->pool, bus->pool_size);
+        pool_size = bus->pool_size ?: user->limits.max[USER_BYTES];
+        r = bus->pool_setup(bus, peer, &peer->pool, pool_size);
         if (r < 0) {
+                user_unref(user);
                 free(peer);
                 return r;
         }
+        ++user->n_peers;
 
         peer->id = ++bus->n_peer_ids;
         list_link_tail(&bus->peers, &peer->bus_link);
@@ -119,8 +155,11 @@ static void peer_drop_published(Peer *peer) {
                 PoolSlice *slice = container_of(n, PoolSlice, offset_node);
 
                 next = rbnode_next(n);
-                if (slice->published)
+                if (slice->published) {
+                        user_sub(peer->user, USER_SLICES, 1);
+                        user_sub(peer->user, USER_BYTES, slice->size);
                         pool_free(&peer->pool, slice);
+                }
         }
 }
 
@@ -183,6 +222,8 @@ Peer *peer_free(Peer *peer) {
 
         list_unlink(&peer->bus_link);
         --peer->bus->n_peers;
+        --peer->user->n_peers;
+        peer->user = user_unref(peer->user);
         queue_deinit(&peer->queue);
         free(peer->secctx);
         free(peer);
@@ -213,6 +254,12 @@ static int peer_limit_check(uint32_t v) {
         return (v != PEER_LIMIT_KEEP && v > PEER_LIMIT_MAX) ? -EINVAL : 0;
 }
 
+/*
+ * A new limit is stored as given, so PEER_QUERY reports what the program
+ * set, as the kernel did. It can never let the peer exceed its user: every
+ * charge is also checked against the user's limit (user_check()), so a
+ * value above the user's limit acts as the user's limit.
+ */
 static void peer_limit_apply(uint32_t *limit, uint32_t v) {
         if (v != PEER_LIMIT_KEEP)
                 *limit = v;
@@ -311,6 +358,28 @@ int peer_check_handles(Peer *peer, uint64_t n) {
 }
 
 /**
+ * peer_check_charge() - whether the peer's user may be charged more
+ * @peer:       receiving peer
+ * @actor:      UID on whose behalf (the sender's, or the peer's own)
+ * @charge:     amounts per USER_* resource
+ *
+ * Applies both layers of user_check() with what the peer holds now
+ * (including handle references a send in progress reserved).
+ *
+ * Return: 0, -EDQUOT, -EMSGSIZE.
+ */
+int peer_check_charge(Peer *peer, uint32_t actor, const uint64_t charge[_USER_N]) {
+        uint64_t held[_USER_N] = {
+                [USER_SLICES] = peer->pool.n_busy,
+                [USER_HANDLES] = peer->n_handle_refs + peer->n_handle_reserved,
+                [USER_BYTES] = peer->pool.busy_bytes,
+                [USER_FDS] = peer->n_inflight_fds,
+        };
+
+        return user_check(peer->user, actor, held, charge);
+}
+
+/**
  * peer_resolve() - look up a handle ID on behalf of the peer
  * @peer:       peer
  * @id:         handle ID
@@ -342,6 +411,9 @@ int peer_resolve(Peer *peer, uint64_t id, Handle **handlep, List *staged) {
         r = peer_check_handles(peer, 1);
         if (r < 0)
                 return r;
+        r = peer_check_charge(peer, peer->user->uid, (uint64_t[_USER_N]){ [USER_HANDLES] = 1 });
+        if (r < 0)
+                return r == -EMSGSIZE ? -EDQUOT : r;
 
         r = node_new(&node, peer);
         if (r < 0)
@@ -383,6 +455,7 @@ void peer_unstage(Peer *peer, List *staged) {
                 assert(handle && handle->n_user == 1 && !handle->n_inflight);
                 handle->n_user = 0;
                 --peer->n_handle_refs;
+                user_sub(peer->user, USER_HANDLES, 1);
                 --node->n_user_refs;
                 handle_free(handle);
         }
@@ -467,6 +540,11 @@ int peer_handle_transfer(Peer *peer, uint64_t flags, uint64_t src_id, Peer *dst,
         r = peer_check_handles(dst, 1);
         if (r < 0)
                 goto error;
+        r = peer_check_charge(dst, peer->user->uid, (uint64_t[_USER_N]){ [USER_HANDLES] = 1 });
+        if (r < 0) {
+                r = r == -EMSGSIZE ? -EDQUOT : r;
+                goto error;
+        }
         r = handle_get(&h, dst, src->node);
         if (r < 0)
                 goto error;
@@ -551,8 +629,15 @@ error:
  * Return: 0, -ESHUTDOWN, -ENXIO for an unknown or not yet received offset.
  */
 int peer_slice_release(Peer *peer, uint64_t offset) {
+        PoolSlice *slice;
+
         if (peer->disconnected)
                 return -ESHUTDOWN;
+        slice = pool_find(&peer->pool, offset);
+        if (!slice || !slice->published)
+                return -ENXIO;
+        user_sub(peer->user, USER_SLICES, 1);
+        user_sub(peer->user, USER_BYTES, slice->size);
         return pool_release_published(&peer->pool, offset);
 }
 
@@ -590,6 +675,9 @@ static void peer_recv_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *
 
 /* a received message: its slice, handles and (maybe) fds go to the peer */
 static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *r) {
+        /* dequeued: the sender's quota share comes back (SPEC 8) */
+        user_share_sub(peer->user, m->actor, m->share);
+        memset(m->share, 0, sizeof(m->share));
         queue_remove(&peer->queue, &m->entry);
         list_unlink(&m->node_link);
         m->node = node_unref(m->node);
@@ -620,6 +708,7 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
 
         if (m->fds) {
                 peer->n_inflight_fds -= m->fds->n_fds;
+                user_sub(peer->user, USER_FDS, m->fds->n_fds);
                 if (flags & BUS1_RECV_FLAG_INSTALL_FDS)
                         r->fds = TAKE_PTR(m->fds);
                 else

@@ -20,6 +20,7 @@
 #include "daemon/message.h"
 #include "daemon/pool.h"
 #include "daemon/queue.h"
+#include "daemon/user.h"
 #include "util/list.h"
 #include "util/macro.h"
 #include "util/rbtree.h"
@@ -41,6 +42,7 @@ typedef struct PeerLimits {
 
 struct Peer {
         Bus *bus;
+        User *user;             /* the UID it connected with; charged for it */
         uint64_t id;            /* bus-unique, for introspection only */
         List bus_link;          /* in bus->peers */
         PeerCreds creds;
@@ -104,3 +106,4 @@ int peer_resolve(Peer *peer, uint64_t id, Handle **handlep, List *staged);
 void peer_unstage(Peer *peer, List *staged);
 void peer_commit_staged(List *staged);
 int peer_check_handles(Peer *peer, uint64_t n);
+int peer_check_charge(Peer *peer, uint32_t actor, const uint64_t charge[_USER_N]);

@@ -20,6 +20,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include "bus1/uapi.h"
 #include "daemon/bus.h"
 #include "daemon/handle.h"
@@ -28,6 +29,7 @@
 #include "daemon/peer.h"
 #include "daemon/pool.h"
 #include "daemon/tx.h"
+#include "daemon/user.h"
 #include "util/fdlist.h"
 
 typedef struct Tx {
@@ -60,6 +62,7 @@ static void tx_deinit(Tx *tx) {
                         for (uint64_t j = 0; j < m->n_handles; ++j)
                                 n_valid += !!m->handles[j];
                         m->receiver->n_handle_reserved -= n_valid;
+                        user_sub(m->receiver->user, USER_HANDLES, n_valid);
                         /* not committed: holds no handle references */
                         for (uint64_t j = 0; j < m->n_handles; ++j)
                                 m->handles[j] = NULL;
@@ -165,10 +168,21 @@ static int tx_slice_size(Tx *tx, Peer *receiver, uint64_t *sizep) {
         return 0;
 }
 
-static int tx_check_limits(Peer *receiver, uint64_t size, uint64_t n_handles,
+static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64_t n_handles,
                            uint64_t n_fds) {
         const PeerLimits *l = &receiver->limits;
+        uint64_t charge[_USER_N] = {
+                [USER_SLICES] = 1,
+                [USER_HANDLES] = n_handles,
+                [USER_BYTES] = size,
+                [USER_FDS] = n_fds,
+        };
         int r;
+
+        /* the user's quota first: EMSGSIZE for what could never fit */
+        r = peer_check_charge(receiver, actor, charge);
+        if (r < 0)
+                return r;
 
         if (receiver->pool.n_busy + 1 > l->max_slices)
                 return -EDQUOT;
@@ -200,7 +214,7 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         for (uint64_t j = 0; j < a->n_handles; ++j)
                 n_valid += !tx->handles[j]->node->destroyed;
 
-        r = tx_check_limits(receiver, size, n_valid, tx->n_fds);
+        r = tx_check_limits(receiver, tx->sender->user->uid, size, n_valid, tx->n_fds);
         if (r < 0)
                 return r;
 
@@ -212,6 +226,26 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         if (r < 0) {
                 message_free(m, tx->seq);
                 return r;
+        }
+        user_add(receiver->user, USER_SLICES, 1);
+        user_add(receiver->user, USER_BYTES, m->slice->size);
+
+        /* a foreign sender holds a share of the receiving user until dequeue */
+        m->actor = tx->sender->user->uid;
+        if (m->actor != receiver->user->uid) {
+                uint64_t share[_USER_N] = {
+                        [USER_SLICES] = 1,
+                        [USER_HANDLES] = n_valid,
+                        [USER_BYTES] = m->slice->size,
+                        [USER_FDS] = tx->n_fds,
+                };
+
+                r = user_share_add(receiver->user, m->actor, share);
+                if (r < 0) {
+                        message_free(m, tx->seq);
+                        return r;
+                }
+                memcpy(m->share, share, sizeof(share));
         }
 
         for (uint64_t j = 0; j < a->n_handles; ++j) {
@@ -236,9 +270,11 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         }
 
         receiver->n_handle_reserved += n_valid;
+        user_add(receiver->user, USER_HANDLES, n_valid);
         if (tx->n_fds) {
                 m->fds = fdlist_ref(a->fds);
                 receiver->n_inflight_fds += tx->n_fds;
+                user_add(receiver->user, USER_FDS, tx->n_fds);
         }
         m->n_bytes = tx->n_bytes;
         if ((receiver->peer_flags & BUS1_PEER_FLAG_WANT_SECCTX) && tx->sender->secctx)
@@ -271,6 +307,7 @@ static void tx_commit_message(Tx *tx, Message *m) {
                 assert(r >= 0);
         }
         receiver->n_handle_reserved -= n_valid;
+        user_sub(receiver->user, USER_HANDLES, n_valid);
 
         if (m->n_secctx) {
                 at = message_fd_offset(m->n_bytes, m->n_handles) +

@@ -17,6 +17,7 @@
 #include "daemon/peer.h"
 #include "daemon/pool.h"
 #include "daemon/queue.h"
+#include "daemon/user.h"
 #include "daemon/validate.h"
 #include "util/fdlist.h"
 
@@ -251,6 +252,72 @@ static bool validate_peer(Peer *peer) {
         return ok;
 }
 
+/* share[r] a foreign actor holds of @user, summed over queued messages */
+static uint64_t validate_message_shares(Bus *bus, User *user, uint32_t actor, unsigned int r) {
+        uint64_t sum = 0;
+        Peer *peer;
+        QueueEntry *e;
+
+        list_for_each_entry(peer, &bus->peers, bus_link) {
+                if (peer->user != user || peer->disconnected)
+                        continue;
+                list_for_each_entry(e, &peer->queue.entries, link)
+                        if (e->type == QUEUE_ENTRY_DATA &&
+                            container_of(e, Message, entry)->actor == actor)
+                                sum += container_of(e, Message, entry)->share[r];
+                if (peer->seed && peer->seed->actor == actor)
+                        sum += peer->seed->share[r];
+        }
+        return sum;
+}
+
+/* every user's `used` is what its peers hold; shares are the messages' */
+static bool validate_users(Bus *bus) {
+        bool ok = true;
+        RBNode *n;
+
+        for (n = rbtree_first(&bus->users.users); n; n = rbnode_next(n)) {
+                User *user = container_of(n, User, registry_node);
+                uint64_t held[_USER_N] = {}, n_peers = 0, n_actors[_USER_N] = {};
+                Peer *peer;
+                RBNode *u;
+
+                list_for_each_entry(peer, &bus->peers, bus_link) {
+                        if (peer->user != user)
+                                continue;
+                        ++n_peers;
+                        if (peer->disconnected)
+                                continue;
+                        held[USER_SLICES] += peer->pool.n_busy;
+                        held[USER_HANDLES] += peer->n_handle_refs + peer->n_handle_reserved;
+                        held[USER_BYTES] += peer->pool.busy_bytes;
+                        held[USER_FDS] += peer->n_inflight_fds;
+                }
+                CHECK(n_peers == user->n_peers, "user %u peers", user->uid);
+                for (unsigned int r = 0; r < _USER_N; ++r)
+                        CHECK(held[r] == user->used[r], "user %u %s used %" PRIu64
+                              " != held %" PRIu64, user->uid, user_resource_name(r),
+                              user->used[r], held[r]);
+
+                for (u = rbtree_first(&user->usages); u; u = rbnode_next(u)) {
+                        UserUsage *usage = container_of(u, UserUsage, user_node);
+
+                        CHECK(usage->actor != user->uid, "user %u usage of itself", user->uid);
+                        for (unsigned int r = 0; r < _USER_N; ++r) {
+                                n_actors[r] += !!usage->share[r];
+                                CHECK(usage->share[r] == validate_message_shares(bus, user,
+                                                                                 usage->actor, r),
+                                      "user %u share of %u in %s", user->uid, usage->actor,
+                                      user_resource_name(r));
+                        }
+                }
+                for (unsigned int r = 0; r < _USER_N; ++r)
+                        CHECK(n_actors[r] == user->n_actors[r], "user %u actors of %s",
+                              user->uid, user_resource_name(r));
+        }
+        return ok;
+}
+
 /**
  * bus_validate() - check every invariant of the object model
  * @bus:        bus, between two operations
@@ -268,5 +335,6 @@ int bus_validate(Bus *bus) {
                 ok &= validate_peer(peer);
         }
         CHECK(n == bus->n_peers, "peer count");
+        ok &= validate_users(bus);
         return ok ? 0 : -1;
 }

@@ -154,7 +154,7 @@ typedef struct Rec {
         uint32_t snap_any, snap_user;
         bool seen;                      /* per scan: */
         bool owner_seen;
-        uint32_t has, dq;               /*   holders, holders with NODE_DESTROY queued */
+        uint32_t has, det, dq;          /*   holders (table, detached), NODE_DESTROY queued */
         uint64_t user[SLOTS_MAX];       /*   n_user per holder */
         uint32_t had_user;              /* holders that had user references since destruction */
         uint8_t dstate[SLOTS_MAX];
@@ -169,8 +169,6 @@ typedef struct Hist {
         uint64_t id;
         uint64_t rec;
         uint8_t state;
-        bool had_user;
-        bool zeroed;
 } Hist;
 
 typedef struct Pend {
@@ -233,7 +231,7 @@ typedef struct Stats {
         uint64_t ret[_OP_MAX][N_KNOWN_ERRORS];
         uint64_t delivered, received_data, received_seed, received_destroy;
         uint64_t received_release, fds_installed, nodes, destroyed;
-        uint64_t soft_zero_user_destroy, soft_revived_id;
+        uint64_t soft_zero_user_destroy;
 } Stats;
 
 typedef struct Ctx {
@@ -265,6 +263,7 @@ typedef struct Ctx {
         uint64_t op_flags;
         uint64_t new_ids[NEW_MAX];
         size_t n_new_ids;
+        uint64_t last_id;               /* HANDLE_TRANSFER's dst_handle */
         char ring[RING][400];
         uint64_t ring_step[RING];
         unsigned ring_pos;
@@ -660,7 +659,7 @@ static void rec_destroyed(Ctx *c, Rec *r) {
                 user = r->snap_user;
         } else {
                 /* created by this very command: only the owner can hold it */
-                any = r->has | (1U << r->owner_slot);
+                any = r->has | r->det | (1U << r->owner_slot);
                 user = 1U << r->owner_slot;
         }
         for (unsigned i = 0; i < c->n_slots; ++i) {
@@ -693,20 +692,39 @@ static void hist_see(Ctx *c, Slot *s, Handle *h, Rec *r, uint64_t max_before) {
                 CHECK(c, e->id == h->id && e->rec == r->idx, "P%u: ID %" PRIx64 " now names %s, "
                       "before %s", s->idx, h->id, rec_str(r), rec_str(c->recs[e->rec]));
         }
+}
 
-        if (h->n_user) {
-                if (e->zeroed)
-                        ++c->stats->soft_revived_id;
-                e->zeroed = false;
-                e->had_user = true;
-        } else if (e->had_user) {
-                e->zeroed = true;
+static void scan_message(Ctx *c, Slot *s, Message *m) {
+        uint32_t bit = 1U << s->idx;
+
+        if (m->node) {
+                Rec *d = rec_find(c, m->node);
+
+                CHECK(c, d && d->owner_slot == s->idx, "P%u: queued message to %s", s->idx,
+                      rec_str(d));
+        }
+        for (uint64_t i = 0; i < m->n_handles; ++i) {
+                Handle *h = m->handles[i];
+                Rec *r;
+
+                if (!h || !handle_is_detached(h))
+                        continue;
+                r = rec_find(c, h->node);
+                if (!r)
+                        r = rec_discover(c, h->node);
+                CHECK(c, !h->n_user && h->n_inflight, "P%u: detached handle of %s with %" PRIu64
+                      "/%" PRIu64 " references", s->idx, rec_str(r), h->n_user, h->n_inflight);
+                r->seen = true;
+                r->det |= bit;
+                if (queue_entry_is_queued(&h->destroy))
+                        r->dq |= bit;
         }
 }
 
 static void scan_slot(Ctx *c, Slot *s) {
         uint64_t max_before = s->max_n;
         size_t n_new = 0, j = 0;
+        QueueEntry *e;
         uint64_t *tmp;
         size_t tcap;
 
@@ -738,6 +756,16 @@ static void scan_slot(Ctx *c, Slot *s) {
                 }
         }
 
+        /*
+         * Handles released to zero while queued entries carry them leave the
+         * table (their ID is gone); only those entries still know them.
+         */
+        list_for_each_entry(e, &s->peer->queue.entries, link)
+                if (e->type == QUEUE_ENTRY_DATA)
+                        scan_message(c, s, container_of(e, Message, entry));
+        if (s->peer->seed)
+                scan_message(c, s, s->peer->seed);
+
         /* both lists are sorted: whatever existed before and is missing now is gone */
         for (size_t i = 0; i < s->n_exist; ++i) {
                 while (j < n_new && s->exist_new[j] < s->exist[i])
@@ -768,6 +796,7 @@ static void scan_nodes(Ctx *c) {
                 r->seen = false;
                 r->owner_seen = false;
                 r->has = 0;
+                r->det = 0;
                 r->dq = 0;
                 memset(r->user, 0, sizeof(r->user));
         }
@@ -867,7 +896,7 @@ static void check_destroy_state(Ctx *c, Rec *r) {
                 if (*st == DS_MAYBE)
                         *st = (r->dq & bit) ? DS_PENDING : DS_EXEMPT;
                 if (*st == DS_PENDING) {
-                        if (!(r->has & bit))
+                        if (!((r->has | r->det) & bit))
                                 *st = DS_EXEMPT;
                         else if (!r->user[i] && (r->had_user & bit))
                                 *st = DS_EXEMPT;
@@ -1494,9 +1523,13 @@ static void verify_data(Ctx *c, Slot *s, const PeerRecv *r, uint64_t serial, siz
                 CHECK(c, h && h->idx == t->handle_rec[j], "handle entry %" PRIu64 " = %" PRIx64
                       " names %s, expected %s", j, id, rec_str(h),
                       rec_str(c->recs[t->handle_rec[j]]));
-                if (h->owner_slot == s->idx && h->owner_peer == s->peer->id)
+                if (h->owner_slot == s->idx && h->owner_peer == s->peer->id &&
+                    !h->owner_handle_gone)
                         CHECK(c, id == h->owner_id, "owner got its own %s as %" PRIx64,
                               rec_str(h), id);
+                else if (h->owner_slot == s->idx && h->owner_peer == s->peer->id)
+                        CHECK(c, handle_id_is_managed(id) && !(id & BUS1_HANDLE_FLAG_REMOTE),
+                              "owner got its own %s back as %" PRIx64, rec_str(h), id);
                 else
                         CHECK(c, handle_id_is_managed(id) && (id & BUS1_HANDLE_FLAG_REMOTE),
                               "remote handle entry %" PRIx64, id);
@@ -1784,6 +1817,7 @@ static int do_transfer(Ctx *c, unsigned si, const TransferArgs *a) {
         r = peer_handle_transfer(s->peer, a->flags, a->id, a->dst < 0 ? NULL : d->peer, &out);
         if (r == 0)
                 op_note(c, " dst_id=%" PRIx64, out);
+        c->last_id = out;
         op_result(c, r, ebit(-expect));
 
         if (r == 0) {
@@ -2328,10 +2362,9 @@ static void stats_print(const Config *cfg, const Stats *st, uint64_t steps) {
                                               errname(known_errors[i]), st->ret[op][i]);
                 printf("%s\n", line);
         }
-        if (st->soft_zero_user_destroy || st->soft_revived_id)
+        if (st->soft_zero_user_destroy)
                 printf("    note: NODE_DESTROY dequeued for a handle with no user references: %"
-                       PRIu64 "; released IDs revived by an in-flight entry: %" PRIu64 "\n",
-                       st->soft_zero_user_destroy, st->soft_revived_id);
+                       PRIu64 "\n", st->soft_zero_user_destroy);
 }
 
 static void run_config(const Config *cfg) {
@@ -2410,8 +2443,102 @@ static void test_random_low_limits(void **state) {
         run_config(&cfg);
 }
 
+/* ---- deterministic sequences (minimised from random runs) ---- */
+
+static const Config seq_cfg = {
+        .name = "sequence",
+        .limits = DEFAULT_LIMITS,
+};
+
+static void seq_begin(Ctx *c, Stats *st, unsigned n_peers) {
+        ctx_init(c, &seq_cfg, 0, n_peers, 65536, st);
+        c->trace = true;
+        for (unsigned i = 0; i < n_peers; ++i)
+                if (c->slots[i].peer->secctx)
+                        c->slots[i].peer->secctx[0] = 'x';
+}
+
+static void seq_send(Ctx *c, unsigned si, uint64_t flags, const uint64_t *dsts, uint64_t n_dsts,
+                     const uint64_t *handles, uint64_t n_handles, uint64_t n_fds, int expect) {
+        SendArgs a = { .flags = flags, .n_dsts = n_dsts, .n_handles = n_handles,
+                       .n_fds = n_fds, .len = 16, .n_vecs = 1, .errors = true };
+
+        memcpy(a.dsts, dsts, n_dsts * sizeof(*dsts));
+        memcpy(a.handles, handles, n_handles * sizeof(*handles));
+        CHECK(c, do_send(c, si, &a) == expect, "sequence: unexpected SEND result");
+}
+
+static void seq_destroy(Ctx *c, unsigned si, uint64_t flags, uint64_t id, int expect) {
+        DestroyArgs a = { .flags = flags, .ids = { id }, .n_ids = 1 };
+
+        CHECK(c, do_nodes_destroy(c, si, &a) == expect, "sequence: unexpected NODES_DESTROY result");
+}
+
+static void seq_recv(Ctx *c, unsigned si, uint64_t flags, int expect) {
+        RecvArgs a = { .flags = flags, .max_offset = UINT64_MAX };
+
+        CHECK(c, do_recv(c, si, &a) == expect, "sequence: unexpected RECV result");
+}
+
+static uint64_t seq_transfer(Ctx *c, unsigned si, uint64_t id, int dst, int expect) {
+        TransferArgs a = { .id = id, .dst = dst };
+
+        CHECK(c, do_transfer(c, si, &a) == expect, "sequence: unexpected TRANSFER result");
+        return c->last_id;
+}
+
+static void seq_release(Ctx *c, unsigned si, uint64_t id, int expect) {
+        CHECK(c, do_handle_release(c, si, id) == expect, "sequence: unexpected RELEASE result");
+}
+
+/* a released handle a seed still carries, then its node is destroyed */
+static void test_seq_seed_detached_destroy(void **state) {
+        Stats st = {};
+        uint64_t x;
+        Ctx c;
+
+        seq_begin(&c, &st, 2);
+        x = seq_transfer(&c, 0, 8, 1, 0);
+        seq_send(&c, 1, BUS1_SEND_FLAG_SEED, NULL, 0, (uint64_t[]){ x }, 1, 0, 0);
+        seq_release(&c, 1, x, 0);
+        seq_destroy(&c, 0, 0, 8, 0);
+        seq_recv(&c, 1, 0, -EAGAIN);
+        seq_recv(&c, 1, BUS1_RECV_FLAG_SEED, 0);
+        seq_recv(&c, 1, 0, -EAGAIN);
+        ctx_finish(&c);
+}
+
+/* PEEK of a message carrying an owner handle released meanwhile, ID reused */
+static void test_seq_peek_reused_owner_id(void **state) {
+        Stats st = {};
+        Ctx c;
+
+        seq_begin(&c, &st, 1);
+        seq_send(&c, 0, 0, (uint64_t[]){ 0x100 }, 1, (uint64_t[]){ 8 }, 1, 0, 0);
+        seq_destroy(&c, 0, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, 8, 0);
+        seq_transfer(&c, 0, 8, -1, 0);
+        seq_recv(&c, 0, BUS1_RECV_FLAG_PEEK, 0);
+        seq_recv(&c, 0, 0, 0);
+        ctx_finish(&c);
+}
+
+static void test_seq_owner_handle_inflight(void **state) {
+        Stats st = {};
+        Ctx c;
+
+        seq_begin(&c, &st, 2);
+        seq_send(&c, 0, 0, (uint64_t[]){ 8, 0x100, 0 }, 3, (uint64_t[]){ 8, 0x100 }, 2, 0, 0);
+        seq_destroy(&c, 0, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, 0, 0);
+        seq_destroy(&c, 0, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, 8, 0);
+        seq_recv(&c, 0, 0, 0);
+        ctx_finish(&c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_seq_owner_handle_inflight),
+                cmocka_unit_test(test_seq_seed_detached_destroy),
+                cmocka_unit_test(test_seq_peek_reused_owner_id),
                 cmocka_unit_test(test_random_default),
                 cmocka_unit_test(test_random_small_pools),
                 cmocka_unit_test(test_random_low_limits),

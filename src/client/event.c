@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Event: dispatching a peer's entries from an sd-event loop
+ *
+ * bus1_peer_attach_event() adds one io source on the peer's descriptor
+ * (EPOLLIN, level triggered). Each wakeup receives until the queue is empty
+ * (-EAGAIN) and calls the peer's handler once per entry. The descriptor
+ * stays readable while the library holds buffered entries (the broker
+ * follows every reply with a WAKE while pushed entries are outstanding), so
+ * nothing is lost between wakeups, and a spurious wakeup costs one RECV
+ * that answers -EAGAIN.
+ *
+ * Outcomes of one wakeup:
+ *  - a handler error ends the loop with it (sd_event_exit());
+ *  - a disconnected peer or a broken connection (-ESHUTDOWN, EPOLLHUP)
+ *    disables the source: there is nothing more to receive, and a
+ *    level-triggered hang-up would otherwise spin;
+ *  - any other receive error (-ENOMEM) ends the loop with it.
+ *
+ * Invariants:
+ *  - peer->io is set iff the peer is attached, and then peer->event holds
+ *    a reference on its loop;
+ *  - the callback pins the peer and the loop for its whole run: a handler
+ *    may drop the last user reference of the peer, detach it, or
+ *    disconnect it; the callback notices and stops (sd-event defers freeing
+ *    a source that is being dispatched).
+ */
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <systemd/sd-event.h>
+#include "bus1/client.h"
+#include "client/peer.h"
+#include "util/macro.h"
+
+static void event_peer_unrefp(Bus1Peer **peerp) {
+        bus1_peer_unref(*peerp);
+}
+
+static void event_unrefp(sd_event **eventp) {
+        sd_event_unref(*eventp);
+}
+
+/* still attached through @source, and enabled */
+static bool event_peer_active(Bus1Peer *peer, sd_event_source *source) {
+        int enabled = SD_EVENT_OFF;
+
+        if (peer->io != source)
+                return false;
+        return sd_event_source_get_enabled(source, &enabled) >= 0 && enabled != SD_EVENT_OFF;
+}
+
+static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        _cleanup_(event_peer_unrefp) Bus1Peer *peer = bus1_peer_ref(userdata);
+        _cleanup_(event_unrefp) sd_event *event = sd_event_ref(sd_event_source_get_event(source));
+        int r;
+
+        for (;;) {
+                Bus1Message *message;
+
+                r = bus1_peer_recv(peer, 0, &message);
+                if (r == -EAGAIN)
+                        break;
+                if (r == -ESHUTDOWN || r == -EPROTO) {
+                        /* nothing more will come: do not spin on the hang-up */
+                        sd_event_source_set_enabled(source, SD_EVENT_OFF);
+                        return 0;
+                }
+                if (r < 0) {
+                        sd_event_exit(event, r);
+                        return 0;
+                }
+
+                r = peer->handler ? peer->handler(peer, message, peer->userdata) : 0;
+                bus1_message_unref(message);
+                if (r < 0) {
+                        sd_event_exit(event, r);
+                        return 0;
+                }
+                /* the handler may have detached, disabled or disconnected */
+                if (!event_peer_active(peer, source))
+                        return 0;
+        }
+
+        if (revents & (EPOLLHUP | EPOLLERR))
+                sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        return 0;
+}
+
+/**
+ * bus1_peer_set_handler() - set the handler for attached event loops
+ * @peer:       peer
+ * @handler:    handler, or NULL (entries are then received and dropped)
+ * @userdata:   passed to @handler
+ *
+ * The handler runs from the event loop, without any lock held: it may call
+ * any function on the peer, keep the message with bus1_message_ref(), or
+ * detach the peer.
+ */
+_public_ void bus1_peer_set_handler(Bus1Peer *peer, Bus1MessageHandler handler, void *userdata) {
+        peer->handler = handler;
+        peer->userdata = userdata;
+}
+
+/**
+ * bus1_peer_attach_event() - dispatch incoming entries from an sd-event loop
+ * @peer:       peer
+ * @event:      event loop, or NULL for the default one of the thread
+ * @priority:   priority of the io source (SD_EVENT_PRIORITY_NORMAL is 0)
+ *
+ * Adds an io source (described as "bus1-peer") on the peer's descriptor.
+ * Whenever it is readable, everything queued is received and handed to the
+ * handler, one entry per call. A handler error ends the loop with that
+ * error (sd_event_exit()). If the peer is disconnected or the broker goes
+ * away, the source is disabled; bus1_peer_detach_event() removes it.
+ *
+ * Return: 0, -EBUSY if already attached, or the errno of sd-event.
+ */
+_public_ int bus1_peer_attach_event(Bus1Peer *peer, sd_event *event, int64_t priority) {
+        _cleanup_(event_unrefp) sd_event *e = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *io = NULL;
+        int r;
+
+        if (peer->io)
+                return -EBUSY;
+
+        if (event) {
+                e = sd_event_ref(event);
+        } else {
+                r = sd_event_default(&e);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_event_add_io(e, &io, bus1_peer_get_fd(peer), EPOLLIN, event_peer_io, peer);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_priority(io, priority);
+        if (r < 0)
+                return r;
+        (void)sd_event_source_set_description(io, "bus1-peer");
+
+        peer->io = TAKE_PTR(io);
+        peer->event = TAKE_PTR(e);
+        return 0;
+}
+
+/**
+ * bus1_peer_detach_event() - stop dispatching from the event loop
+ * @peer:       peer
+ *
+ * Removes the io source; safe from within the handler, and a no-op if the
+ * peer is not attached.
+ */
+_public_ void bus1_peer_detach_event(Bus1Peer *peer) {
+        if (!peer->io)
+                return;
+        peer->io = sd_event_source_disable_unref(peer->io);
+        peer->event = sd_event_unref(peer->event);
+}
+
+/**
+ * peer_event_pause() - turn the io source off for a moment
+ * @peer:       peer
+ *
+ * Return: whether it was enabled, for peer_event_resume().
+ */
+bool peer_event_pause(Bus1Peer *peer) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!peer->io || sd_event_source_get_enabled(peer->io, &enabled) < 0)
+                return false;
+        if (enabled != SD_EVENT_OFF)
+                sd_event_source_set_enabled(peer->io, SD_EVENT_OFF);
+        return enabled != SD_EVENT_OFF;
+}
+
+/**
+ * peer_event_resume() - undo peer_event_pause()
+ * @peer:       peer
+ * @was_enabled: what peer_event_pause() returned
+ */
+void peer_event_resume(Bus1Peer *peer, bool was_enabled) {
+        if (peer->io && was_enabled)
+                sd_event_source_set_enabled(peer->io, SD_EVENT_ON);
+}
