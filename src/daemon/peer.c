@@ -769,8 +769,10 @@ void peer_describe_entry(Peer *peer, QueueEntry *entry, PeerRecv *recvp) {
  *
  * Some entries change at the moment they are received: a handle entry the
  * peer released meanwhile gets a fresh ID written into the slice, and a
- * security context moves when the fds are not installed. A client that
- * buffers pushed entries must receive those through the broker.
+ * security context moves when the fds are not installed. The dequeue of a
+ * message from another user returns that user's quota share, which the
+ * other user can observe. A client that buffers pushed entries must receive
+ * those through the broker.
  *
  * Return: true if the entry must be dequeued by a RECV the broker executes.
  */
@@ -780,7 +782,7 @@ bool peer_entry_needs_sync(Peer *peer, QueueEntry *entry) {
         if (entry->type != QUEUE_ENTRY_DATA)
                 return false;
         m = container_of(entry, Message, entry);
-        if (m->n_secctx && message_n_fds(m))
+        if (m->actor != peer->user->uid || (m->n_secctx && message_n_fds(m)))
                 return true;
         for (uint64_t i = 0; i < m->n_handles; ++i)
                 if (m->handles[i] && handle_is_detached(m->handles[i]))
