@@ -94,8 +94,8 @@ static int service_answer(Service *svc, Bus1Message *message) {
         if (r < 0)
                 return service_fail("release reply handle", r);
 
-        /* and NODE_DESTROY: the service is closing */
-        r = bus1_peer_nodes_destroy(svc->peer, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &node, 1);
+        /* and NODE_DESTROY, as do we: the service is closing */
+        r = bus1_peer_nodes_destroy(svc->peer, 0, &node, 1);
         if (r < 0)
                 return service_fail("destroy node", r);
         printf("service: destroyed node 0x%x\n", SERVICE_NODE);
@@ -115,7 +115,11 @@ static int service_handle(Bus1Peer *peer, Bus1Message *message, void *userdata) 
                 printf("service: saw NODE_DESTROY of its node 0x%" PRIx64 "\n",
                        bus1_message_get_destination(message));
                 svc->destroyed = true;
-                return 0;
+                /*
+                 * The owner handle outlives its node until released (had we
+                 * destroyed with RELEASE_HANDLES, we would not see this).
+                 */
+                return bus1_peer_handle_release(peer, bus1_message_get_destination(message));
         default:
                 /* NODE_RELEASE: the client let go of 0x100; harmless */
                 return 0;

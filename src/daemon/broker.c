@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include "daemon/broker.h"
 #include "daemon/connection.h"
@@ -22,6 +23,27 @@
 
 static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
         return pool_init_memfd(pool, size);
+}
+
+/* the first refusal of each (receiver, actor) pair is worth a line */
+static void broker_on_refusal(UserRegistry *registry, const UserRefusal *refusal) {
+        log_notice("quota: uid %u refused %llu %s for uid %u (%llu left); "
+                   "further refusals of this pair are counted, not logged",
+                   refusal->actor, (unsigned long long)refusal->amount,
+                   user_resource_name(refusal->resource), refusal->receiver,
+                   (unsigned long long)refusal->remaining);
+}
+
+/*
+ * The descriptor table is shared by everything: every connection costs two
+ * (socket and pool), every fd in flight one. What is left after the
+ * connections, with a reserve for the broker's own needs, is what messages
+ * may hold.
+ */
+static void broker_update_fd_budget(Broker *broker) {
+        uint64_t used = 2 * broker->n_connections + BROKER_FD_RESERVE;
+
+        broker->bus.fd_budget = broker->fd_limit > used ? broker->fd_limit - used : 0;
 }
 
 /**
@@ -40,6 +62,8 @@ int broker_new(Broker **brokerp) {
 
         bus_init(&broker->bus);
         broker->bus.pool_setup = broker_pool_setup;
+        broker->bus.pool_size = 0;      /* each peer's pool covers its user's byte limit */
+        broker->bus.users.on_refusal = broker_on_refusal;
         broker->bus.userdata = broker;
         list_init(&broker->connections);
         list_init(&broker->dirty);
@@ -50,6 +74,14 @@ int broker_new(Broker **brokerp) {
         broker->rx_buf = malloc(broker->rx_size);
         if (!broker->rx_buf)
                 return -ENOMEM;
+
+        {
+                struct rlimit rl;
+
+                broker->fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+                                   rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1024;
+        }
+        broker_update_fd_budget(broker);
 
         r = sd_event_new(&broker->event);
         if (r < 0)
@@ -88,8 +120,17 @@ Broker *broker_free(Broker *broker) {
 static int broker_accept_fn(Listener *listener, int fd, void *userdata) {
         Broker *broker = userdata;
         Connection *conn;
+        int r;
 
-        return connection_new(&conn, broker, fd);
+        /* a connection must leave room for the fds already in flight */
+        if (2 * (broker->n_connections + 1) + BROKER_FD_RESERVE + broker->bus.n_inflight_fds >
+            broker->fd_limit) {
+                safe_close(fd);
+                return -EMFILE;
+        }
+        r = connection_new(&conn, broker, fd);
+        broker_update_fd_budget(broker);
+        return r;
 }
 
 static int broker_add_listener(Broker *broker, Listener *listener) {
@@ -167,6 +208,7 @@ int broker_run(Broker *broker) {
  * A descriptor is free again: listeners that ran out resume.
  */
 void broker_connection_closed(Broker *broker) {
+        broker_update_fd_budget(broker);
         for (unsigned int i = 0; i < broker->n_listeners; ++i)
                 listener_resume(broker->listeners[i]);
 }

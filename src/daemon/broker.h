@@ -21,6 +21,8 @@ typedef struct Connection Connection;
 typedef struct Listener Listener;
 
 #define BROKER_LISTENERS_MAX 16
+/* descriptors kept free for the event loop, listeners, sock_diag and logging */
+#define BROKER_FD_RESERVE 32
 
 struct Broker {
         sd_event *event;
@@ -31,6 +33,7 @@ struct Broker {
         RBTree by_inode;        /* connections by the inode of their socket */
         List dirty;             /* connections with entries to push */
         uint64_t n_connections;
+        uint64_t fd_limit;      /* RLIMIT_NOFILE, as raised at start */
         uint8_t *rx_buf;        /* one receive buffer: the broker is single-threaded */
         size_t rx_size;
 };

@@ -27,6 +27,7 @@ void bus_init(Bus *bus) {
                         .max_inflight_fds = BUS_DEFAULT_MAX_INFLIGHT_FDS,
                 },
                 .pool_size = BUS_DEFAULT_MAX_INFLIGHT_BYTES,
+                .fd_budget = UINT64_MAX,
                 .pool_setup = bus_pool_setup_anonymous,
         };
         list_init(&bus->peers);

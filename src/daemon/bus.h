@@ -44,6 +44,8 @@ struct Bus {
         UserRegistry users;     /* per-UID accounting */
         PeerLimits limits;      /* caps on what a new peer starts with */
         uint64_t pool_size;     /* pool region of a new peer; 0: its user's byte limit */
+        uint64_t n_inflight_fds;        /* fds all queued messages hold */
+        uint64_t fd_budget;     /* at most this many; set by the broker */
         BusPoolSetupFn pool_setup;
         void *userdata;
 };

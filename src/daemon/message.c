@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "daemon/bus.h"
 #include "daemon/handle.h"
 #include "daemon/message.h"
 #include "daemon/node.h"
@@ -133,6 +134,7 @@ void message_free(Message *message, uint64_t seq) {
         if (message->fds) {
                 assert(receiver->n_inflight_fds >= message->fds->n_fds);
                 receiver->n_inflight_fds -= message->fds->n_fds;
+                receiver->bus->n_inflight_fds -= message->fds->n_fds;
                 user_sub(receiver->user, USER_FDS, message->fds->n_fds);
                 fdlist_unref(message->fds);
         }

@@ -708,6 +708,7 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
 
         if (m->fds) {
                 peer->n_inflight_fds -= m->fds->n_fds;
+                peer->bus->n_inflight_fds -= m->fds->n_fds;
                 user_sub(peer->user, USER_FDS, m->fds->n_fds);
                 if (flags & BUS1_RECV_FLAG_INSTALL_FDS)
                         r->fds = TAKE_PTR(m->fds);

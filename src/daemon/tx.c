@@ -193,6 +193,9 @@ static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64
                 return r;
         if (receiver->n_inflight_fds + n_fds > l->max_inflight_fds)
                 return -EDQUOT;
+        /* fds the broker holds are its own descriptors: the table is finite */
+        if (n_fds && receiver->bus->n_inflight_fds + n_fds > receiver->bus->fd_budget)
+                return -EDQUOT;
         return 0;
 }
 
@@ -274,6 +277,7 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         if (tx->n_fds) {
                 m->fds = fdlist_ref(a->fds);
                 receiver->n_inflight_fds += tx->n_fds;
+                receiver->bus->n_inflight_fds += tx->n_fds;
                 user_add(receiver->user, USER_FDS, tx->n_fds);
         }
         m->n_bytes = tx->n_bytes;
