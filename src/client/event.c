@@ -12,6 +12,8 @@
  *
  * Outcomes of one wakeup:
  *  - a handler error ends the loop with it (sd_event_exit());
+ *  - a handler that asks the loop to exit, detaches or disconnects ends the
+ *    round; what is left stays queued for the next dispatch;
  *  - a disconnected peer or a broken connection (-ESHUTDOWN, EPOLLHUP)
  *    disables the source: there is nothing more to receive, and a
  *    level-triggered hang-up would otherwise spin;
@@ -53,7 +55,7 @@ static bool event_peer_active(Bus1Peer *peer, sd_event_source *source) {
 static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         _cleanup_(event_peer_unrefp) Bus1Peer *peer = bus1_peer_ref(userdata);
         _cleanup_(event_unrefp) sd_event *event = sd_event_ref(sd_event_source_get_event(source));
-        int r;
+        int exit_code, r;
 
         for (;;) {
                 Bus1Message *message;
@@ -77,8 +79,13 @@ static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void
                         sd_event_exit(event, r);
                         return 0;
                 }
-                /* the handler may have detached, disabled or disconnected */
-                if (!event_peer_active(peer, source))
+                /*
+                 * The handler may have detached, disabled or disconnected,
+                 * or asked the loop to exit: what is left stays queued (and
+                 * the descriptor readable) for the next dispatch.
+                 */
+                if (!event_peer_active(peer, source) ||
+                    sd_event_get_exit_code(event, &exit_code) >= 0)
                         return 0;
         }
 

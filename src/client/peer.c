@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <string.h>
 #include "bus1/client.h"
 #include "client/client.h"
 #include "client/message.h"

@@ -5,6 +5,14 @@
  * Parses argv into main_arg_*, builds one Broker and runs it. The address
  * is, in this order: --listen=PATH; the sockets passed by systemd socket
  * activation; $XDG_RUNTIME_DIR/bus1/socket (the directory made 0700).
+ *
+ * The limits come from configuration files (config.h), read in this order
+ * with later ones overriding earlier ones key by key: /etc/bus1/bus1d.conf,
+ * then, unless running as root, $XDG_CONFIG_HOME/bus1/bus1d.conf (default
+ * ~/.config/bus1/bus1d.conf); or instead only the --config=PATH files. The
+ * --max-*= options come last: they set the defaults for every UID, over
+ * the files' [Limits] but not over their per-UID sections.
+ * --check-config reads all of it, prints the effective limits and exits.
  */
 
 #include <errno.h>
@@ -19,33 +27,86 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 #include "daemon/broker.h"
+#include "daemon/config.h"
 #include "util/log.h"
 
+/* --config may be repeated; the files are read in order */
+#define MAIN_CONFIG_MAX 16
+
 static const char *main_arg_listen = NULL;
+static const char *main_arg_config[MAIN_CONFIG_MAX];
+static unsigned int main_arg_n_config = 0;
+static bool main_arg_check_config = false;
+static uint64_t main_arg_limits[_CONFIG_KEY_N];        /* 0: not given */
 
 static void main_help(void) {
         printf("Usage: bus1d [OPTION]...\n"
                "Run the bus1 broker.\n\n"
-               "  -h, --help          show this help and exit\n"
-               "      --version       show the version and exit\n"
-               "  -l, --listen=PATH   listen on PATH instead of the socket-activated\n"
-               "                      sockets or $XDG_RUNTIME_DIR/bus1/socket\n"
-               "  -v, --verbose       log more (repeat for debug messages)\n");
+               "  -h, --help                  show this help and exit\n"
+               "      --version               show the version and exit\n"
+               "  -l, --listen=PATH           listen on PATH instead of the socket-activated\n"
+               "                              sockets or $XDG_RUNTIME_DIR/bus1/socket\n"
+               "  -v, --verbose               log more (repeat for debug messages)\n"
+               "\n"
+               "Configuration (see bus1.conf(5)):\n"
+               "      --config=PATH           read PATH (may be repeated) instead of\n"
+               "                              " CONFIG_SYSTEM_PATH " and\n"
+               "                              $XDG_CONFIG_HOME/" CONFIG_USER_PATH "\n"
+               "      --check-config          read and check the configuration, print the\n"
+               "                              effective limits, exit 0 if valid, 1 if not\n"
+               "      --max-slices=N          pool slices per UID (default 16384)\n"
+               "      --max-handles=N         handle references per UID (default 65536)\n"
+               "      --max-inflight-bytes=N  pool bytes per UID, suffix K, M or G allowed\n"
+               "                              (default 16M)\n"
+               "      --max-inflight-fds=N    fds in flight per UID (default 4096)\n"
+               "      --max-connections=N     connections per UID (default 1024)\n"
+               "The --max-* options set the defaults for every UID (N from 1 to\n"
+               "2147483647); they override [Limits] of the configuration files, not\n"
+               "their [UID n] and [User name] sections.\n");
+}
+
+/* --max-slices=N and the like: validated now, applied after the files */
+static int main_parse_limit(ConfigKey key, const char *option, const char *value) {
+        const char *reason;
+
+        if (config_parse_value(&main_arg_limits[key], key, value, strlen(value), &reason) < 0) {
+                fprintf(stderr, "bus1d: --%s=%s: %s\n", option, value, reason);
+                return -EINVAL;
+        }
+        return 0;
 }
 
 static int main_parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100 };
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_CONFIG,
+                ARG_CHECK_CONFIG,
+                /* one per ConfigKey, in its order */
+                ARG_LIMIT,
+                ARG_LIMIT_LAST = ARG_LIMIT + _CONFIG_KEY_N - 1,
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "listen", required_argument, NULL, 'l' },
                 { "verbose", no_argument, NULL, 'v' },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "max-slices", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_SLICES },
+                { "max-handles", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_HANDLES },
+                { "max-inflight-bytes", required_argument, NULL,
+                  ARG_LIMIT + CONFIG_MAX_INFLIGHT_BYTES },
+                { "max-inflight-fds", required_argument, NULL,
+                  ARG_LIMIT + CONFIG_MAX_INFLIGHT_FDS },
+                { "max-connections", required_argument, NULL,
+                  ARG_LIMIT + CONFIG_MAX_CONNECTIONS },
                 {}
         };
-        int c;
+        int c, i = 0, r;
 
-        while ((c = getopt_long(argc, argv, "hl:v", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hl:v", options, &i)) >= 0) {
                 switch (c) {
                 case 'h':
                         main_help();
@@ -58,6 +119,22 @@ static int main_parse_argv(int argc, char **argv) {
                         break;
                 case 'v':
                         log_max_level = log_max_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
+                        break;
+                case ARG_CONFIG:
+                        if (main_arg_n_config >= MAIN_CONFIG_MAX) {
+                                fprintf(stderr, "bus1d: at most %d --config options\n",
+                                        MAIN_CONFIG_MAX);
+                                return -EINVAL;
+                        }
+                        main_arg_config[main_arg_n_config++] = optarg;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        main_arg_check_config = true;
+                        break;
+                case ARG_LIMIT ... ARG_LIMIT_LAST:
+                        r = main_parse_limit(c - ARG_LIMIT, options[i].name, optarg);
+                        if (r < 0)
+                                return r;
                         break;
                 default:
                         fprintf(stderr, "Try 'bus1d --help'.\n");
@@ -93,6 +170,94 @@ static int main_default_address(char *buf, size_t size) {
         return 0;
 }
 
+/* "path:line:column: message", leaving out what the error does not have */
+static void main_config_error(const ConfigError *err, bool check) {
+        char where[PATH_MAX + 64];
+        int n = 0;
+
+        if (err->path)
+                n = snprintf(where, sizeof(where), "%s: ", err->path);
+        if (err->path && err->line)
+                n = snprintf(where, sizeof(where), err->column ? "%s:%u:%u: " : "%s:%u: ",
+                             err->path, err->line, err->column);
+        if (n <= 0)
+                where[0] = '\0';
+
+        if (check)
+                fprintf(stderr, "bus1d: %s%s\n", where, err->message);
+        else
+                log_error("configuration: %s%s", where, err->message);
+}
+
+/*
+ * Read the configuration files and the --max-* options into @config. With
+ * @check, say on stdout which files were read, as comments.
+ */
+static int main_load_config(Config *config, bool check) {
+        const char *paths[MAIN_CONFIG_MAX];
+        char user_path[PATH_MAX];
+        unsigned int n_paths = 0;
+        ConfigError err = {};
+        int r;
+
+        if (main_arg_n_config > 0) {
+                for (unsigned int i = 0; i < main_arg_n_config; ++i)
+                        paths[n_paths++] = main_arg_config[i];
+        } else {
+                paths[n_paths++] = CONFIG_SYSTEM_PATH;
+                /* root runs the system bus: its home has no say */
+                if (getuid() != 0 && config_user_path(user_path, sizeof(user_path)) >= 0)
+                        paths[n_paths++] = user_path;
+        }
+
+        for (unsigned int i = 0; i < n_paths; ++i) {
+                r = config_load_file(config, paths[i], &err);
+                if (r == 0 && main_arg_n_config > 0) {
+                        /* a file named on the command line must be there */
+                        err = (ConfigError){ .path = paths[i] };
+                        snprintf(err.message, sizeof(err.message), "%s", strerror(ENOENT));
+                        r = -ENOENT;
+                }
+                if (r < 0) {
+                        main_config_error(&err, check);
+                        return r;
+                }
+                if (check)
+                        printf("# %s: %s\n", paths[i], r > 0 ? "read" : "not found");
+                else if (r > 0)
+                        log_info("configuration: read %s", paths[i]);
+        }
+
+        for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k)
+                if (main_arg_limits[k])
+                        config_set_default(config, k, main_arg_limits[k]);
+        return 0;
+}
+
+/* --check-config: the limits a broker would start with, as configuration text */
+static int main_check_config(void) {
+        UserRegistry registry;
+        Config config;
+        char *text = NULL;
+        int r;
+
+        config_init(&config);
+        user_registry_init(&registry);
+        r = main_load_config(&config, true);
+        if (r >= 0)
+                r = config_apply(&config, &registry);
+        if (r >= 0)
+                r = config_format(&text, &registry);
+        if (r >= 0)
+                fputs(text, stdout);
+        else if (r == -ENOMEM)
+                fprintf(stderr, "bus1d: %s\n", strerror(-r));
+        free(text);
+        user_registry_deinit(&registry);
+        config_deinit(&config);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 static void main_setup_process(void) {
         struct rlimit rl;
 
@@ -113,12 +278,15 @@ static void main_setup_process(void) {
 
 int main(int argc, char **argv) {
         _cleanup_(broker_freep) Broker *broker = NULL;
+        _cleanup_(config_deinit) Config config = {};
         char path[PATH_MAX];
         int r, n_activated;
 
         r = main_parse_argv(argc, argv);
         if (r)
                 return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        if (main_arg_check_config)
+                return main_check_config();
 
         /*
          * Claim the activated sockets before anything opens a descriptor,
@@ -137,6 +305,11 @@ int main(int argc, char **argv) {
                         return EXIT_FAILURE;
                 }
 
+        /* after the activation check: user lookups may open descriptors */
+        r = main_load_config(&config, false);
+        if (r < 0)
+                return EXIT_FAILURE;
+
         main_setup_process();
 
         r = broker_new(&broker);
@@ -144,6 +317,24 @@ int main(int argc, char **argv) {
                 log_error("cannot set up the broker: %s", strerror(-r));
                 return EXIT_FAILURE;
         }
+
+        /*
+         * Before any listener exists, so no user is looked up with the
+         * built-in limits. A new peer's limits start equal to its user's
+         * (SPEC section 8), so the bus's own caps on them must not be lower
+         * than what the configuration allows a user.
+         */
+        r = config_apply(&config, &broker->bus.users);
+        if (r < 0) {
+                log_error("cannot apply the configuration: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        broker->bus.limits = (PeerLimits){
+                .max_slices = PEER_LIMIT_MAX,
+                .max_handles = PEER_LIMIT_MAX,
+                .max_inflight_bytes = PEER_LIMIT_MAX,
+                .max_inflight_fds = PEER_LIMIT_MAX,
+        };
 
         if (main_arg_listen) {
                 r = broker_listen_path(broker, main_arg_listen);

@@ -255,19 +255,14 @@ static int pool_memfd_grow(Pool *pool, uint64_t size) {
         int r;
 
         /*
-         * Growing is allowed under F_SEAL_FUTURE_WRITE, and the broker's
-         * mapping (made before the seal) reaches the new pages. Allocating
-         * them right away turns a later out-of-memory into this error
-         * instead of a SIGBUS on the store.
+         * The file has its full size from the start (sparse); backing more
+         * of it means allocating the pages now, which turns a later
+         * out-of-memory into this error instead of a SIGBUS on the store.
+         * fallocate() is allowed under F_SEAL_FUTURE_WRITE and F_SEAL_GROW.
          */
-        if (ftruncate(pool->memfd, (off_t)size) < 0)
-                return -EXFULL;
         r = fallocate(pool->memfd, 0, (off_t)old, (off_t)(size - old));
-        if (r < 0 && errno != EOPNOTSUPP) {
-                r = ftruncate(pool->memfd, (off_t)old);
-                (void)r;
+        if (r < 0 && errno != EOPNOTSUPP)
                 return -EXFULL;
-        }
         return 0;
 }
 
@@ -276,12 +271,14 @@ static int pool_memfd_grow(Pool *pool, uint64_t size) {
  * @pool:       pool to initialise
  * @max_size:   size of the region
  *
- * Creates a memfd of size 0, maps @max_size bytes of it shared and
- * writable, and then seals it with F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE |
- * F_SEAL_SEAL: from then on only this mapping can store into it, nobody can
- * shrink it (so the broker's stores never fault), and write(2) or a new
- * writable mapping fails for everyone. The pool grows the file on demand
- * (ftruncate + fallocate). On failure @pool is an empty pool.
+ * Creates a memfd of @max_size bytes (sparse: no page is allocated yet),
+ * maps it shared and writable, and then seals it with F_SEAL_SHRINK |
+ * F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL: from then on only this
+ * mapping can store into it, nobody can shrink it (so the broker's stores
+ * never fault) or grow it, and write(2) or a new writable mapping fails for
+ * everyone, even a descriptor re-opened read-write through /proc. The pool
+ * allocates pages on demand (fallocate). On failure @pool is an empty
+ * pool.
  *
  * Return: 0 on success,
  *         -ENOMEM if the region cannot be mapped,
@@ -300,12 +297,16 @@ int pool_init_memfd(Pool *pool, uint64_t max_size) {
         if (fd < 0)
                 return -errno;
 
+        if (ftruncate(fd, (off_t)max_size) < 0)
+                return -errno == -EFBIG ? -ENOMEM : -errno;
+
         p = mmap(NULL, (size_t)max_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
                  fd, 0);
         if (p == MAP_FAILED)
                 return -ENOMEM;
 
-        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+        if (fcntl(fd, F_ADD_SEALS,
+                  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
                 int r = -errno;
 
                 munmap(p, (size_t)max_size);

@@ -234,12 +234,19 @@ static bool user_fits(uint64_t c, uint64_t base, uint64_t factor, uint64_t remai
 static void user_refused(User *user, uint32_t actor, unsigned int resource, uint64_t amount,
                          uint64_t remaining) {
         UserRegistry *registry = user->registry;
+        uint64_t *n_refusals;
         UserUsage *usage;
 
-        /* diagnosis is best effort: without memory, nothing is remembered */
-        if (user_get_usage(&usage, user, actor) < 0)
-                return;
-        if (usage->n_refusals++ == 0 && registry->on_refusal)
+        /* usages are foreign actors' only: the user's own refusals are counted apart */
+        if (actor == user->uid) {
+                n_refusals = &user->n_own_refusals;
+        } else {
+                /* diagnosis is best effort: without memory, nothing is remembered */
+                if (user_get_usage(&usage, user, actor) < 0)
+                        return;
+                n_refusals = &usage->n_refusals;
+        }
+        if ((*n_refusals)++ == 0 && registry->on_refusal)
                 registry->on_refusal(registry, &(UserRefusal){
                         .receiver = user->uid,
                         .actor = actor,
@@ -264,13 +271,16 @@ static void user_refused(User *user, uint32_t actor, unsigned int resource, uint
  */
 int user_check(User *user, uint32_t actor, const uint64_t held[_USER_N],
                const uint64_t charge[_USER_N]) {
+        /* what could never fit is EMSGSIZE, whatever else is in use now */
+        for (unsigned int r = 0; r < _USER_N; ++r)
+                if (charge[r] > user->limits.max[r])
+                        return -EMSGSIZE;
+
         for (unsigned int r = 0; r < _USER_N; ++r) {
                 uint64_t c = charge[r], remaining, share = 0, n = 0;
 
                 if (!c)
                         continue;
-                if (c > user->limits.max[r])
-                        return -EMSGSIZE;
 
                 remaining = user->limits.max[r] > user->used[r]
                                     ? user->limits.max[r] - user->used[r] : 0;

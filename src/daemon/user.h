@@ -91,6 +91,7 @@ struct User {
         uint64_t used[_USER_N];
         RBTree usages;          /* UserUsage of foreign actors, by actor UID */
         uint64_t n_actors[_USER_N];     /* actors with a share > 0 */
+        uint64_t n_own_refusals;        /* refusals of the user's own charges */
 };
 
 typedef struct UserOverride {

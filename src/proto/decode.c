@@ -964,7 +964,8 @@ int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len,
  * @entryp:     output: the decoded entry
  * @buf:        the packet
  * @len:        its length
- * @n_fds:      fds that came with it: msg.n_fds
+ * @n_fds:      fds that came with it: always 0, msg.n_fds only says how
+ *              many fds a RECV with BUS1_RECV_FLAG_INSTALL_FDS will bring
  *
  * Unlike a RECV reply, a pushed entry may carry PROTO_MSG_FLAG_SYNC.
  *
@@ -986,7 +987,8 @@ int proto_decode_entry(ProtoEntry *entryp, const void *buf, size_t len, size_t n
         r = proto_check_message(&entry.msg, PROTO_ENTRY_MSG_FLAGS);
         if (r < 0)
                 return r;
-        r = proto_check_n_fds(n_fds, entry.msg.n_fds);
+        /* ENTRY describes the fds; they come only with a RECV reply */
+        r = proto_check_n_fds(n_fds, 0);
         if (r < 0)
                 return r;
         *entryp = entry;

@@ -442,10 +442,58 @@ static void test_fds_multicast(void **state) {
 }
 
 /*
- * The descriptor of bus1_uapi_pool_fd(): a writable shared mapping is EPERM
- * (SPEC sections 5 and 9), write(2) and ftruncate(2) fail and change nothing,
- * a read-only shared mapping works, sees what the broker writes, and cannot
- * be made writable.
+ * In-flight fds are charged to the receiver until it dequeues the message
+ * (SPEC 8), and dequeuing is the RECV (SPEC 10: quota returned at dequeue,
+ * and section 7 across side channels): once a's RECV returned, b's next
+ * send of an fd fits again, with or without INSTALL_FDS.
+ */
+static void test_fds_quota_at_dequeue(void **state) {
+        UapiFixture *f = *state;
+        struct bus1_cmd_recv r;
+        int a, b, p[2], got;
+        uint64_t h;
+
+        a = uapi_peer(f);
+        b = uapi_peer(f);
+        h = uapi_give(a, NODE, b);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        /* a holds at most one fd in flight */
+        assert_int_equal(uapi_reset(a, 0, UAPI_KEEP64, UAPI_KEEP32, UAPI_KEEP32, UAPI_KEEP32, 1),
+                         0);
+
+        assert_int_equal(send_fds(b, &h, 1, NULL, "one", 3, NULL, 0, &p[0], 1), 0);
+        assert_int_equal(send_fds(b, &h, 1, NULL, "two", 3, NULL, 0, &p[0], 1), -EDQUOT);
+        for (int i = 0; i < 4; ++i) {
+                uint64_t flags = i % 2 ? BUS1_RECV_FLAG_INSTALL_FDS : 0;
+
+                assert_int_equal(uapi_recv(a, flags, &r), 0);
+                uapi_assert_data(&r, NODE, 3);
+                assert_int_equal(r.msg.n_fds, i % 2 ? 1 : 0);
+                if (i % 2) {
+                        slice_fds(uapi_pool(f, a), &r, &got);
+                        close(got);
+                }
+                assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);
+                /* a received it: b may send the next fd at once */
+                assert_int_equal(send_fds(b, &h, 1, NULL, "one", 3, NULL, 0, &p[0], 1), 0);
+        }
+        assert_int_equal(uapi_recv(a, 0, &r), 0);
+        assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);
+        close(p[0]);
+        close(p[1]);
+        uapi_expect_empty(a);
+        uapi_finish(f);
+}
+
+/*
+ * The descriptor of bus1_uapi_pool_fd(): a writable shared mapping fails,
+ * write(2) and ftruncate(2) fail and change nothing, a read-only shared
+ * mapping works, sees what the broker writes, and cannot be made writable.
+ *
+ * SPEC 5 and 9 give EPERM for a writable mapping, which is what a sealed
+ * (F_SEAL_FUTURE_WRITE) descriptor opened for writing answers; SPEC 10 hands
+ * the client a read-only descriptor, for which Linux answers EACCES
+ * (LINUX-NOTES). Either is accepted until the SPEC settles on one.
  */
 static void test_pool_readonly(void **state) {
         UapiFixture *f = *state;
@@ -467,11 +515,11 @@ static void test_pool_readonly(void **state) {
         errno = 0;
         p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, pool_fd, 0);
         assert_true(p == MAP_FAILED);
-        assert_int_equal(errno, EPERM);
+        assert_true(errno == EPERM || errno == EACCES);
         errno = 0;
         p = mmap(NULL, 4096, PROT_WRITE, MAP_SHARED, pool_fd, 0);
         assert_true(p == MAP_FAILED);
-        assert_int_equal(errno, EPERM);
+        assert_true(errno == EPERM || errno == EACCES);
 
         /* the read-only descriptor (EBADF) or the seal (EPERM) */
         errno = 0;
@@ -512,13 +560,20 @@ static void test_pool_readonly(void **state) {
  */
 static void test_pool_reopen(void **state) {
         UapiFixture *f = *state;
+        struct bus1_cmd_recv r;
         struct stat st0, st1;
         char path[64];
-        int a, fd;
+        int a, b, fd;
+        uint64_t h;
         void *p;
 
         a = uapi_peer(f);
+        b = uapi_peer(f);
+        h = uapi_give(a, NODE, b);
+        /* the pool file has pages now */
+        assert_int_equal(uapi_send_str(b, h, "in the pool"), 0);
         assert_int_equal(fstat(bus1_uapi_pool_fd(a), &st0), 0);
+        assert_true(st0.st_size > 0);
         snprintf(path, sizeof(path), "/proc/self/fd/%d", bus1_uapi_pool_fd(a));
         fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd < 0) {
@@ -544,6 +599,11 @@ static void test_pool_reopen(void **state) {
         assert_int_equal(fstat(fd, &st1), 0);
         assert_int_equal(st1.st_size, st0.st_size);
         close(fd);
+
+        /* the broker's data is intact and the pool still serves */
+        assert_int_equal(uapi_recv(a, 0, &r), 0);
+        assert_memory_equal(uapi_pool(f, a) + r.msg.offset, "in the pool", 11);
+        assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);
         uapi_finish(f);
 }
 
@@ -679,11 +739,15 @@ int main(void) {
                 T(test_fds_bad),
                 T(test_fds_max),
                 T(test_fds_multicast),
+                T(test_fds_quota_at_dequeue),
                 T(test_pool_readonly),
                 T(test_pool_reopen),
                 T(test_pool_erange),
                 T(test_pool_erange_fds),
         };
 
+        /* TEST_FILTER=test_name runs one test (cmocka pattern) */
+        if (getenv("TEST_FILTER"))
+                cmocka_set_test_filter(getenv("TEST_FILTER"));
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

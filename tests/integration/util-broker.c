@@ -63,11 +63,25 @@ static bool test_broker_ready(const char *path) {
         return r == 0;
 }
 
+/* at most this many extra arguments to test_broker_start_args() */
+#define TEST_BROKER_ARGS_MAX 16
+
 /**
  * test_broker_start() - start a private broker
  * @broker:     filled in
  */
 void test_broker_start(TestBroker *broker) {
+        test_broker_start_args(broker, NULL);
+}
+
+/**
+ * test_broker_start_args() - start a private broker with extra arguments
+ * @broker:     filled in
+ * @args:       NULL-terminated arguments after --listen, or NULL for none
+ *
+ * The broker must come up: extra arguments that make it exit fail the test.
+ */
+void test_broker_start_args(TestBroker *broker, const char *const *args) {
         const char *exe = getenv("BUS1D_TEST_BROKER");
         struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
 
@@ -84,10 +98,16 @@ void test_broker_start(TestBroker *broker) {
         if (broker->pid < 0)
                 fail_msg("fork: %s", strerror(errno));
         if (broker->pid == 0) {
+                const char *argv[TEST_BROKER_ARGS_MAX + 3] = { exe };
+                size_t n = 1;
                 char arg[160];
 
                 snprintf(arg, sizeof(arg), "--listen=%s", broker->path);
-                execl(exe, exe, arg, (char *)NULL);
+                argv[n++] = arg;
+                for (size_t i = 0; args && args[i] && i < TEST_BROKER_ARGS_MAX; ++i)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                execv(exe, (char *const *)argv);
                 _exit(127);
         }
 

@@ -7,7 +7,8 @@
  * test_broker_start() makes a private directory (mkdtemp), starts the
  * broker binary Meson names in $BUS1D_TEST_BROKER with --listen on a socket
  * there, waits until it accepts connections, and points $BUS1_ADDRESS at
- * it. test_broker_stop() sends SIGTERM, reaps it (a non-zero exit fails the
+ * it. test_broker_start_args() does the same with extra bus1d arguments
+ * (--config=PATH, --max-slices=N, ...). test_broker_stop() sends SIGTERM, reaps it (a non-zero exit fails the
  * test), checks the broker closed every descriptor it had (by comparing
  * /proc/PID/fd before it exits with the baseline), and removes the
  * directory.
@@ -24,5 +25,6 @@ typedef struct TestBroker {
 } TestBroker;
 
 void test_broker_start(TestBroker *broker);
+void test_broker_start_args(TestBroker *broker, const char *const *args);
 void test_broker_stop(TestBroker *broker);
 unsigned int test_count_fds(pid_t pid);

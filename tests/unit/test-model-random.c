@@ -24,15 +24,24 @@
  *    it with user references, unless it released, flushed or disconnected
  *    first; never twice, never to a peer that did not hold it;
  *  - a NODE_RELEASE queued whenever a node's count fell back to its pin;
- *  - the exact return code of every command where the SPEC fixes it, and one
- *    the SPEC lists for that command otherwise.
+ *  - the exact return code of every command where the SPEC fixes it (limits
+ *    and the per-UID fair share of user.h included; EXFULL only where the
+ *    allocator's placement decides), and one the SPEC lists for that command
+ *    otherwise.
  * Each seed ends by dropping the seeds, draining every queue and releasing
  * every slice; then every pool must be empty. The fds open at the end of each
- * test equal those at its start.
+ * test equal those at its start. After the random tests come short fixed
+ * sequences, minimised from random failures.
  *
- * A failure prints the seed, the step and the last commands. Environment:
- * BUS1_RANDOM_SEED=<n> runs only that seed, BUS1_RANDOM_STEPS=<n> sets the
- * steps per seed, BUS1_RANDOM_TRACE=1 prints every command.
+ * Model issues that are known and reported are counted and printed ("KNOWN
+ * ISSUES") instead of failing, so that the suite stays usable until they are
+ * fixed; see known_issue(). Environment:
+ *  - BUS1_RANDOM_STRICT=1: known issues fail like any other check;
+ *  - BUS1_RANDOM_SEED=<n>: run only that seed;
+ *  - BUS1_RANDOM_SEEDS=<n>: seeds per configuration (a soak run);
+ *  - BUS1_RANDOM_STEPS=<n>: steps per seed;
+ *  - BUS1_RANDOM_TRACE=1: print every command.
+ * A failure prints the seed, the step, the last commands and how to rerun.
  */
 
 #include <dirent.h>
@@ -52,6 +61,7 @@
 #include "daemon/node.h"
 #include "daemon/pool.h"
 #include "daemon/queue.h"
+#include "daemon/user.h"
 #include "model-util.h"
 
 #define SLOTS_MAX 6U
@@ -154,10 +164,20 @@ typedef struct Rec {
         uint32_t snap_any, snap_user;
         bool seen;                      /* per scan: */
         bool owner_seen;
-        uint32_t has, det, dq;          /*   holders (table, detached), NODE_DESTROY queued */
+        uint32_t has, det;              /*   holders: in the table, detached */
+        uint32_t dq, dq_det;            /*   their NODE_DESTROY is queued */
         uint64_t user[SLOTS_MAX];       /*   n_user per holder */
-        uint32_t had_user;              /* holders that had user references since destruction */
+        uint64_t linked_id[SLOTS_MAX];  /*   ID in the table */
+        /*
+         * NODE_DESTROY state per holder and handle lifetime: a handle released
+         * while queued entries carry it leaves the table (detached) and comes
+         * back under a fresh ID when received: a new lifetime. Its entry,
+         * queued if it existed at destruction, then belongs to the new ID.
+         */
+        uint64_t life_id[SLOTS_MAX];
+        uint32_t had_user;              /* the lifetime had user references since destruction */
         uint8_t dstate[SLOTS_MAX];
+        uint64_t shadow_refs;           /* scan_refs(): what n_user_refs must be */
 } Rec;
 
 typedef struct Held {
@@ -182,7 +202,6 @@ typedef struct Pend {
 /* what one successful SEND carried */
 typedef struct Sent {
         unsigned sender;
-        uint64_t sender_peer;
         PeerCreds creds;
         char secctx[64];
         uint64_t n_secctx;
@@ -197,6 +216,7 @@ typedef struct Sent {
 typedef struct Slot {
         unsigned idx;
         Peer *peer;
+        uint32_t uid;
         bool down;
         uint64_t down_step;
         PeerLimits limits;
@@ -225,6 +245,8 @@ typedef struct Config {
         uint64_t pool_sizes[4];
         unsigned n_pool_sizes;
         PeerLimits limits;
+        unsigned n_uids;                /* peers share this many UIDs; 0: one each */
+        uint64_t user_max[_USER_N];     /* per-UID limits; 0: the registry's defaults */
 } Config;
 
 typedef struct Stats {
@@ -232,7 +254,7 @@ typedef struct Stats {
         uint64_t delivered, received_data, received_seed, received_destroy;
         uint64_t received_release, fds_installed, nodes, destroyed;
         uint64_t soft_zero_user_destroy;
-        uint64_t known_stale_destroy, known_stale_peek;
+        uint64_t known_stale_destroy, known_stale_peek, known_self_usage, known_emsgsize;
 } Stats;
 
 typedef struct Ctx {
@@ -241,7 +263,6 @@ typedef struct Ctx {
         uint64_t seed;
         uint64_t rng;
         uint64_t step;
-        uint64_t steps;
         bool trace;
         Bus bus;
         unsigned n_slots;
@@ -518,6 +539,77 @@ static void ids_str(char *buf, size_t size, const uint64_t *ids, uint64_t n) {
                                i ? "," : "", ids[i]);
 }
 
+/* ---- known model issues ---- */
+
+static int known_usage_compare(const RBNode *n, const void *key) {
+        uint32_t a = container_of(n, UserUsage, user_node)->actor, k = *(const uint32_t *)key;
+
+        return k < a ? -1 : k > a;
+}
+
+/*
+ * Known model issues: counted and printed, failing only with
+ * BUS1_RANDOM_STRICT=1; each has a test_seq_*() of a few steps below.
+ *
+ * A: a handle the holder released while its seed still carries it (it is
+ *    detached) gets a NODE_DESTROY whose destination is the released ID
+ *    (SPEC 3: released before dequeuing it, so never seen).
+ * B: PEEK of a message carrying a handle released meanwhile shows the
+ *    released ID, which for an owner-chosen ID may name a new node; the
+ *    dequeuing RECV writes the fresh ID (SPEC 2, 5).
+ * C: a refused charge of a user on its own behalf (creating a node, a send or
+ *    transfer between peers of one UID) leaves a UserUsage of the user by
+ *    itself, which bus_validate() rejects from then on.
+ * D: a message a receiving user can never hold gets EDQUOT instead of
+ *    EMSGSIZE when another of its resources is exhausted at the moment
+ *    (user_check() answers for the first resource it looks at), so with
+ *    CONTINUE it fails one destination instead of the whole call (SPEC 4, 8).
+ */
+static bool known_issue(Ctx *c, uint64_t *counter, const char *what) {
+        if (c->strict)
+                return false;
+        if (!*counter)
+                fprintf(stderr, "note: known model issue at seed %" PRIu64 " step %" PRIu64
+                        ": %s\n", c->seed, c->step, what);
+        ++*counter;
+        return true;
+}
+
+/*
+ * Issue C: without BUS1_RANDOM_STRICT=1, a user's usage of itself (it never
+ * holds a share) is taken out again right after the command that left it,
+ * so that bus_validate() can go on checking everything else.
+ */
+static void known_issue_self_usage(Ctx *c) {
+        for (RBNode *n = rbtree_first(&c->bus.users.users); n; n = rbnode_next(n)) {
+                User *u = container_of(n, User, registry_node);
+                RBNode *un = rbtree_find(&u->usages, known_usage_compare, &u->uid);
+                UserUsage *usage = rbnode_entry(un, UserUsage, user_node);
+
+                if (!usage || !known_issue(c, &c->stats->known_self_usage,
+                                           "a user holds a usage of itself"))
+                        continue;
+                for (unsigned r = 0; r < _USER_N; ++r)
+                        CHECK(c, !usage->share[r], "user %u has a share of itself", u->uid);
+                rbtree_remove(&u->usages, &usage->user_node);
+                free(usage);
+        }
+}
+
+/* @id is an ID @s had for @r and released (@detached: only queued entries carry it now) */
+static bool id_is_released(Ctx *c, Slot *s, uint64_t id, const Rec *r, bool detached) {
+        if (detached && !(r->det & (1U << s->idx)))
+                return false;
+        if (handle_id_is_managed(id)) {
+                uint64_t n = id >> 3;
+
+                return n < s->cap_hist && s->hist[n].state == HIST_GONE &&
+                       s->hist[n].id == id && s->hist[n].rec == r->idx;
+        }
+        return r->owner_slot == s->idx && r->owner_peer == s->peer->id && r->owner_id == id &&
+               r->owner_handle_gone;
+}
+
 /* ---- command bookkeeping ---- */
 
 static void op_begin(Ctx *c, int kind, unsigned actor, const char *fmt, ...)
@@ -585,6 +677,7 @@ static void op_result(Ctx *c, int r, uint32_t expected) {
         CHECK(c, expected & ebit(-r), "%s returned %s, expected %s", op_names[c->op_kind],
               errname(r), want);
 
+        known_issue_self_usage(c);
         CHECK(c, bus_validate(&c->bus) == 0, "bus_validate() failed after %s",
               op_names[c->op_kind]);
 
@@ -667,6 +760,7 @@ static void rec_destroyed(Ctx *c, Rec *r) {
         for (unsigned i = 0; i < c->n_slots; ++i) {
                 uint32_t bit = 1U << i;
 
+                r->life_id[i] = r->linked_id[i];
                 if (user & bit) {
                         r->dstate[i] = DS_PENDING;
                         r->had_user |= bit;
@@ -719,7 +813,7 @@ static void scan_message(Ctx *c, Slot *s, Message *m) {
                 r->seen = true;
                 r->det |= bit;
                 if (queue_entry_is_queued(&h->destroy))
-                        r->dq |= bit;
+                        r->dq_det |= bit;
         }
 }
 
@@ -741,6 +835,7 @@ static void scan_slot(Ctx *c, Slot *s) {
                 r->seen = true;
                 r->has |= bit;
                 r->user[s->idx] = h->n_user;
+                r->linked_id[s->idx] = h->id;
                 if (queue_entry_is_queued(&h->destroy))
                         r->dq |= bit;
 
@@ -800,7 +895,9 @@ static void scan_nodes(Ctx *c) {
                 r->has = 0;
                 r->det = 0;
                 r->dq = 0;
+                r->dq_det = 0;
                 memset(r->user, 0, sizeof(r->user));
+                memset(r->linked_id, 0xff, sizeof(r->linked_id));
         }
 
         for (unsigned i = 0; i < c->n_slots; ++i)
@@ -866,7 +963,8 @@ static void check_queue(Ctx *c, Slot *s) {
                         Handle *h = container_of(e, Handle, destroy);
                         Rec *r = rec_find(c, h->node);
 
-                        CHECK(c, r && r->dstate[s->idx] == DS_PENDING,
+                        /* a detached handle's entry goes with it (see Rec.life_id) */
+                        CHECK(c, r && (handle_is_detached(h) || r->dstate[s->idx] == DS_PENDING),
                               "P%u: NODE_DESTROY of %s queued (state %u)", s->idx, rec_str(r),
                               r ? r->dstate[s->idx] : 0);
                 } else {
@@ -893,12 +991,18 @@ static void check_destroy_state(Ctx *c, Rec *r) {
 
                 if (c->slots[i].down)
                         continue;
+                if ((r->has & bit) && r->linked_id[i] != r->life_id[i]) {
+                        /* a detached handle came back: its entry (if any) is this ID's now */
+                        r->life_id[i] = r->linked_id[i];
+                        r->had_user &= ~bit;
+                        *st = (r->dq & bit) ? DS_PENDING : DS_NONE;
+                }
                 if ((r->has & bit) && r->user[i])
                         r->had_user |= bit;
                 if (*st == DS_MAYBE)
                         *st = (r->dq & bit) ? DS_PENDING : DS_EXEMPT;
                 if (*st == DS_PENDING) {
-                        if (!((r->has | r->det) & bit))
+                        if (!(r->has & bit))
                                 *st = DS_EXEMPT;
                         else if (!r->user[i] && (r->had_user & bit))
                                 *st = DS_EXEMPT;
@@ -909,6 +1013,48 @@ static void check_destroy_state(Ctx *c, Rec *r) {
                 if (*st != DS_PENDING)
                         CHECK(c, !(r->dq & bit), "P%u: NODE_DESTROY of %s queued in state %u",
                               i, rec_str(r), *st);
+        }
+}
+
+static void count_entries(Ctx *c, uint64_t serial) {
+        const Sent *t = &c->sent[serial];
+
+        for (uint64_t j = 0; j < t->n_handles; ++j)
+                if (t->handle_rec[j] != NONE)
+                        ++c->recs[t->handle_rec[j]]->shadow_refs;
+}
+
+/*
+ * A node's count (SPEC 3, node.h n_user_refs) from the shadow alone: the user
+ * references every peer holds on it, plus one per handle entry of a message
+ * queued to, or a seed of, a peer.
+ */
+static void scan_refs(Ctx *c) {
+        for (size_t k = 0; k < c->n_live; ++k)
+                c->recs[c->live[k]]->shadow_refs = 0;
+        for (unsigned i = 0; i < c->n_slots; ++i) {
+                Slot *s = &c->slots[i];
+
+                if (s->down)
+                        continue;
+                for (size_t k = 0; k < s->n_held; ++k) {
+                        Rec *r = rec_of_id(c, s, s->held[k].id);
+
+                        CHECK(c, r, "P%u holds ID %" PRIx64 " of no node", i, s->held[k].id);
+                        r->shadow_refs += s->held[k].n;
+                }
+                for (size_t k = s->pend_head; k < s->n_pend; ++k)
+                        if (s->pend[k].state == PEND_QUEUED)
+                                count_entries(c, s->pend[k].serial);
+                if (s->seed != NONE)
+                        count_entries(c, s->seed);
+        }
+        for (size_t k = 0; k < c->n_live; ++k) {
+                Rec *r = c->recs[c->live[k]];
+
+                CHECK(c, r->shadow_refs == r->node->n_user_refs,
+                      "%s has %" PRIu64 " references, the shadow counts %" PRIu64, rec_str(r),
+                      r->node->n_user_refs, r->shadow_refs);
         }
 }
 
@@ -978,6 +1124,7 @@ static void scan_check(Ctx *c) {
                 CHECK(c, (s->seed != NONE) == !!s->peer->seed, "P%u: seed %s, expected %s", i,
                       s->peer->seed ? "set" : "unset", s->seed != NONE ? "set" : "unset");
         }
+        scan_refs(c);
 }
 
 /* remember who holds each live node of @s before a command that may destroy it */
@@ -1060,6 +1207,52 @@ static int sim_resolve(Ctx *c, Slot *s, uint64_t id, const uint64_t *created, si
         return -ENXIO;
 }
 
+/*
+ * The per-UID quota as user.h documents it, evaluated on the accounting the
+ * model holds before the command (bus_validate() checks that accounting):
+ * @extra counts what this command charged the receiving user before, @held
+ * what the receiving peer holds. Return: 0, -EDQUOT or -EMSGSIZE.
+ */
+static int user_predict(Peer *receiver, uint32_t actor, const uint64_t held[_USER_N],
+                        const uint64_t charge[_USER_N], const uint64_t extra[_USER_N]) {
+        User *u = receiver->user;
+
+        for (unsigned r = 0; r < _USER_N; ++r) {
+                uint64_t ch = charge[r], used = u->used[r] + extra[r], remaining, v;
+
+                if (!ch)
+                        continue;
+                if (ch > u->limits.max[r])
+                        return -EMSGSIZE;
+                remaining = u->limits.max[r] > used ? u->limits.max[r] - used : 0;
+                if (actor != u->uid) {
+                        uint64_t share = user_share_of(u, actor, r);
+                        uint64_t n = u->n_actors[r] + (share ? 0 : 1);
+
+                        if (__builtin_add_overflow(ch, share, &v) ||
+                            __builtin_mul_overflow(v, n + 1, &v) || v - share > remaining)
+                                return -EDQUOT;
+                } else if (ch > remaining) {
+                        return -EDQUOT;
+                }
+                if (__builtin_add_overflow(ch, held[r], &v) ||
+                    __builtin_mul_overflow(v, 2, &v) || v - held[r] > remaining)
+                        return -EDQUOT;
+        }
+        return 0;
+}
+
+/* whether @s may create its (@n_created + 1)th node in this command */
+static bool create_refused(Slot *s, uint64_t n_created) {
+        Peer *p = s->peer;
+        uint64_t held[_USER_N] = { [USER_HANDLES] = p->n_handle_refs + n_created };
+        uint64_t charge[_USER_N] = { [USER_HANDLES] = 1 };
+        uint64_t extra[_USER_N] = { [USER_HANDLES] = n_created };
+
+        return p->n_handle_refs + n_created + 1 > s->limits.max_handles ||
+               user_predict(p, p->user->uid, held, charge, extra) < 0;
+}
+
 /* ---- SEND ---- */
 
 typedef struct SendArgs {
@@ -1088,6 +1281,10 @@ typedef struct SendPlan {
         size_t n_new;
         uint64_t n_valid;
         Stage st[SLOTS_MAX];
+        uint32_t users_staged[SLOTS_MAX];
+        unsigned n_users_staged;
+        uint32_t also_allowed;          /* known issue D */
+        bool maybe_issue_d;
 } SendPlan;
 
 static uint64_t send_secctx(Slot *sender, Slot *receiver) {
@@ -1107,14 +1304,55 @@ static int stage_predict(Ctx *c, Slot *s, Slot *R, const SendArgs *a, SendPlan *
                 *errp = EMSGSIZE;
                 return OUT_ERR;
         }
-        if (st->uncertain)
-                return OUT_MAYBE;
+
+        /* the receiving user's quota comes first; EMSGSIZE if it can never fit */
+        {
+                uint64_t charge[_USER_N] = { 1, pl->n_valid, size, a->n_fds };
+                uint64_t held[_USER_N] = {
+                        p->pool.n_busy,
+                        p->n_handle_refs + (R == s ? pl->n_new : 0),
+                        p->pool.busy_bytes,
+                        p->n_inflight_fds,
+                };
+                uint64_t extra[_USER_N] = {
+                        [USER_HANDLES] = R->uid == s->uid ? pl->n_new : 0,
+                };
+                bool staged = false, never = false;
+
+                for (unsigned k = 0; k < pl->n_users_staged; ++k)
+                        staged |= pl->users_staged[k] == R->uid;
+                for (unsigned k = 0; k < _USER_N; ++k)
+                        never |= charge[k] > p->user->limits.max[k];
+                if (never && !c->strict &&
+                    (staged || st->uncertain ||
+                     user_predict(p, s->uid, held, charge, extra) == -EDQUOT)) {
+                        /* known issue D: EDQUOT of an exhausted resource may come first */
+                        pl->also_allowed |= ebit(EMSGSIZE);
+                        pl->maybe_issue_d = true;
+                        st->uncertain = true;
+                        return OUT_MAYBE;
+                }
+                if (never) {
+                        *errp = EMSGSIZE;
+                        return OUT_ERR;
+                }
+                if (staged || st->uncertain) {
+                        /* earlier slices of this send changed what the user holds */
+                        st->uncertain = true;
+                        return OUT_MAYBE;
+                }
+                if (user_predict(p, s->uid, held, charge, extra) < 0) {
+                        *errp = EDQUOT;
+                        return OUT_ERR;
+                }
+        }
 
         refs = p->n_handle_refs + (R == s ? pl->n_new : 0);
         if (p->pool.n_busy + st->n + 1 > R->limits.max_slices ||
             p->pool.busy_bytes + st->bytes + size > R->limits.max_inflight_bytes ||
             refs + st->handles + pl->n_valid > R->limits.max_handles ||
-            p->n_inflight_fds + st->fds + a->n_fds > R->limits.max_inflight_fds) {
+            p->n_inflight_fds + st->fds + a->n_fds > R->limits.max_inflight_fds ||
+            (a->n_fds && c->bus.n_inflight_fds + a->n_fds > c->bus.fd_budget)) {
                 *errp = EDQUOT;
                 return OUT_ERR;
         }
@@ -1127,6 +1365,7 @@ static int stage_predict(Ctx *c, Slot *s, Slot *R, const SendArgs *a, SendPlan *
                 *errp = EXFULL;
                 return OUT_ERR;
         }
+        pl->users_staged[pl->n_users_staged++] = R->uid;
         st->n += 1;
         st->bytes += size;
         st->handles += pl->n_valid;
@@ -1135,7 +1374,6 @@ static int stage_predict(Ctx *c, Slot *s, Slot *R, const SendArgs *a, SendPlan *
 }
 
 static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
-        Peer *p = s->peer;
         uint32_t allowed = 0;
         int r, err;
 
@@ -1154,7 +1392,7 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                 if (r < 0)
                         return ebit(-r);
                 if (r == 0) {
-                        if (p->n_handle_refs + pl->n_new + 1 > s->limits.max_handles)
+                        if (create_refused(s, pl->n_new))
                                 return ebit(EDQUOT);
                         pl->new_ids[pl->n_new++] = a->handles[j];
                 }
@@ -1164,7 +1402,7 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                 if (r < 0)
                         return ebit(-r);
                 if (r == 0) {
-                        if (p->n_handle_refs + pl->n_new + 1 > s->limits.max_handles)
+                        if (create_refused(s, pl->n_new))
                                 return ebit(EDQUOT);
                         pl->new_ids[pl->n_new++] = a->dsts[i];
                 }
@@ -1183,7 +1421,7 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                         return ebit(0);
                 if (r == OUT_ERR)
                         return ebit(err);
-                return ebit(0) | ebit(EDQUOT) | ebit(EXFULL);
+                return ebit(0) | ebit(EDQUOT) | ebit(EXFULL) | pl->also_allowed;
         }
 
         for (uint64_t i = 0; i < a->n_dsts; ++i) {
@@ -1203,11 +1441,11 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                 pl->err[i] = err;
                 if (r == OUT_ERR &&
                     (err == EMSGSIZE || !(a->flags & BUS1_SEND_FLAG_CONTINUE)))
-                        return allowed | ebit(err);
+                        return allowed | ebit(err) | pl->also_allowed;
                 if (r == OUT_MAYBE && !(a->flags & BUS1_SEND_FLAG_CONTINUE))
                         allowed |= ebit(EDQUOT) | ebit(EXFULL);
         }
-        return allowed | ebit(0);
+        return allowed | ebit(0) | pl->also_allowed;
 }
 
 static FdList *make_fds(Ctx *c, uint64_t n) {
@@ -1251,8 +1489,8 @@ static void send_collect(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl, const
                      e && e->seq == seq;
                      e = list_entry(list_prev(&R->peer->queue.entries, &e->link), QueueEntry, link))
                         first = e;
-                for (e = first; e;
-                     e = list_entry(list_next(&R->peer->queue.entries, &e->link), QueueEntry, link)) {
+                for (e = first; e; e = list_entry(list_next(&R->peer->queue.entries, &e->link),
+                                                  QueueEntry, link)) {
                         Message *m = container_of(e, Message, entry);
                         Rec *d;
                         uint64_t i;
@@ -1365,6 +1603,9 @@ static int do_send(Ctx *c, unsigned si, const SendArgs *a) {
                 op_note(c, " errors=[%s]", ebuf);
         }
         op_result(c, r, expected);
+        if (pl.maybe_issue_d && r != -EMSGSIZE)
+                known_issue(c, &c->stats->known_emsgsize,
+                            "EDQUOT for a message the user can never hold");
 
         if (r == 0) {
                 Sent *t;
@@ -1373,7 +1614,6 @@ static int do_send(Ctx *c, unsigned si, const SendArgs *a) {
                 t = &c->sent[c->n_sent++];
                 *t = (Sent){
                         .sender = si,
-                        .sender_peer = s->peer->id,
                         .creds = s->peer->creds,
                         .len = a->len,
                         .n_handles = a->n_handles,
@@ -1465,40 +1705,6 @@ static size_t pend_next(Slot *s, size_t from) {
         return from;
 }
 
-/*
- * Known model issues (see the report that came with this test): they are
- * counted and printed, and fail only with BUS1_RANDOM_STRICT=1.
- *
- * A: a handle the holder released while its seed still carries it (it is
- *    detached) gets a NODE_DESTROY whose destination is the released ID.
- * B: PEEK of a message carrying a handle released meanwhile shows the
- *    released ID, which for an owner-chosen ID may name a new node; the
- *    dequeuing RECV writes the fresh ID.
- */
-static bool known_issue(Ctx *c, uint64_t *counter, const char *what) {
-        if (c->strict)
-                return false;
-        if (!*counter)
-                fprintf(stderr, "note: known model issue at seed %" PRIu64 " step %" PRIu64
-                        ": %s\n", c->seed, c->step, what);
-        ++*counter;
-        return true;
-}
-
-/* @id is a released ID @s had for @r, whose handle now only queued entries carry */
-static bool id_is_released(Ctx *c, Slot *s, uint64_t id, const Rec *r) {
-        if (!(r->det & (1U << s->idx)))
-                return false;
-        if (handle_id_is_managed(id)) {
-                uint64_t n = id >> 3;
-
-                return n < s->cap_hist && s->hist[n].state == HIST_GONE &&
-                       s->hist[n].id == id && s->hist[n].rec == r->idx;
-        }
-        return r->owner_slot == s->idx && r->owner_peer == s->peer->id && r->owner_id == id &&
-               r->owner_handle_gone;
-}
-
 /* check a received (or peeked) DATA entry or seed against what was sent */
 static void verify_data(Ctx *c, Slot *s, const PeerRecv *r, uint64_t serial, size_t pi,
                         uint64_t flags) {
@@ -1561,7 +1767,7 @@ static void verify_data(Ctx *c, Slot *s, const PeerRecv *r, uint64_t serial, siz
                 }
                 h = rec_of_id(c, s, id);
                 if (peek && (!h || h->idx != t->handle_rec[j]) &&
-                    id_is_released(c, s, id, c->recs[t->handle_rec[j]]) &&
+                    id_is_released(c, s, id, c->recs[t->handle_rec[j]], false) &&
                     known_issue(c, &c->stats->known_stale_peek,
                                 "PEEK shows a released handle ID"))
                         continue;
@@ -1646,17 +1852,18 @@ static void verify_notification(Ctx *c, Slot *s, const PeerRecv *r, unsigned typ
                 Rec *g = n < s->cap_hist && s->hist[n].state != HIST_UNSEEN
                          ? c->recs[s->hist[n].rec] : NULL;
 
-                if (g && g->destroyed && id_is_released(c, s, r->destination, g) &&
+                if (g && g->destroyed && id_is_released(c, s, r->destination, g, true) &&
                     known_issue(c, &c->stats->known_stale_destroy,
                                 "NODE_DESTROY to a released ID")) {
-                        if (!peek)
-                                g->dstate[s->idx] = DS_RECEIVED;
+                        /* the detached handle's entry; a handle it holds has its own */
                         return;
                 }
         }
         CHECK(c, d, "notification to ID %" PRIx64 ", which names no node", r->destination);
         if (r->type == BUS1_MSG_NODE_DESTROY) {
                 CHECK(c, d->destroyed, "NODE_DESTROY of live %s", rec_str(d));
+                CHECK(c, r->destination == d->life_id[s->idx], "NODE_DESTROY to %" PRIx64
+                      ", but the handle is %" PRIx64, r->destination, d->life_id[s->idx]);
                 CHECK(c, d->dstate[s->idx] == DS_PENDING, "NODE_DESTROY of %s in state %u",
                       rec_str(d), d->dstate[s->idx]);
                 if (!peek) {
@@ -1682,6 +1889,7 @@ static int do_recv(Ctx *c, unsigned si, const RecvArgs *a) {
         Slot *s = &c->slots[si];
         bool peek = a->flags & BUS1_RECV_FLAG_PEEK;
         unsigned front_type = 0;
+        bool skipped = false;
         size_t pi = SIZE_MAX;
         Message *m = NULL;
         PeerRecv r = {};
@@ -1706,6 +1914,16 @@ static int do_recv(Ctx *c, unsigned si, const RecvArgs *a) {
         } else {
                 QueueEntry *front = queue_first(&s->peer->queue);
 
+                /*
+                 * The NODE_DESTROY of a detached handle at the front can only
+                 * name a released ID (issue A): the model may withdraw it.
+                 */
+                while (front && front->type == QUEUE_ENTRY_NODE_DESTROY &&
+                       handle_is_detached(container_of(front, Handle, destroy))) {
+                        front = list_entry(list_next(&s->peer->queue.entries, &front->link),
+                                           QueueEntry, link);
+                        skipped = true;
+                }
                 pi = pend_next(s, s->pend_head);
                 if (!front) {
                         CHECK(c, pi == s->n_pend, "queue empty, but send #%" PRIu64
@@ -1728,7 +1946,15 @@ static int do_recv(Ctx *c, unsigned si, const RecvArgs *a) {
         if (ret == 0)
                 op_note(c, " type=%" PRIu64 " dst=%" PRIx64 " flags=%" PRIx64, r.type,
                         r.destination, r.flags);
-        op_result(c, ret, ebit(-expect));
+        op_result(c, ret, ebit(-expect) | (skipped ? ebit(0) : 0));
+
+        if (ret == 0 && !(a->flags & BUS1_RECV_FLAG_SEED) && r.type != BUS1_MSG_DATA)
+                front_type = r.type == BUS1_MSG_NODE_DESTROY ? QUEUE_ENTRY_NODE_DESTROY
+                                                             : QUEUE_ENTRY_NODE_RELEASE;
+        else if (ret == 0 && !(a->flags & BUS1_RECV_FLAG_SEED))
+                CHECK(c, front_type == QUEUE_ENTRY_DATA && expect == 0,
+                      "RECV returned DATA, expected %s", front_type ? "a notification"
+                                                                    : errname(expect));
 
         if (ret == 0 && (a->flags & BUS1_RECV_FLAG_SEED)) {
                 uint64_t serial = s->seed;
@@ -1826,6 +2052,18 @@ static int do_handle_release(Ctx *c, unsigned si, uint64_t id) {
         return r;
 }
 
+/* whether @d may take the reference @s transfers (after creating the node, if @created) */
+static bool transfer_refused(Slot *s, Slot *d, bool created) {
+        uint64_t held[_USER_N] = {
+                [USER_HANDLES] = d->peer->n_handle_refs + (created && d == s),
+        };
+        uint64_t charge[_USER_N] = { [USER_HANDLES] = 1 };
+        uint64_t extra[_USER_N] = { [USER_HANDLES] = created && d->uid == s->uid };
+
+        return held[USER_HANDLES] + 1 > d->limits.max_handles ||
+               user_predict(d->peer, s->uid, held, charge, extra) < 0;
+}
+
 typedef struct TransferArgs {
         uint64_t flags;
         uint64_t id;
@@ -1854,9 +2092,9 @@ static int do_transfer(Ctx *c, unsigned si, const TransferArgs *a) {
                 if (r < 0) {
                         expect = r;
                 } else if (r == 0) {
-                        if (s->peer->n_handle_refs + 1 > s->limits.max_handles) {
+                        if (create_refused(s, 0)) {
                                 expect = -EDQUOT;
-                        } else if (d->peer->n_handle_refs + (d == s) + 1 > d->limits.max_handles) {
+                        } else if (transfer_refused(s, d, true)) {
                                 expect = -EDQUOT;
                         } else {
                                 created = true;
@@ -1866,7 +2104,7 @@ static int do_transfer(Ctx *c, unsigned si, const TransferArgs *a) {
                         }
                 } else if (src->destroyed) {
                         want = BUS1_HANDLE_INVALID;
-                } else if (d->peer->n_handle_refs + 1 > d->limits.max_handles) {
+                } else if (transfer_refused(s, d, false)) {
                         expect = -EDQUOT;
                 } else if (src->owner_slot == d->idx && src->owner_peer == d->peer->id) {
                         want = src->owner_id;
@@ -1949,7 +2187,7 @@ static int do_nodes_destroy(Ctx *c, unsigned si, const DestroyArgs *a) {
                         if (r < 0) {
                                 expect = r;
                         } else if (r == 0) {
-                                if (s->peer->n_handle_refs + n_created + 1 > s->limits.max_handles)
+                                if (create_refused(s, n_created))
                                         expect = -EDQUOT;
                                 else
                                         created[n_created++] = id;
@@ -2048,7 +2286,8 @@ static int do_reset(Ctx *c, unsigned si, const ResetArgs *a) {
 
         if (s->down)
                 expect = -ESHUTDOWN;
-        else if (a->flags & ~(uint64_t)(BUS1_PEER_RESET_FLAG_FLUSH | BUS1_PEER_RESET_FLAG_FLUSH_SEED))
+        else if (a->flags & ~(uint64_t)(BUS1_PEER_RESET_FLAG_FLUSH |
+                                        BUS1_PEER_RESET_FLAG_FLUSH_SEED))
                 expect = -EINVAL;
         else if (a->peer_flags != UINT64_MAX &&
                  (a->peer_flags & ~(uint64_t)BUS1_PEER_FLAG_WANT_SECCTX))
@@ -2209,7 +2448,11 @@ static int do_query(Ctx *c, unsigned si, uint64_t flags) {
 static void slot_connect(Ctx *c, Slot *s) {
         char buf[64];
 
-        s->peer = test_peer_new(&c->bus, 1000 + 10 * s->idx + (c->n_generations++ % 10));
+        if (c->cfg && c->cfg->n_uids)
+                s->uid = 1000 + s->idx % c->cfg->n_uids;
+        else
+                s->uid = 1000 + 10 * s->idx + (c->n_generations++ % 10);
+        s->peer = test_peer_new(&c->bus, s->uid);
         if (chance(c, 500)) {
                 int n = snprintf(buf, sizeof(buf), "ctx_t:peer%" PRIu64 ":%u", s->peer->id,
                                  (unsigned)rnd_below(c, 100000));
@@ -2219,7 +2462,21 @@ static void slot_connect(Ctx *c, Slot *s) {
                 s->peer->n_secctx = (uint64_t)n;
         }
         s->down = false;
-        s->limits = c->bus.limits;
+        /* SPEC 8: a peer's limits start equal to its user's (the bus may cap them) */
+        s->limits = (PeerLimits){
+                .max_slices = (uint32_t)MIN(MIN((uint64_t)c->bus.limits.max_slices,
+                                                s->peer->user->limits.max[USER_SLICES]),
+                                            (uint64_t)PEER_LIMIT_MAX),
+                .max_handles = (uint32_t)MIN(MIN((uint64_t)c->bus.limits.max_handles,
+                                                 s->peer->user->limits.max[USER_HANDLES]),
+                                             (uint64_t)PEER_LIMIT_MAX),
+                .max_inflight_bytes = (uint32_t)MIN(MIN((uint64_t)c->bus.limits.max_inflight_bytes,
+                                                        s->peer->user->limits.max[USER_BYTES]),
+                                                    (uint64_t)PEER_LIMIT_MAX),
+                .max_inflight_fds = (uint32_t)MIN(MIN((uint64_t)c->bus.limits.max_inflight_fds,
+                                                      s->peer->user->limits.max[USER_FDS]),
+                                                  (uint64_t)PEER_LIMIT_MAX),
+        };
         s->peer_flags = 0;
         s->n_held = 0;
         s->n_pub = 0;
@@ -2314,6 +2571,9 @@ static void ctx_init(Ctx *c, const Config *cfg, uint64_t seed, unsigned n_peers,
         c->bus.pool_size = pool_size;
         if (cfg)
                 c->bus.limits = cfg->limits;
+        for (unsigned k = 0; cfg && k < _USER_N; ++k)
+                if (cfg->user_max[k])
+                        c->bus.users.defaults.max[k] = cfg->user_max[k];
 
         c->buf_size = pool_size + 256;
         c->buf = malloc(c->buf_size);
@@ -2430,20 +2690,28 @@ static void stats_print(const Config *cfg, const Stats *st, uint64_t steps) {
         if (st->soft_zero_user_destroy)
                 printf("    note: NODE_DESTROY dequeued for a handle with no user references: %"
                        PRIu64 "\n", st->soft_zero_user_destroy);
-        if (st->known_stale_destroy || st->known_stale_peek)
+        if (st->known_stale_destroy || st->known_stale_peek || st->known_self_usage ||
+            st->known_emsgsize)
                 printf("    KNOWN ISSUES (BUS1_RANDOM_STRICT=1 fails on them): A NODE_DESTROY "
-                       "to a released ID: %" PRIu64 ", B PEEK shows a released ID: %" PRIu64 "\n",
-                       st->known_stale_destroy, st->known_stale_peek);
+                       "to a released ID: %" PRIu64 ", B PEEK shows a released ID: %" PRIu64
+                       ", C usage of a user by itself: %" PRIu64 ", D EDQUOT for what can "
+                       "never fit: %" PRIu64 "\n", st->known_stale_destroy,
+                       st->known_stale_peek, st->known_self_usage, st->known_emsgsize);
 }
 
 static void run_config(const Config *cfg) {
         uint64_t only = env_u64("BUS1_RANDOM_SEED", NONE);
         uint64_t steps = env_u64("BUS1_RANDOM_STEPS", cfg->steps);
+        uint64_t n_seeds = env_u64("BUS1_RANDOM_SEEDS", cfg->n_seeds);
         uint64_t total = 0;
+
+        /* a seed asked for by number runs even beyond n_seeds (configurations 100000 apart) */
+        if (only != NONE && only >= cfg->first_seed && only < cfg->first_seed + 100000)
+                n_seeds = only - cfg->first_seed + 1;
         Stats stats = {};
         int fds_before = count_fds();
 
-        for (uint64_t seed = cfg->first_seed; seed < cfg->first_seed + cfg->n_seeds; ++seed) {
+        for (uint64_t seed = cfg->first_seed; seed < cfg->first_seed + n_seeds; ++seed) {
                 uint64_t pick = seed * 0x9e3779b97f4a7c15ULL;
                 unsigned n_peers = 4 + (unsigned)((pick >> 20) % 3);
                 uint64_t pool = cfg->pool_sizes[(pick >> 40) % cfg->n_pool_sizes];
@@ -2486,7 +2754,7 @@ static void test_random_default(void **state) {
 static void test_random_small_pools(void **state) {
         static const Config cfg = {
                 .name = "small pools",
-                .first_seed = 101,
+                .first_seed = 100001,
                 .n_seeds = 3,
                 .steps = 2500,
                 .pool_sizes = { 4096, 8192, 16384 },
@@ -2501,7 +2769,7 @@ static void test_random_small_pools(void **state) {
 static void test_random_low_limits(void **state) {
         static const Config cfg = {
                 .name = "low limits",
-                .first_seed = 201,
+                .first_seed = 200001,
                 .n_seeds = 2,
                 .steps = 2500,
                 .pool_sizes = { 65536, 16384 },
@@ -2532,15 +2800,18 @@ static void seq_send(Ctx *c, unsigned si, uint64_t flags, const uint64_t *dsts, 
         SendArgs a = { .flags = flags, .n_dsts = n_dsts, .n_handles = n_handles,
                        .n_fds = n_fds, .len = 16, .n_vecs = 1, .errors = true };
 
-        memcpy(a.dsts, dsts, n_dsts * sizeof(*dsts));
-        memcpy(a.handles, handles, n_handles * sizeof(*handles));
+        for (uint64_t i = 0; i < n_dsts; ++i)
+                a.dsts[i] = dsts[i];
+        for (uint64_t j = 0; j < n_handles; ++j)
+                a.handles[j] = handles[j];
         CHECK(c, do_send(c, si, &a) == expect, "sequence: unexpected SEND result");
 }
 
 static void seq_destroy(Ctx *c, unsigned si, uint64_t flags, uint64_t id, int expect) {
         DestroyArgs a = { .flags = flags, .ids = { id }, .n_ids = 1 };
 
-        CHECK(c, do_nodes_destroy(c, si, &a) == expect, "sequence: unexpected NODES_DESTROY result");
+        CHECK(c, do_nodes_destroy(c, si, &a) == expect,
+              "sequence: unexpected NODES_DESTROY result");
 }
 
 static void seq_recv(Ctx *c, unsigned si, uint64_t flags, int expect) {
@@ -2605,6 +2876,50 @@ static void test_seq_peek_reused_owner_id(void **state) {
         ctx_finish(&c);
 }
 
+/* a user's own charge refused by its quota */
+static void test_seq_own_charge_refused(void **state) {
+        static const Config cfg = {
+                .name = "sequence",
+                .limits = DEFAULT_LIMITS,
+                .user_max = { 0, 2, 0, 0 },
+        };
+        Stats st = {};
+        Ctx c;
+
+        ctx_init(&c, &cfg, 0, 1, 65536, &st);
+        c.trace = true;
+        /* the second node would make the peer hold more than half of its user's 2 */
+        seq_send(&c, 0, 0, NULL, 0, (uint64_t[]){ 0, 8 }, 2, 0, -EDQUOT);
+        ctx_finish(&c);
+}
+
+/* a message larger than the receiving user's byte limit, while its slices are used up */
+static void test_seq_never_fits(void **state) {
+        static const Config cfg = {
+                .name = "sequence",
+                .limits = DEFAULT_LIMITS,
+                .user_max = { 4, 0, 4096, 0 },
+        };
+        Stats st = {};
+        SendArgs big = { .flags = BUS1_SEND_FLAG_CONTINUE, .n_dsts = 1, .len = 8192,
+                         .n_vecs = 1, .errors = true };
+        uint64_t x;
+        Ctx c;
+
+        ctx_init(&c, &cfg, 0, 2, 65536, &st);
+        c.trace = true;
+        x = seq_transfer(&c, 1, 0, 0, 0);
+        /* P0 (another UID) may make P1 hold two of its user's four slices */
+        seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, 0);
+        seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, 0);
+        seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, -EDQUOT);
+        /* 8 KiB can never fit P1's 4 KiB: EMSGSIZE fails the whole call (SPEC 4, 8) */
+        big.dsts[0] = x;
+        CHECK(&c, do_send(&c, 0, &big) == -EMSGSIZE || c.stats->known_emsgsize,
+              "sequence: unexpected SEND result");
+        ctx_finish(&c);
+}
+
 static void test_seq_owner_handle_inflight(void **state) {
         Stats st = {};
         Ctx c;
@@ -2617,14 +2932,34 @@ static void test_seq_owner_handle_inflight(void **state) {
         ctx_finish(&c);
 }
 
+/* peers share two UIDs with low per-UID limits: the fair-share quota decides */
+static void test_random_shared_users(void **state) {
+        static const Config cfg = {
+                .name = "shared users",
+                .first_seed = 300001,
+                .n_seeds = 2,
+                .steps = 2500,
+                .pool_sizes = { 65536, 16384 },
+                .n_pool_sizes = 2,
+                .limits = DEFAULT_LIMITS,
+                .n_uids = 2,
+                .user_max = { 40, 60, 24576, 8 },
+        };
+
+        run_config(&cfg);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_seq_owner_handle_inflight),
                 cmocka_unit_test(test_seq_seed_detached_destroy),
                 cmocka_unit_test(test_seq_peek_reused_owner_id),
+                cmocka_unit_test(test_seq_own_charge_refused),
+                cmocka_unit_test(test_seq_never_fits),
                 cmocka_unit_test(test_random_default),
                 cmocka_unit_test(test_random_small_pools),
                 cmocka_unit_test(test_random_low_limits),
+                cmocka_unit_test(test_random_shared_users),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

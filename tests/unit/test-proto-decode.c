@@ -601,7 +601,7 @@ static void samples_build_replies(Samples *S, uint8_t *b) {
                                                                .msg = msg_data } }));
         sample_set(&S->s[S_REPLY_RECV_ERROR], KIND_REPLY_RECV, 0, b,
                    proto_encode_reply(b, cap, &(ProtoReply){ .cookie = 30, .error = EAGAIN }));
-        sample_set(&S->s[S_ENTRY_DATA], KIND_ENTRY, 1, b, proto_encode_entry(b, cap,
+        sample_set(&S->s[S_ENTRY_DATA], KIND_ENTRY, 0, b, proto_encode_entry(b, cap,
                    &(ProtoEntry){ .entry_id = 6, .msg = msg_data }));
         sample_set(&S->s[S_ENTRY_DESTROY], KIND_ENTRY, 0, b, proto_encode_entry(b, cap,
                    &(ProtoEntry){ .entry_id = 7, .msg = msg_destroy }));
@@ -610,7 +610,7 @@ static void samples_build_replies(Samples *S, uint8_t *b) {
                            .type = BUS1_MSG_NODE_RELEASE, .flags = BUS1_MSG_FLAG_CONTINUE,
                            .destination = 0x100, .uid = UINT32_MAX, .gid = UINT32_MAX,
                            .offset = BUS1_OFFSET_INVALID } }));
-        sample_set(&S->s[S_ENTRY_SYNC], KIND_ENTRY, 1, b, proto_encode_entry(b, cap,
+        sample_set(&S->s[S_ENTRY_SYNC], KIND_ENTRY, 0, b, proto_encode_entry(b, cap,
                    &(ProtoEntry){ .entry_id = 9, .msg = msg_sync }));
         sample_set(&S->s[S_RETRACT], KIND_RETRACT, 0, b,
                    proto_encode_retract(b, cap, &(ProtoRetract){ .entry_id = 7 }));
@@ -1019,9 +1019,11 @@ static void test_fd_count(void **state) {
                         assert_int_equal(decode_kind(s->kind, s->buf, s->len, s->n_fds - 1),
                                          -EBADMSG);
         }
-        /* entries: n_fds says how many arrive */
-        assert_int_equal(decode_with64(&S.s[S_ENTRY_DATA], 88, 0), -EBADMSG);
-        assert_int_equal(decode_with64(&S.s[S_ENTRY_DATA], 88, 2), -EBADMSG);
+        /* entries never bring fds, whatever n_fds says will come with a RECV */
+        assert_int_equal(decode_with64(&S.s[S_ENTRY_DATA], 88, 0), 0);
+        assert_int_equal(decode_with64(&S.s[S_ENTRY_DATA], 88, 2), 0);
+        assert_int_equal(decode_kind(KIND_ENTRY, S.s[S_ENTRY_DATA].buf, S.s[S_ENTRY_DATA].len, 1),
+                         -EBADMSG);
         samples_free(&S);
 }
 
@@ -1536,7 +1538,7 @@ static void test_entry_data(void **state) {
 
         samples_build(&S);
         s = &S.s[S_ENTRY_DATA];
-        assert_int_equal(proto_decode_entry(&v, s->buf, s->len, 1), 0);
+        assert_int_equal(proto_decode_entry(&v, s->buf, s->len, 0), 0);
         assert_int_equal(v.entry_id, 6);
         assert_memory_equal(&v.msg, &msg_data, sizeof(v.msg));
 
@@ -1582,7 +1584,7 @@ static void test_entry_sync(void **state) {
 
         samples_build(&S);
         s = &S.s[S_ENTRY_SYNC];
-        assert_int_equal(proto_decode_entry(&v, s->buf, s->len, 1), 0);
+        assert_int_equal(proto_decode_entry(&v, s->buf, s->len, 0), 0);
         assert_int_equal(v.entry_id, 9);
         assert_int_equal(v.msg.flags, BUS1_MSG_FLAG_CONTINUE | PROTO_MSG_FLAG_SYNC);
         assert_int_equal(get64(s->buf, 32), BUS1_MSG_FLAG_CONTINUE | (1ULL << 63));
