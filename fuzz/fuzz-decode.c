@@ -374,10 +374,6 @@ static size_t n_fds_reply_recv(const void *in) {
         return v->error ? 0 : (size_t)v->entry.msg.n_fds;
 }
 
-static size_t n_fds_entry(const void *in) {
-        return (size_t)((const ProtoEntry *)in)->msg.n_fds;
-}
-
 /* point the arrays of an argument struct filled from raw bytes at the arena */
 
 static void fix_nodes_destroy(void *in, const uint8_t *arena) {
@@ -487,7 +483,7 @@ static const Codec codecs[] = {
           ERR_INVAL | ERR_MSGSIZE, decode_reply_recv, encode_reply_recv, n_fds_reply_recv,
           NULL, no_body_reply_recv },
         { "ENTRY", PROTO_TYPE_ENTRY, sizeof(ProtoEntry), ERR_INVAL | ERR_MSGSIZE,
-          ERR_INVAL | ERR_MSGSIZE, decode_entry, encode_entry, n_fds_entry },
+          ERR_INVAL | ERR_MSGSIZE, decode_entry, encode_entry, n_fds_none },
         { "RETRACT", PROTO_TYPE_RETRACT, sizeof(ProtoRetract), ERR_INVAL, ERR_INVAL,
           decode_retract, encode_retract, n_fds_none },
         { "WAKE", PROTO_TYPE_WAKE, 0, 0, 0, decode_wake, encode_wake, n_fds_none },

@@ -959,6 +959,12 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         connection_dispatch_request(conn, &hdr, buf, len, conn->carried, n_fds);
         conn->own_request = false;
 
+        /*
+         * The others' entries went out before the reply; what the request
+         * queued on this peer itself follows the reply.
+         */
+        connection_push_dirty(conn->broker, NULL);
+
         /* whatever the request did not keep */
         connection_close_fds(conn->carried, n_fds);
 }

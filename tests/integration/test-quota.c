@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -1588,67 +1589,131 @@ static void test_kill_loop(void **state) {
 
 /* ---- 6. a million node/handle cycles ------------------------------------- */
 
+#define CYCLE_BATCH 256
+
+/*
+ * CYCLE_BATCH cycles: p1 creates a node and hands p2 a handle to it
+ * (HANDLE_TRANSFER of a new ID), then both go again, one of three ways:
+ *  0: p2 releases first (a NODE_RELEASE is queued on p1), p1 destroys the
+ *     node and releases its owner handle (withdrawing the NODE_RELEASE);
+ *  1: p1 destroys first, p2 receives every NODE_DESTROY and releases;
+ *  2: p1 destroys first, p2 drops everything with PEER_RESET FLUSH.
+ */
+static void cycle_batch(int p1, int p2, uint64_t first, unsigned int how) {
+        uint64_t ids[CYCLE_BATCH], rids[CYCLE_BATCH];
+        uint8_t seen[CYCLE_BATCH] = {};
+        int r;
+
+        for (size_t j = 0; j < CYCLE_BATCH; ++j) {
+                ids[j] = (0x10000 + ((first + j) & 0xffff)) << 3;
+                r = uapi_transfer(p1, ids[j], p2, &rids[j]);
+                if (r < 0)
+                        fail_msg("cycle %llu: transfer: %s",
+                                 (unsigned long long)(first + j), strerror(-r));
+                assert_int_equal(rids[j] & 7, UAPI_REMOTE_BITS);
+        }
+
+        if (how == 0)
+                for (size_t j = 0; j < CYCLE_BATCH; ++j)
+                        assert_int_equal(uapi_release(p2, rids[j]), 0);
+        r = uapi_destroy(p1, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, ids, CYCLE_BATCH);
+        if (r < 0)
+                fail_msg("cycle %llu: destroy: %s", (unsigned long long)first, strerror(-r));
+
+        if (how == 1) {
+                /* one transaction: every entry but the last continues */
+                for (size_t j = 0; j < CYCLE_BATCH; ++j) {
+                        struct bus1_cmd_recv rv;
+                        uint64_t k;
+
+                        assert_int_equal(uapi_recv(p2, 0, &rv), 0);
+                        uapi_assert_notification(&rv, BUS1_MSG_NODE_DESTROY,
+                                                 rv.msg.destination);
+                        assert_int_equal(rv.msg.flags,
+                                         j + 1 < CYCLE_BATCH ? BUS1_MSG_FLAG_CONTINUE : 0);
+                        k = (rv.msg.destination - rids[0]) >> 3;
+                        assert_true(rv.msg.destination >= rids[0] && k < CYCLE_BATCH &&
+                                    rids[k] == rv.msg.destination && !seen[k]);
+                        seen[k] = 1;
+                }
+                for (size_t j = 0; j < CYCLE_BATCH; ++j)
+                        assert_int_equal(uapi_release(p2, rids[j]), 0);
+        } else if (how == 2) {
+                assert_int_equal(uapi_reset(p2, BUS1_PEER_RESET_FLAG_FLUSH, UAPI_KEEP64,
+                                            UAPI_KEEP32, UAPI_KEEP32, UAPI_KEEP32,
+                                            UAPI_KEEP32), 0);
+        }
+}
+
+/* run this process and the broker on one CPU: cross-CPU wake-ups dominate */
+static bool pin_together(pid_t broker, cpu_set_t *saved) {
+        cpu_set_t one;
+        int cpu = sched_getcpu();
+
+        if (cpu < 0 || sched_getaffinity(0, sizeof(*saved), saved) < 0)
+                return false;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return sched_setaffinity(0, sizeof(one), &one) == 0 &&
+               sched_setaffinity(broker, sizeof(one), &one) == 0;
+}
+
 static void test_million_cycles(void **state) {
         QuotaFixture *f = *state;
-        uint64_t cycles = 1000000, warmup = 20000, rss0 = 0, rss1, rid = 0, dst, start;
+        uint64_t cycles = 1000000, warmup = 32 * CYCLE_BATCH, rss0 = 0, rss1, dst, start;
         struct bus1_cmd_peer_reset q0[2], q1[2];
         const char *env = getenv("BUS1D_TEST_CYCLES");
-        int p1, p2;
+        cpu_set_t saved;
+        bool pinned;
+        int p1, p2, p3;
 
         if (QUOTA_ASAN)
-                cycles = 200000;
+                cycles = 250000;
         if (env)
                 cycles = strtoull(env, NULL, 0);
-        print_message("%llu cycles%s\n", (unsigned long long)cycles,
-                      QUOTA_ASAN ? " (reduced under ASan)" : "");
+        cycles = (cycles + CYCLE_BATCH - 1) / CYCLE_BATCH * CYCLE_BATCH;
+        pinned = getenv("BUS1D_TEST_NO_PIN") ? false : pin_together(f->u.broker.pid, &saved);
+        print_message("%llu cycles%s%s\n", (unsigned long long)cycles,
+                      QUOTA_ASAN ? " (reduced under ASan)" : "",
+                      pinned ? ", broker and test on one CPU" : "");
 
         p1 = uapi_peer(&f->u);
         p2 = uapi_peer(&f->u);
+        p3 = uapi_peer(&f->u);  /* the cycles' partner: holds nothing between them */
         dst = uapi_give(p1, 0x100, p2);
         assert_int_equal(uapi_query(p1, &q0[0]), 0);
         assert_int_equal(uapi_query(p2, &q0[1]), 0);
         check_budget(f, p1, p2, dst);
 
         start = now_ms();
-        for (uint64_t i = 0; i < warmup + cycles; ++i) {
-                uint64_t id = (0x10000 + (i & 0xffff)) << 3;
-                int r;
+        for (uint64_t i = 0; i < warmup + cycles; i += CYCLE_BATCH) {
+                unsigned int b = (unsigned int)(i / CYCLE_BATCH) % 8;
 
                 if (i == warmup)
                         rss0 = rss_kb(f->u.broker.pid);
-
-                /* a node of p1 and a handle of p2; p2 lets go; p1 destroys it */
-                r = uapi_transfer(p1, id, p2, &rid);
-                if (r < 0)
-                        fail_msg("cycle %llu: transfer: %s", (unsigned long long)i,
-                                 strerror(-r));
-                r = uapi_release(p2, rid);
-                if (r < 0)
-                        fail_msg("cycle %llu: release: %s", (unsigned long long)i,
-                                 strerror(-r));
-                r = uapi_destroy(p1, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, &id, 1);
-                if (r < 0)
-                        fail_msg("cycle %llu: destroy: %s", (unsigned long long)i,
-                                 strerror(-r));
-                if ((i & 0xffff) == 0) {
-                        /* the NODE_RELEASE was withdrawn, nothing piles up */
+                cycle_batch(p1, p3, i, b == 0 ? 0 : b == 1 ? 1 : 2);
+                if (i % (64 * CYCLE_BATCH) == 0) {
+                        /* nothing piles up: withdrawn, received or flushed */
                         uapi_expect_empty(p1);
-                        uapi_expect_empty(p2);
+                        uapi_expect_empty(p3);
                 }
         }
         rss1 = rss_kb(f->u.broker.pid);
-        print_message("%llu cycles in %llu ms; broker VmRSS %llu kB -> %llu kB\n",
+        print_message("%llu node/handle cycles in %llu ms; broker VmRSS %llu kB -> %llu kB\n",
                       (unsigned long long)cycles, (unsigned long long)(now_ms() - start),
                       (unsigned long long)rss0, (unsigned long long)rss1);
         assert_true(rss1 < rss0 + 2048);
         uapi_expect_empty(p1);
         uapi_expect_empty(p2);
+        uapi_expect_empty(p3);
 
         /* the peers are as they were: limits, and the whole budget */
         assert_int_equal(uapi_query(p1, &q1[0]), 0);
         assert_int_equal(uapi_query(p2, &q1[1]), 0);
         assert_memory_equal(q0, q1, sizeof(q0));
         check_budget(f, p1, p2, dst);
+        if (pinned)
+                sched_setaffinity(0, sizeof(saved), &saved);
         uapi_finish(&f->u);
 }
 

@@ -2932,7 +2932,7 @@ static void test_seq_owner_handle_inflight(void **state) {
         ctx_finish(&c);
 }
 
-/* peers share two UIDs with low per-UID limits: the fair-share quota decides */
+/* peers share three UIDs with low per-UID limits: the fair-share quota decides */
 static void test_random_shared_users(void **state) {
         static const Config cfg = {
                 .name = "shared users",
@@ -2942,7 +2942,7 @@ static void test_random_shared_users(void **state) {
                 .pool_sizes = { 65536, 16384 },
                 .n_pool_sizes = 2,
                 .limits = DEFAULT_LIMITS,
-                .n_uids = 2,
+                .n_uids = 3,
                 .user_max = { 40, 60, 24576, 8 },
         };
 
