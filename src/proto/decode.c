@@ -926,7 +926,8 @@ static void proto_read_entry(ProtoEntry *entry, const void *p) {
  * @replyp:     output: the decoded reply; entry all 0 if it carries an error
  * @buf:        the packet
  * @len:        its length
- * @n_fds:      fds that came with it: msg.n_fds on success
+ * @n_fds:      fds that came with it: msg.n_fds, or 0 (a PEEK with
+ *              BUS1_RECV_FLAG_INSTALL_FDS reports the count, installs none)
  *
  * The entry_id is that of the queue entry (so a client can drop a pushed
  * copy), or 0 for the seed. The entry never carries PROTO_MSG_FLAG_SYNC: it
@@ -951,7 +952,9 @@ int proto_decode_reply_recv(ProtoReplyRecv *replyp, const void *buf, size_t len,
                 r = proto_check_message(&reply.entry.msg, PROTO_MSG_FLAGS);
                 if (r < 0)
                         return r;
-                r = proto_check_n_fds(n_fds, reply.entry.msg.n_fds);
+                /* a PEEK reports the fds without handing them over */
+                if (n_fds)
+                        r = proto_check_n_fds(n_fds, reply.entry.msg.n_fds);
                 if (r < 0)
                         return r;
         }
