@@ -63,6 +63,13 @@ int broker_new(Broker **brokerp) {
         bus_init(&broker->bus);
         broker->bus.pool_setup = broker_pool_setup;
         broker->bus.pool_size = 0;      /* each peer's pool covers its user's byte limit */
+        /* a peer starts with its user's limits, whatever they are configured to */
+        broker->bus.limits = (PeerLimits){
+                .max_slices = PEER_LIMIT_MAX,
+                .max_handles = PEER_LIMIT_MAX,
+                .max_inflight_bytes = PEER_LIMIT_MAX,
+                .max_inflight_fds = PEER_LIMIT_MAX,
+        };
         broker->bus.users.on_refusal = broker_on_refusal;
         broker->bus.userdata = broker;
         list_init(&broker->connections);

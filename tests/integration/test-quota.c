@@ -33,7 +33,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -1645,54 +1644,88 @@ static void cycle_batch(int p1, int p2, uint64_t first, unsigned int how) {
         }
 }
 
-/* run this process and the broker on one CPU: cross-CPU wake-ups dominate */
-static bool pin_together(pid_t broker, cpu_set_t *saved) {
-        cpu_set_t one;
-        int cpu = sched_getcpu();
+#define CYCLE_BULK 8192
 
-        if (cpu < 0 || sched_getaffinity(0, sizeof(*saved), saved) < 0)
-                return false;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        return sched_setaffinity(0, sizeof(one), &one) == 0 &&
-               sched_setaffinity(broker, sizeof(one), &one) == 0;
+/*
+ * CYCLE_BULK cycles at once: one SEND of p1 to p3's node creates
+ * CYCLE_BULK nodes of p1 and carries a handle to each to p3; p1 destroys
+ * them and releases its owner handles; p3 drops its handles with PEER_RESET
+ * FLUSH (its own node is pinned by its seed). Three orders: p3 receives the
+ * message before the destroy, after it, or never (the flush drops it).
+ */
+static void cycle_bulk(QuotaFixture *f, int p1, int p3, uint64_t p1_n3, unsigned int how) {
+        static uint64_t ids[CYCLE_BULK];
+        struct bus1_cmd_recv rv;
+        int r;
+
+        for (size_t j = 0; j < CYCLE_BULK; ++j)
+                ids[j] = (0x40000 + j) << 3;
+        r = uapi_send(p1, &p1_n3, 1, 0, NULL, NULL, 0, ids, CYCLE_BULK);
+        if (r < 0)
+                fail_msg("bulk send: %s", strerror(-r));
+
+        if (how == 0) {
+                const uint8_t *pool = uapi_pool(&f->u, p3);
+                uint64_t prev = 0;
+
+                assert_int_equal(uapi_recv(p3, 0, &rv), 0);
+                assert_int_equal(rv.msg.type, BUS1_MSG_DATA);
+                assert_int_equal(rv.msg.n_handles, CYCLE_BULK);
+                for (size_t j = 0; j < CYCLE_BULK; ++j) {
+                        uint64_t id = uapi_slice_handle(pool, &rv, j);
+
+                        /* a fresh handle for each node */
+                        assert_true((id & 7) == UAPI_REMOTE_BITS && id > prev);
+                        prev = id;
+                }
+        }
+        r = uapi_destroy(p1, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, ids, CYCLE_BULK);
+        if (r < 0)
+                fail_msg("bulk destroy: %s", strerror(-r));
+        if (how == 1) {
+                assert_int_equal(uapi_recv(p3, 0, &rv), 0);
+                assert_int_equal(rv.msg.type, BUS1_MSG_DATA);
+                assert_int_equal(rv.msg.n_handles, CYCLE_BULK);
+        }
+        assert_int_equal(uapi_reset(p3, BUS1_PEER_RESET_FLAG_FLUSH, UAPI_KEEP64, UAPI_KEEP32,
+                                    UAPI_KEEP32, UAPI_KEEP32, UAPI_KEEP32), 0);
 }
 
 static void test_million_cycles(void **state) {
         QuotaFixture *f = *state;
-        uint64_t cycles = 1000000, warmup = 32 * CYCLE_BATCH, rss0 = 0, rss1, dst, start;
+        uint64_t cycles = 1000000, rss0 = 0, rss1, dst, p1_n3, start, done, round;
         struct bus1_cmd_peer_reset q0[2], q1[2];
         const char *env = getenv("BUS1D_TEST_CYCLES");
-        cpu_set_t saved;
-        bool pinned;
         int p1, p2, p3;
 
-        if (QUOTA_ASAN)
-                cycles = 250000;
         if (env)
                 cycles = strtoull(env, NULL, 0);
-        cycles = (cycles + CYCLE_BATCH - 1) / CYCLE_BATCH * CYCLE_BATCH;
-        pinned = getenv("BUS1D_TEST_NO_PIN") ? false : pin_together(f->u.broker.pid, &saved);
-        print_message("%llu cycles%s%s\n", (unsigned long long)cycles,
-                      QUOTA_ASAN ? " (reduced under ASan)" : "",
-                      pinned ? ", broker and test on one CPU" : "");
+        print_message("%llu node/handle cycles\n", (unsigned long long)cycles);
 
         p1 = uapi_peer(&f->u);
         p2 = uapi_peer(&f->u);
-        p3 = uapi_peer(&f->u);  /* the cycles' partner: holds nothing between them */
         dst = uapi_give(p1, 0x100, p2);
         assert_int_equal(uapi_query(p1, &q0[0]), 0);
         assert_int_equal(uapi_query(p2, &q0[1]), 0);
         check_budget(f, p1, p2, dst);
 
-        start = now_ms();
-        for (uint64_t i = 0; i < warmup + cycles; i += CYCLE_BATCH) {
-                unsigned int b = (unsigned int)(i / CYCLE_BATCH) % 8;
+        /* the cycles' partner: a node of its own, pinned by its seed */
+        p3 = uapi_peer(&f->u);
+        p1_n3 = uapi_give(p3, 0x100, p1);
+        assert_int_equal(uapi_send(p3, NULL, 0, BUS1_SEND_FLAG_SEED, NULL, "seed", 4,
+                                   (uint64_t[]){ 0x100 }, 1), 0);
 
-                if (i == warmup)
+        start = now_ms();
+        for (done = 0, round = 0; done < cycles; ++round) {
+                /* the first round warms the broker's allocator up */
+                if (round == 1)
                         rss0 = rss_kb(f->u.broker.pid);
-                cycle_batch(p1, p3, i, b == 0 ? 0 : b == 1 ? 1 : 2);
-                if (i % (64 * CYCLE_BATCH) == 0) {
+                cycle_bulk(f, p1, p3, p1_n3, (unsigned int)(round % 3));
+                for (unsigned int k = 0; k < 4; ++k)
+                        cycle_batch(p1, p3, (4 * round + k) * CYCLE_BATCH,
+                                    (unsigned int)((round + k) % 3));
+                done += CYCLE_BULK + 4 * CYCLE_BATCH;
+                if (round % 16 == 0) {
                         /* nothing piles up: withdrawn, received or flushed */
                         uapi_expect_empty(p1);
                         uapi_expect_empty(p3);
@@ -1700,20 +1733,23 @@ static void test_million_cycles(void **state) {
         }
         rss1 = rss_kb(f->u.broker.pid);
         print_message("%llu node/handle cycles in %llu ms; broker VmRSS %llu kB -> %llu kB\n",
-                      (unsigned long long)cycles, (unsigned long long)(now_ms() - start),
+                      (unsigned long long)done, (unsigned long long)(now_ms() - start),
                       (unsigned long long)rss0, (unsigned long long)rss1);
         assert_true(rss1 < rss0 + 2048);
         uapi_expect_empty(p1);
         uapi_expect_empty(p2);
         uapi_expect_empty(p3);
 
+        /* p3 goes: p1 learns its node is gone and lets go of it */
+        assert_int_equal(uapi_close(&f->u, p3), 0);
+        uapi_expect_notification(p1, BUS1_MSG_NODE_DESTROY, p1_n3);
+        assert_int_equal(uapi_release(p1, p1_n3), 0);
+
         /* the peers are as they were: limits, and the whole budget */
         assert_int_equal(uapi_query(p1, &q1[0]), 0);
         assert_int_equal(uapi_query(p2, &q1[1]), 0);
         assert_memory_equal(q0, q1, sizeof(q0));
         check_budget(f, p1, p2, dst);
-        if (pinned)
-                sched_setaffinity(0, sizeof(saved), &saved);
         uapi_finish(&f->u);
 }
 
