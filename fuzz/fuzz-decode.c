@@ -16,7 +16,8 @@
  *  - an error other than -EBADMSG implies that proto_decode_header()
  *    succeeds, since the broker answers it with the header's cookie;
  *  - a record accepted with n fds is refused (-EBADMSG) with n - 1 and
- *    n + 1: every record accounts for an exact number of fds;
+ *    n + 1: every record accounts for an exact number of fds, except that
+ *    a RECV reply may come with none (the reply to a PEEK);
  *  - the matching encoder, given the decoded form, writes the packet again
  *    byte for byte (every byte was checked, so the encoding is canonical),
  *    and the decoder accepts that copy again;
@@ -65,6 +66,7 @@ typedef struct Codec {
         int (*decode)(void *out, const void *buf, size_t len, size_t n_fds);
         int (*encode)(void *buf, size_t cap, const void *in);
         size_t (*n_fds)(const void *in);        /* fds the record accounts for */
+        bool or_no_fds;         /* accepted with none too (a RECV reply to a PEEK) */
         void (*fix)(void *in, const uint8_t *arena);    /* point arrays at the arena */
         bool (*error_has_no_body)(const void *in);      /* replies: error means no body */
 } Codec;
@@ -452,15 +454,15 @@ static const Codec codecs[] = {
           ERR_INVAL, ERR_INVAL, decode_handle_transfer, encode_handle_transfer,
           n_fds_transfer },
         { "NODES_DESTROY", PROTO_TYPE_NODES_DESTROY, sizeof(ProtoNodesDestroy), ERR_INVAL,
-          ERR_INVAL | ERR_FAULT, decode_nodes_destroy, encode_nodes_destroy, n_fds_none,
+          ERR_INVAL | ERR_FAULT, decode_nodes_destroy, encode_nodes_destroy, n_fds_none, false,
           fix_nodes_destroy },
         { "SLICE_RELEASE", PROTO_TYPE_SLICE_RELEASE, sizeof(ProtoSliceRelease), 0, 0,
           decode_slice_release, encode_slice_release, n_fds_none },
         { "SLICE_FDS", PROTO_TYPE_SLICE_FDS, sizeof(ProtoSliceFds), ERR_INVAL,
-          ERR_INVAL | ERR_FAULT, decode_slice_fds, encode_slice_fds, n_fds_none,
+          ERR_INVAL | ERR_FAULT, decode_slice_fds, encode_slice_fds, n_fds_none, false,
           fix_slice_fds },
         { "SEND", PROTO_TYPE_SEND, sizeof(ProtoSend), ERR_INVAL | ERR_MSGSIZE,
-          ERR_INVAL | ERR_MSGSIZE | ERR_FAULT, decode_send, encode_send, n_fds_send,
+          ERR_INVAL | ERR_MSGSIZE | ERR_FAULT, decode_send, encode_send, n_fds_send, false,
           fix_send },
         { "RECV", PROTO_TYPE_RECV, sizeof(ProtoRecv), ERR_INVAL, ERR_INVAL,
           decode_recv, encode_recv, n_fds_none },
@@ -468,20 +470,20 @@ static const Codec codecs[] = {
           decode_reply, encode_reply, n_fds_none },
         { "REPLY(HELLO)", PROTO_TYPE_REPLY, sizeof(ProtoReplyHello),
           ERR_INVAL | ERR_PROTONOSUPPORT, ERR_INVAL | ERR_PROTONOSUPPORT,
-          decode_reply_hello, encode_reply_hello, n_fds_reply_hello, NULL,
+          decode_reply_hello, encode_reply_hello, n_fds_reply_hello, false, NULL,
           no_body_reply_hello },
         { "REPLY(PEER_QUERY)", PROTO_TYPE_REPLY, sizeof(ProtoReplyPeerQuery), ERR_INVAL,
-          ERR_INVAL, decode_reply_peer_query, encode_reply_peer_query, n_fds_none, NULL,
-          no_body_reply_peer_query },
+          ERR_INVAL, decode_reply_peer_query, encode_reply_peer_query, n_fds_none, false,
+          NULL, no_body_reply_peer_query },
         { "REPLY(HANDLE_TRANSFER)", PROTO_TYPE_REPLY, sizeof(ProtoReplyHandleTransfer),
           ERR_INVAL, ERR_INVAL, decode_reply_handle_transfer, encode_reply_handle_transfer,
-          n_fds_none, NULL, no_body_reply_handle_transfer },
+          n_fds_none, false, NULL, no_body_reply_handle_transfer },
         { "REPLY(SEND)", PROTO_TYPE_REPLY, sizeof(ProtoReplySend), ERR_INVAL | ERR_MSGSIZE,
           ERR_INVAL | ERR_MSGSIZE | ERR_FAULT, decode_reply_send, encode_reply_send,
-          n_fds_none, fix_reply_send, no_body_reply_send },
+          n_fds_none, false, fix_reply_send, no_body_reply_send },
         { "REPLY(RECV)", PROTO_TYPE_REPLY, sizeof(ProtoReplyRecv), ERR_INVAL | ERR_MSGSIZE,
           ERR_INVAL | ERR_MSGSIZE, decode_reply_recv, encode_reply_recv, n_fds_reply_recv,
-          NULL, no_body_reply_recv },
+          true, NULL, no_body_reply_recv },
         { "ENTRY", PROTO_TYPE_ENTRY, sizeof(ProtoEntry), ERR_INVAL | ERR_MSGSIZE,
           ERR_INVAL | ERR_MSGSIZE, decode_entry, encode_entry, n_fds_none },
         { "RETRACT", PROTO_TYPE_RETRACT, sizeof(ProtoRetract), ERR_INVAL, ERR_INVAL,
@@ -553,13 +555,16 @@ static void fuzz_decode_one(const Codec *c, const uint8_t *buf, size_t len, size
                 fuzz_fail("%s: wrote beyond its output", c->name);
 
         accounted = c->n_fds(out);
-        if (accounted != n_fds)
+        if (accounted != n_fds && !(c->or_no_fds && n_fds == 0))
                 fuzz_fail("%s: accepted %zu fds for a record with %zu", c->name, n_fds,
                           accounted);
-        if (c->decode(other, buf, len, n_fds + 1) != -EBADMSG)
+        if (c->decode(other, buf, len, accounted + 1) != -EBADMSG)
                 fuzz_fail("%s: accepted one fd too many", c->name);
-        if (n_fds > 0 && c->decode(other, buf, len, n_fds - 1) != -EBADMSG)
+        if (accounted > 1 && c->decode(other, buf, len, accounted - 1) != -EBADMSG)
                 fuzz_fail("%s: accepted one fd too few", c->name);
+        if (accounted == 1 && (c->decode(other, buf, len, 0) == 0) != c->or_no_fds)
+                fuzz_fail("%s: %s without its fd", c->name,
+                          c->or_no_fds ? "refused" : "accepted");
 
         if (c->error_has_no_body && !c->error_has_no_body(out))
                 fuzz_fail("%s: error reply with a body", c->name);

@@ -20,8 +20,8 @@
  *  - every record the broker writes decodes with the client's decoder;
  *    replies answer the pending requests in order, with an errno that
  *    docs/protocol.md section 10 lists for that request; a RECV reply has
- *    fds only with INSTALL_FDS; a SEND reply has n_destinations errors
- *    exactly when asked for;
+ *    fds only with INSTALL_FDS and without PEEK, and then all of them; a
+ *    SEND reply has n_destinations errors exactly when asked for;
  *  - ENTRY IDs grow within a stream (the decoder checks it carries no fds);
  *    RETRACT and RESYNC only arrive while a request of the client is
  *    unanswered, and RETRACT names an entry that was pushed;
@@ -127,11 +127,9 @@ static bool fuzz_tracing;       /* FUZZ_TRACE=1: print every record, for reprodu
  */
 static const char *const fuzz_avoid_names[] = {
         "empty-packet-fds",     /* fds on a 0-byte packet */
-        "peek-install-fds",     /* RECV with PEEK and INSTALL_FDS */
 };
 enum {
         FUZZ_AVOID_EMPTY_PACKET_FDS     = 1 << 0,
-        FUZZ_AVOID_PEEK_INSTALL_FDS     = 1 << 1,
 };
 static unsigned int fuzz_avoid;
 static uint8_t fuzz_rx[PROTO_RECORD_MAX + 8];
@@ -539,8 +537,12 @@ static void fuzz_on_reply(Fuzz *f, Client *c, const uint8_t *buf, size_t len, in
                 if (r < 0 || error)
                         break;
                 if (reply.entry.msg.n_fds && !(p.flags & BUS1_RECV_FLAG_INSTALL_FDS))
-                        fuzz_fail("client %u: RECV without INSTALL_FDS brought %llu fds",
+                        fuzz_fail("client %u: RECV without INSTALL_FDS reports %llu fds",
                                   c->index, (unsigned long long)reply.entry.msg.n_fds);
+                /* a PEEK reports the fds but hands none over; a dequeue all of them */
+                if (n_fds != ((p.flags & BUS1_RECV_FLAG_PEEK) ? 0 : reply.entry.msg.n_fds))
+                        fuzz_fail("client %u: RECV reply with %zu fds for %llu", c->index,
+                                  n_fds, (unsigned long long)reply.entry.msg.n_fds);
                 if (reply.entry.msg.type == BUS1_MSG_DATA)
                         fuzz_check_slice(c, &reply.entry,
                                          c->synced && p.n_releases == c->n_releases);
@@ -1066,12 +1068,8 @@ static void fuzz_recv(Fuzz *f, Client *c) {
                 .max_offset = m == 0 ? UINT64_MAX : m == 1 ? 0 : m == 2 ? c->pool_size
                                                                        : (uint64_t)m * 64,
         };
-        Pending p;
-
-        if ((fuzz_avoid & FUZZ_AVOID_PEEK_INSTALL_FDS) && (recv_req.flags & BUS1_RECV_FLAG_PEEK))
-                recv_req.flags &= ~(uint64_t)BUS1_RECV_FLAG_INSTALL_FDS;
-        p = (Pending){ .cookie = recv_req.cookie, .type = PROTO_TYPE_RECV,
-                       .flags = recv_req.flags };
+        Pending p = { .cookie = recv_req.cookie, .type = PROTO_TYPE_RECV,
+                      .flags = recv_req.flags };
 
         fuzz_request(f, c, proto_encode_recv(fuzz_tx, sizeof(fuzz_tx), &recv_req), NULL, 0, &p);
 }

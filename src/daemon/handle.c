@@ -145,6 +145,31 @@ Handle *handle_receive(Handle *handle) {
 }
 
 /**
+ * handle_peek() - the handle a received entry would give its holder
+ * @handle:     the entry's handle
+ *
+ * What handle_receive() will hand the holder, without moving the reference:
+ * for a detached handle, the holder's current handle to the node if it has
+ * one; otherwise the detached handle comes back now under a fresh ID, with
+ * only in-flight references (like a handle a send created for a receiver),
+ * so that a PEEK reports the ID the dequeuing RECV will.
+ *
+ * Return: the handle whose ID the entry reports.
+ */
+Handle *handle_peek(Handle *handle) {
+        Handle *current;
+
+        if (!handle_is_detached(handle))
+                return handle;
+        current = handle_find_by_node(handle->holder, handle->node);
+        if (current)
+                return current;
+        handle->id = handle_next_id(handle->holder, handle->node);
+        handle_link(handle);
+        return handle;
+}
+
+/**
  * handle_find() - look a handle up by ID
  * @peer:       holder
  * @id:         handle ID

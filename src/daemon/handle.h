@@ -67,3 +67,4 @@ void handle_inflight_to_user(Handle *handle, uint64_t n);
 void handle_maybe_free(Handle *handle);
 bool handle_is_detached(const Handle *handle);
 Handle *handle_receive(Handle *handle);
+Handle *handle_peek(Handle *handle);

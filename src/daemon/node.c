@@ -124,7 +124,8 @@ void node_refs_sub(Node *node, uint64_t n, uint64_t seq) {
  * @node:       node, alive
  * @seq:        sequence number of the destroying transaction
  *
- * Queues a NODE_DESTROY on every holder, owner included, and withdraws a
+ * Queues a NODE_DESTROY on every holder, owner included (not on holders
+ * that released their handle to zero before), and withdraws a
  * pending NODE_RELEASE. The owner's pin becomes an ordinary reference. The
  * node stays on its owner's list until it is freed.
  */
@@ -136,8 +137,13 @@ void node_destroy(Node *node, uint64_t seq) {
         --node->owner->n_nodes;
         queue_remove(&node->owner->queue, &node->release);
 
+        /*
+         * A holder that released its handle to zero (detached, kept only by
+         * queued entries) released it before this: it never sees it.
+         */
         list_for_each_entry(handle, &node->handles, node_link)
-                queue_push(&handle->holder->queue, &handle->destroy, seq);
+                if (!handle_is_detached(handle))
+                        queue_push(&handle->holder->queue, &handle->destroy, seq);
 }
 
 /**

@@ -659,6 +659,25 @@ static void peer_place_secctx(Peer *peer, Message *m, uint64_t n_fds) {
         m->secctx_at = at;
 }
 
+/*
+ * A PEEK shows the handle IDs the dequeuing RECV will: a handle released
+ * since the entry was written has a new ID, or none yet (handle_peek()).
+ */
+static void peer_peek_handles(Peer *peer, Message *m) {
+        for (uint64_t i = 0; i < m->n_handles; ++i) {
+                uint64_t id;
+                int res;
+
+                if (!m->handles[i])
+                        continue;
+                id = handle_peek(m->handles[i])->id;
+                res = pool_write(&peer->pool, m->slice, align8(m->n_bytes) + 8 * i, &id,
+                                 sizeof(id));
+                assert(res >= 0);
+                (void)res;
+        }
+}
+
 static void peer_recv_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *r) {
         r->type = BUS1_MSG_DATA;
         r->destination = m->destination;
@@ -824,6 +843,8 @@ int peer_recv(Peer *peer, uint64_t flags, uint64_t max_offset, PeerRecv *recvp) 
                 if (m->slice->offset + m->slice->size > max_offset)
                         return -ERANGE;
                 peer_recv_message(peer, m, flags, &r);
+                if (flags & BUS1_RECV_FLAG_PEEK)
+                        peer_peek_handles(peer, m);
                 if (!(flags & BUS1_RECV_FLAG_PEEK)) {
                         peer->seed = NULL;
                         peer_dequeue_message(peer, m, flags, &r);
@@ -852,7 +873,9 @@ int peer_recv(Peer *peer, uint64_t flags, uint64_t max_offset, PeerRecv *recvp) 
         if (m->slice->offset + m->slice->size > max_offset)
                 return -ERANGE;
         peer_recv_message(peer, m, flags, &r);
-        if (!(flags & BUS1_RECV_FLAG_PEEK))
+        if (flags & BUS1_RECV_FLAG_PEEK)
+                peer_peek_handles(peer, m);
+        else
                 peer_dequeue_message(peer, m, flags, &r);
         *recvp = r;
         return 0;
