@@ -14,9 +14,9 @@
  *  - a handler error ends the loop with it (sd_event_exit());
  *  - a handler that asks the loop to exit, detaches or disconnects ends the
  *    round; what is left stays queued for the next dispatch;
- *  - a disconnected peer or a broken connection (-ESHUTDOWN, EPOLLHUP)
- *    disables the source: there is nothing more to receive, and a
- *    level-triggered hang-up would otherwise spin;
+ *  - a disconnected peer or a broken connection (-ESHUTDOWN, -EPROTO,
+ *    EPOLLHUP) disables the source: there is nothing more to receive, and
+ *    a level-triggered hang-up would otherwise spin;
  *  - any other receive error (-ENOMEM) ends the loop with it.
  *
  * Invariants:

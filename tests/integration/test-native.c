@@ -922,6 +922,19 @@ static void test_event_dispatch(void **state) {
         d.kept = bus1_message_unref(d.kept);
         def = sd_event_unref(def);
 
+        /*
+         * An entry the peer queues on itself outside the handler: the
+         * library reads it while it waits for the SEND's reply, so only the
+         * broker's WAKE keeps the descriptor readable (no lost wake-up).
+         */
+        event = dispatch_loop(a, &d);
+        assert_int_equal(native_send(a, 0x100, "self", NULL, 0, NULL, 0), 0);
+        assert_int_equal(sd_event_run(event, 1000000), 1);
+        assert_int_equal(d.n, 1);
+        assert_string_equal(d.texts[0], "self");
+        d.kept = bus1_message_unref(d.kept);
+        event = sd_event_unref(event);
+
         /* disconnecting from the handler disables the source: no spinning */
         event = dispatch_loop(a, &d);
         d.disconnect = true;

@@ -74,7 +74,8 @@ static int memfd_with(const char *content) {
 static void assert_pipe_hung_up(int rfd) {
         char c;
 
-        assert_true(uapi_poll(rfd, POLLIN, 2000) & POLLHUP);
+        if (!(uapi_poll(rfd, POLLIN, 2000) & POLLHUP))
+                fail_msg("a copy of the pipe's write end is still open somewhere");
         assert_int_equal(read(rfd, &c, 1), 0);
 }
 
@@ -180,10 +181,10 @@ static void test_fds_no_install(void **state) {
         memcpy(&area, uapi_pool(f, a) + r.msg.offset + 12, sizeof(area));
         assert_int_equal(area, 0);
 
+        /* the RECV closed them: nobody holds the write end any more */
+        assert_pipe_hung_up(p[0]);
         assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);
         assert_int_equal(test_count_fds(0), n);
-        /* nobody holds the write end any more */
-        assert_pipe_hung_up(p[0]);
         close(p[0]);
         uapi_expect_empty(a);
         uapi_finish(f);
@@ -246,6 +247,8 @@ static void test_fds_unix_opath(void **state) {
         assert_true(s >= 0);
         assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
         fds[0] = open(sa.sun_path, O_PATH | O_CLOEXEC);
+        /* the O_PATH descriptor outlives the name; leave nothing behind */
+        unlink(sa.sun_path);
         assert_true(fds[0] >= 0);
 
         /* an unbound one, re-opened O_PATH through /proc */
@@ -284,7 +287,6 @@ static void test_fds_unix_opath(void **state) {
         close(s);
         close(sv[0]);
         close(sv[1]);
-        unlink(sa.sun_path);
         uapi_expect_empty(a);
         uapi_finish(f);
 }
@@ -465,17 +467,21 @@ static void test_fds_quota_at_dequeue(void **state) {
         assert_int_equal(send_fds(b, &h, 1, NULL, "two", 3, NULL, 0, &p[0], 1), -EDQUOT);
         for (int i = 0; i < 4; ++i) {
                 uint64_t flags = i % 2 ? BUS1_RECV_FLAG_INSTALL_FDS : 0;
+                int res;
 
                 assert_int_equal(uapi_recv(a, flags, &r), 0);
                 uapi_assert_data(&r, NODE, 3);
                 assert_int_equal(r.msg.n_fds, i % 2 ? 1 : 0);
+                /* a received it, and does nothing else: b may send the next fd */
+                res = send_fds(b, &h, 1, NULL, "one", 3, NULL, 0, &p[0], 1);
+                if (res != 0)
+                        fail_msg("round %d (%s): the send after a's RECV: %s", i,
+                                 i % 2 ? "INSTALL_FDS" : "no INSTALL_FDS", strerror(-res));
                 if (i % 2) {
                         slice_fds(uapi_pool(f, a), &r, &got);
                         close(got);
                 }
                 assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);
-                /* a received it: b may send the next fd at once */
-                assert_int_equal(send_fds(b, &h, 1, NULL, "one", 3, NULL, 0, &p[0], 1), 0);
         }
         assert_int_equal(uapi_recv(a, 0, &r), 0);
         assert_int_equal(uapi_slice_release(a, r.msg.offset), 0);

@@ -346,7 +346,7 @@ static void test_push_handle_released_while_pushed(void **state) {
         struct bus1_cmd_peer_reset q;
         struct bus1_cmd_recv r;
         uint64_t h, hb, id, again, node = NODE;
-        int a, b, not_ready = -1;
+        int a, b, res, not_ready = -1;
 
         a = uapi_peer(f);
         b = uapi_peer(f);
@@ -379,9 +379,10 @@ static void test_push_handle_released_while_pushed(void **state) {
                                  (unsigned long long)id, (unsigned long long)again);
 
                 /* the ID works: b can send to it */
-                if (uapi_send_str(b, id, "back") != 0)
+                res = uapi_send_str(b, id, "back");
+                if (res != 0)
                         fail_msg("mode %d: sending to the received handle 0x%llx: %s", mode,
-                                 (unsigned long long)id, strerror(-uapi_send_str(b, id, "x")));
+                                 (unsigned long long)id, strerror(-res));
                 expect_data(f, a, NODE, "back", 0);
                 assert_int_equal(uapi_slice_release(b, r.msg.offset), 0);
                 h = id;
