@@ -340,6 +340,21 @@ static int client_flush_ack(Client *client) {
 }
 
 /*
+ * The broker follows a reply with a WAKE while the client holds entries it
+ * pushed (read while waiting for the reply, so no longer in the socket).
+ * Wait for it: when the call returns, the descriptor must poll readable as
+ * long as RECV has entries.
+ */
+static void client_await_wake(Client *client) {
+        struct pollfd p = { .fd = client->fd, .events = POLLIN };
+
+        if (!client->n_entries || client->broken)
+                return;
+        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+                ;
+}
+
+/*
  * One request, one reply. The reply is left in client_rx (@pkt->len bytes)
  * with its fds (carriers included) in @pkt. Pushes read meanwhile are
  * buffered.
@@ -348,10 +363,15 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                        size_t n_fds, uint64_t cookie, ClientPacket *pkt) {
         int carried[PROTO_RECORD_FDS_MAX];
         size_t n_carried = 0;
+        ProtoHeader req_hdr;
+        bool is_recv;
         int r;
 
         if (client->broken)
                 return -ECONNRESET;
+        /* a RECV reply may dequeue the front entry: client_recv_remote() waits */
+        is_recv = proto_decode_header(&req_hdr, req, len) == 0 &&
+                  req_hdr.type == PROTO_TYPE_RECV;
 
         r = client_flush_ack(client);
         if (r < 0)
@@ -390,6 +410,9 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                         memmove(pkt->fds + n_carried, pkt->fds, pkt->n_fds * sizeof(int));
                         memcpy(pkt->fds, carried, n_carried * sizeof(int));
                         pkt->n_fds += n_carried;
+                        /* not for HELLO: a new stream starts after its reply */
+                        if (!is_recv && client->pool)
+                                client_await_wake(client);
                         return 0;
                 }
 
@@ -934,8 +957,10 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
                 client_close_fds(pkt.fds, pkt.n_fds);
                 return client_fail(client, r);
         }
-        if (reply.error)
+        if (reply.error) {
+                client_await_wake(client);
                 return -(int)reply.error;
+        }
 
         if (!(flags & BUS1_RECV_FLAG_PEEK) && !(flags & BUS1_RECV_FLAG_SEED)) {
                 ClientEntry *front = client_front(client);
@@ -946,6 +971,8 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
                 if (reply.entry.entry_id > client->dequeued_upto)
                         client->dequeued_upto = reply.entry.entry_id;
         }
+        /* only now is it known which buffered entries the broker still has */
+        client_await_wake(client);
 
         out->entry = reply.entry;
         out->fds = NULL;

@@ -367,11 +367,20 @@ static void connection_reply(Connection *conn, const void *data, size_t len, FdL
                 connection_mark_dirty(conn);
         }
 
+        /*
+         * What this request queued on the peer itself (everything again
+         * after a RESYNC) goes ahead of the reply: it must be ready, and the
+         * descriptor readable, as soon as the call returns.
+         */
+        connection_push(conn);
         connection_write(conn, data, len, fds, own_fd);
 
-        /* entries the client read before this reply and holds: stay readable */
+        /*
+         * Entries the client read before this reply and holds: keep the
+         * descriptor readable (the client waits for this WAKE).
+         */
         first = queue_first(&conn->peer->queue);
-        if (!conn->resync && first && first->id <= conn->push_cursor) {
+        if (first && first->id <= conn->push_cursor) {
                 r = proto_encode_wake(buf, sizeof(buf));
                 if (r >= 0)
                         connection_write(conn, buf, (size_t)r, NULL, -1);
@@ -960,8 +969,9 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         conn->own_request = false;
 
         /*
-         * The others' entries went out before the reply; what the request
-         * queued on this peer itself follows the reply.
+         * Replies push the others' entries before and this peer's own
+         * entries with the reply (connection_reply()); an unanswered record
+         * (ACK) may have queued entries too.
          */
         connection_push_dirty(conn->broker, NULL);
 

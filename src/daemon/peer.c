@@ -802,7 +802,11 @@ bool peer_entry_needs_sync(Peer *peer, QueueEntry *entry) {
         if (entry->type != QUEUE_ENTRY_DATA)
                 return false;
         m = container_of(entry, Message, entry);
-        if (m->actor != peer->user->uid || (m->n_secctx && message_n_fds(m)))
+        /*
+         * fds are closed (or installed) and their in-flight charge returned
+         * at the dequeue itself, which others can observe.
+         */
+        if (m->actor != peer->user->uid || message_n_fds(m))
                 return true;
         for (uint64_t i = 0; i < m->n_handles; ++i)
                 if (m->handles[i] && handle_is_detached(m->handles[i]))
