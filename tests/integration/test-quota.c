@@ -23,10 +23,14 @@
  * destination, so the parent connects such a peer with seteuid(), passes it
  * the handles it needs, and forks a child that drops to that UID for good
  * (setresgid/setresuid) and takes the peer over; the parent then drops its
- * copy and never uses it again (the pattern of test-uapi-order.c). These
- * cases need root and are skipped otherwise. Children never call cmocka:
- * they answer over a control socket and report failures in their exit
- * status and a text.
+ * copy and never uses it again (the pattern of test-uapi-order.c).
+ * Children never call cmocka: they answer over a control socket and report
+ * failures in their exit status and a text.
+ *
+ * Every case but the first needs root, as CI runs it, and is skipped with
+ * a message otherwise: besides setresuid(), counting the broker's
+ * descriptors needs /proc/PID/fd, which the non-dumpable bus1d only shows
+ * to root.
  */
 
 #include <dirent.h>
@@ -170,14 +174,6 @@ static bool quota_is_root(void) {
         return geteuid() == 0;
 }
 
-static void quota_skip_unless_root(void) {
-        if (!quota_is_root()) {
-                print_message("[  SKIP    ] needs root to run peers of other UIDs "
-                              "(setresuid); run the suite as root, as CI does\n");
-                skip();
-        }
-}
-
 /* the broker environment: under ASan, a small quarantine (RSS measurements) */
 static void quota_broker_env(void) {
         if (QUOTA_ASAN) {
@@ -190,33 +186,69 @@ static void quota_broker_env(void) {
         }
 }
 
+/* test_count_fds() without failing: -1 if /proc/PID/fd cannot be read */
+static int quota_count_fds(pid_t pid) {
+        char path[64];
+        struct dirent *d;
+        DIR *dir;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        dir = opendir(path);
+        if (!dir)
+                return -1;
+        while ((d = readdir(dir)))
+                if (d->d_name[0] != '.')
+                        ++n;
+        closedir(dir);
+        return n;
+}
+
+static void quota_broker_kill(TestBroker *broker) {
+        kill(broker->pid, SIGKILL);
+        waitpid(broker->pid, NULL, 0);
+        unlink(broker->path);
+        rmdir(broker->dir);
+}
+
 /*
  * test_broker_start() with the broker's RLIMIT_NOFILE set to @nofile (soft
  * and hard: bus1d raises soft to hard at start), unchanged if 0. The
- * socket and its directory are opened to every UID.
+ * socket and its directory are opened to every UID. It runs in a setup
+ * (no teardown follows a failed setup), so it fails without cmocka and
+ * leaves no broker behind.
+ *
+ * Return: 0, or -1 with a message printed.
  */
-static void quota_broker_start(TestBroker *broker, rlim_t nofile) {
+static int quota_broker_start(TestBroker *broker, rlim_t nofile) {
         const char *exe = getenv("BUS1D_TEST_BROKER");
         struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         bool up = false;
-
-        if (!exe)
-                fail_msg("$BUS1D_TEST_BROKER is not set (run through meson test)");
+        int status;
 
         memset(broker, 0, sizeof(*broker));
+        if (!exe) {
+                print_error("$BUS1D_TEST_BROKER is not set (run through meson test)\n");
+                return -1;
+        }
         snprintf(broker->dir, sizeof(broker->dir), "/tmp/bus1d-test-XXXXXX");
-        if (!mkdtemp(broker->dir))
-                fail_msg("mkdtemp: %s", strerror(errno));
+        if (!mkdtemp(broker->dir)) {
+                print_error("mkdtemp: %m\n");
+                return -1;
+        }
         if (snprintf(broker->path, sizeof(broker->path), "%s/socket", broker->dir) >=
             (int)sizeof(broker->path))
-                fail_msg("socket path too long");
+                return -1;
         memcpy(sa.sun_path, broker->path, strlen(broker->path) + 1);
 
         fflush(NULL);
         broker->pid = fork();
-        if (broker->pid < 0)
-                fail_msg("fork: %s", strerror(errno));
+        if (broker->pid < 0) {
+                print_error("fork: %m\n");
+                rmdir(broker->dir);
+                return -1;
+        }
         if (broker->pid == 0) {
                 char arg[160];
 
@@ -233,36 +265,57 @@ static void quota_broker_start(TestBroker *broker, rlim_t nofile) {
         }
 
         for (int i = 0; i < 5000 && !up; ++i) {
-                int status, fd;
+                int fd;
 
-                if (waitpid(broker->pid, &status, WNOHANG) == broker->pid)
-                        fail_msg("bus1d exited at start (status 0x%x)", status);
+                if (waitpid(broker->pid, &status, WNOHANG) == broker->pid) {
+                        print_error("bus1d exited at start (status 0x%x)\n", status);
+                        rmdir(broker->dir);
+                        return -1;
+                }
                 fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                assert_true(fd >= 0);
-                up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-                close(fd);
+                up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+                if (fd >= 0)
+                        close(fd);
                 if (!up)
                         nanosleep(&ts, NULL);
         }
-        if (!up)
-                fail_msg("bus1d did not come up on %s", broker->path);
-
         /* other UIDs connect too */
-        assert_int_equal(chmod(broker->dir, 0755), 0);
-        assert_int_equal(chmod(broker->path, 0777), 0);
+        if (!up || chmod(broker->dir, 0755) < 0 || chmod(broker->path, 0777) < 0) {
+                print_error("bus1d did not come up on %s\n", broker->path);
+                quota_broker_kill(broker);
+                return -1;
+        }
         setenv("BUS1_ADDRESS", broker->path, 1);
 
         /* wait until the probe connections are gone, then take the baseline */
         for (int i = 0; i < 500; ++i) {
-                unsigned int n = test_count_fds(broker->pid);
+                int n = quota_count_fds(broker->pid);
 
                 nanosleep(&ts, NULL);
-                if (n == test_count_fds(broker->pid)) {
-                        broker->n_fds_idle = n;
+                if (n > 0 && n == quota_count_fds(broker->pid)) {
+                        broker->n_fds_idle = (unsigned int)n;
                         break;
                 }
         }
+        if (!broker->n_fds_idle) {
+                print_error("cannot count the descriptors of bus1d in /proc/%d/fd\n",
+                            (int)broker->pid);
+                quota_broker_kill(broker);
+                unsetenv("BUS1_ADDRESS");
+                return -1;
+        }
+        return 0;
 }
+
+/*
+ * Not root: nothing can run. The two-UID cases need setresuid(), and every
+ * case counts the broker's descriptors in /proc/PID/fd, which bus1d (being
+ * non-dumpable, as issue 5 requires) only shows to root.
+ */
+static const char *quota_not_root =
+        "needs root: peers of other UIDs need setresuid(), and bus1d is non-dumpable, so "
+        "only root can count its descriptors in /proc/PID/fd; run the suite as root, as "
+        "CI does";
 
 static int quota_setup_nofile(void **state, rlim_t nofile) {
         QuotaFixture *f = calloc(1, sizeof(*f));
@@ -274,10 +327,24 @@ static int quota_setup_nofile(void **state, rlim_t nofile) {
         for (size_t i = 0; i < CHILDREN_MAX; ++i)
                 f->ctls[i] = -1;
         *state = f;
-        quota_broker_start(&f->u.broker, nofile);
+        if (!quota_is_root())
+                return 0;
+        if (quota_broker_start(&f->u.broker, nofile) < 0) {
+                free(f);
+                *state = NULL;
+                return -1;
+        }
         f->u.running = true;
         f->u.n_fds = test_count_fds(0);
         return 0;
+}
+
+/* every case starts with this: skip when the fixture could not run a broker */
+static void quota_require(QuotaFixture *f) {
+        if (!f->u.running) {
+                print_message("[  SKIP    ] %s\n", quota_not_root);
+                skip();
+        }
 }
 
 static int quota_setup(void **state) {
@@ -707,6 +774,63 @@ static void child_server(int ctl, void *userdata) {
         }
 }
 
+/* send one fd over a socket */
+static int send_fd(int sock, int fd) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = "F", .iov_len = 1 };
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+
+        control.cmsg.cmsg_level = SOL_SOCKET;
+        control.cmsg.cmsg_type = SCM_RIGHTS;
+        control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&control.cmsg), &fd, sizeof(int));
+        return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* receive one fd over a socket; -errno if none came */
+static int recv_fd(int sock) {
+        union {
+                struct cmsghdr cmsg;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        char c;
+        struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+        int fd;
+
+        if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+                return -EPIPE;
+        if (!CMSG_FIRSTHDR(&msg) || control.cmsg.cmsg_type != SCM_RIGHTS ||
+            control.cmsg.cmsg_len != CMSG_LEN(sizeof(int)))
+                return -EBADMSG;
+        memcpy(&fd, CMSG_DATA(&control.cmsg), sizeof(int));
+        return fd;
+}
+
+/* a child_server() on a peer the child connects itself; its connection goes to the parent */
+static void child_server_connect(int ctl, void *userdata) {
+        int peer = bus1_uapi_open(NULL);
+
+        if (peer < 0)
+                child_fail("open: %s", strerror(-peer));
+        if (send_fd(ctl, peer) < 0)
+                child_fail("cannot pass the connection: %m");
+        child_server(ctl, &peer);
+}
+
 /* a peer of @uid, taken over by a forked child_server() running as @uid */
 static size_t spawn_server(QuotaFixture *f, int peer, uid_t uid) {
         size_t slot = child_spawn(f, uid, &peer, 1, child_server, &peer);
@@ -730,7 +854,8 @@ static void test_two_uids_flood(void **state) {
         int a1, a2, a3, pb, pc, err;
         Ctl m;
 
-        quota_skip_unless_root();
+        quota_require(f);
+
 
         /* A is this process's UID (root); A1 never reads while flooded */
         a1 = uapi_peer(&f->u);
@@ -854,6 +979,41 @@ static void test_two_uids_flood(void **state) {
         uapi_finish(&f->u);
 }
 
+/*
+ * The way two processes of different UIDs meet without a shared parent: B
+ * connects its own peer and passes the connection over a socket; A proves
+ * it holds it by naming that descriptor as HANDLE_TRANSFER's dst_fd (SPEC
+ * section 6; the kernel took any descriptor of a bus1 peer).
+ */
+static void test_two_uids_passed_connection(void **state) {
+        QuotaFixture *f = *state;
+        uint64_t id = BUS1_HANDLE_INVALID;
+        size_t b;
+        int a1, conn, r;
+        Ctl m;
+
+        quota_require(f);
+
+        a1 = uapi_peer(&f->u);
+        b = child_spawn(f, UID_B, NULL, 0, child_server_connect, NULL);
+        conn = recv_fd(f->ctls[b]);
+        assert_true(conn >= 0);
+
+        r = uapi_transfer(a1, NODE_A1, conn, &id);
+        close(conn);
+        if (r < 0)
+                fail_msg("HANDLE_TRANSFER to the connection of another process (uid %u) "
+                         "failed: %s", UID_B, strerror(-r));
+        assert_int_equal(id & 7, UAPI_REMOTE_BITS);
+
+        m = child_call(f, b, (Ctl){ .op = CTL_SEND, .a = id, .b = 'P', .c = 0 });
+        assert_int_equal(m.b, 0);
+        drain(f, a1, 1, UID_B, 'P', 0);
+
+        child_exit(f, b);
+        uapi_finish(&f->u);
+}
+
 /* ---- 2. notifications under a full quota --------------------------------- */
 
 /* create nodes on @peer (new IDs from @base on) until refused; returns how many */
@@ -894,6 +1054,8 @@ static void test_notifications_full_quota(void **state) {
         QuotaFixture *f = *state;
         uint64_t h_n1, h_n2, o_h, id, n, expected, *ids;
         int o, h, err;
+
+        quota_require(f);
 
         o = uapi_peer(&f->u);
         h = uapi_peer(&f->u);
@@ -1022,6 +1184,8 @@ static void test_fd_exhaustion(void **state) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct rlimit rl, saved;
         uint64_t b_a, a_b;
+
+        quota_require(f);
 
         /* this process keeps the flood open: room for it */
         assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -1165,6 +1329,8 @@ static void test_held_fds(void **state) {
         uint64_t r_dst, r2_dst, expected;
         struct stat st_null, st;
         int r, r2, s, fd;
+
+        quota_require(f);
 
         /* the broker must be able to hold them (quota_setup_large() raised it if root) */
         if (nofile_of(f->u.broker.pid) < 4096) {
@@ -1330,10 +1496,34 @@ static void check_budget(QuotaFixture *f, int rx, int tx, uint64_t dst) {
 #define KILL_MAX_MS 40
 #define HUB_NODE 0x100ULL
 
+/* what the chaos children got done, counted in a shared mapping */
+enum {
+        CHAOS_STARTED,
+        CHAOS_TRANSFER,
+        CHAOS_SEND,
+        CHAOS_SEND_CARRIERS,    /* 256 fds: FDS carrier, then the SEND */
+        CHAOS_RECV,
+        CHAOS_RELEASE,
+        CHAOS_DESTROY,
+        CHAOS_FLUSH,
+        _CHAOS_N,
+};
+
+static const char *const chaos_names[_CHAOS_N] = {
+        "started", "transfers", "sends", "sends with 256 fds", "receives", "releases",
+        "destroys", "flushes",
+};
+
 typedef struct Chaos {
         int p1, p2;
         uint64_t hub;   /* p1's handle to the hub */
+        uint64_t *counts;       /* shared: _CHAOS_N counters */
 } Chaos;
+
+static void chaos_count(const Chaos *c, unsigned int what, int r) {
+        if (r == 0)
+                __atomic_fetch_add(&c->counts[what], 1, __ATOMIC_RELAXED);
+}
 
 /* read the handle IDs and installed fds of a received message; drop them */
 static void chaos_consume(int peer, const uint8_t *pool, const struct bus1_cmd_recv *r,
@@ -1387,24 +1577,29 @@ static void child_chaos(int ctl, void *userdata) {
                         child_fail("mmap: %m");
         }
         held[0][n_held[0]++] = c->hub;
+        chaos_count(c, CHAOS_STARTED, 0);
 
         for (;;) {
                 size_t from = (size_t)rand() % 3, to = (size_t)rand() % 3;
-                struct bus1_cmd_recv r;
+                struct bus1_cmd_recv rv;
                 uint64_t id, handles[2];
                 size_t n_fds;
+                int r;
 
                 switch (rand() % 9) {
                 case 0: /* a new node of @from, handed to @to */
-                        if (uapi_transfer(peers[from], (next_id++) << 3, peers[to], &id) == 0 &&
-                            n_held[to] < 64)
+                        r = uapi_transfer(peers[from], (next_id++) << 3, peers[to], &id);
+                        chaos_count(c, CHAOS_TRANSFER, r);
+                        if (r == 0 && n_held[to] < 64)
                                 held[to][n_held[to]++] = id;
                         break;
                 case 1: /* a handle @from holds, passed on */
-                        if (n_held[from] && uapi_transfer(peers[from],
-                                                          held[from][rand() % n_held[from]],
-                                                          peers[to], &id) == 0 &&
-                            n_held[to] < 64)
+                        if (!n_held[from])
+                                break;
+                        r = uapi_transfer(peers[from], held[from][rand() % n_held[from]],
+                                          peers[to], &id);
+                        chaos_count(c, CHAOS_TRANSFER, r);
+                        if (r == 0 && n_held[to] < 64)
                                 held[to][n_held[to]++] = id;
                         break;
                 case 2: /* a message with handles and fds (carriers for 256) */
@@ -1414,8 +1609,10 @@ static void child_chaos(int ctl, void *userdata) {
                         handles[0] = held[from][rand() % n_held[from]];
                         handles[1] = (next_id++) << 3;
                         n_fds = (size_t)(rand() % 4 == 0 ? 256 : rand() % 4);
-                        send_full(peers[from], handles[0], payload,
-                                  1 + (size_t)rand() % sizeof(payload), handles, 2, fds, n_fds);
+                        r = send_full(peers[from], handles[0], payload,
+                                      1 + (size_t)rand() % sizeof(payload), handles, 2, fds,
+                                      n_fds);
+                        chaos_count(c, n_fds == 256 ? CHAOS_SEND_CARRIERS : CHAOS_SEND, r);
                         break;
                 case 4: /* receive, keeping or releasing */
                 case 5: {
@@ -1423,29 +1620,33 @@ static void child_chaos(int ctl, void *userdata) {
 
                         if (rand() % 8 == 0)
                                 flags |= BUS1_RECV_FLAG_PEEK;
-                        if (uapi_recv(peers[from], flags, &r) == 0 &&
-                            !(flags & BUS1_RECV_FLAG_PEEK))
-                                chaos_consume(peers[from], pools[from], &r, rand() % 4 != 0);
+                        r = uapi_recv(peers[from], flags, &rv);
+                        chaos_count(c, CHAOS_RECV, r);
+                        if (r == 0 && !(flags & BUS1_RECV_FLAG_PEEK))
+                                chaos_consume(peers[from], pools[from], &rv, rand() % 4 != 0);
                         break;
                 }
                 case 6: /* let go of a handle */
                         if (n_held[from]) {
                                 size_t k = (size_t)rand() % n_held[from];
 
-                                uapi_release(peers[from], held[from][k]);
+                                chaos_count(c, CHAOS_RELEASE,
+                                            uapi_release(peers[from], held[from][k]));
                                 held[from][k] = held[from][--n_held[from]];
                         }
                         break;
                 case 7: /* destroy some own nodes */
                         id = (1 + (uint64_t)rand() % next_id) << 3;
-                        uapi_destroy(peers[from], rand() % 2 ?
-                                     BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES : 0, &id, 1);
+                        r = uapi_destroy(peers[from], rand() % 2 ?
+                                         BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES : 0, &id, 1);
+                        chaos_count(c, CHAOS_DESTROY, r);
                         break;
                 case 8: /* rarely: flush */
                         if (rand() % 16 == 0)
-                                uapi_reset(peers[from], BUS1_PEER_RESET_FLAG_FLUSH,
-                                           UAPI_KEEP64, UAPI_KEEP32, UAPI_KEEP32,
-                                           UAPI_KEEP32, UAPI_KEEP32);
+                                chaos_count(c, CHAOS_FLUSH,
+                                            uapi_reset(peers[from], BUS1_PEER_RESET_FLAG_FLUSH,
+                                                       UAPI_KEEP64, UAPI_KEEP32, UAPI_KEEP32,
+                                                       UAPI_KEEP32, UAPI_KEEP32));
                         break;
                 }
         }
@@ -1507,11 +1708,14 @@ static void test_kill_loop(void **state) {
         uint64_t deadline[CHILDREN_MAX] = {}, n_entries = 0, start = now_ms();
         size_t spawned = 0, active = 0, slots[CHILDREN_MAX];
         unsigned int idle = f->u.broker.n_fds_idle;
-        uint64_t dst;
+        uint64_t dst, *counts;
         int hub, f1, f2;
 
-        if (!quota_is_root())
-                print_message("not root: the kill loop runs as this UID only\n");
+        quota_require(f);
+        counts = mmap(NULL, _CHAOS_N * sizeof(*counts), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        assert_true(counts != MAP_FAILED);
+
         srand(12345);
         hub = uapi_peer(&f->u);
 
@@ -1524,6 +1728,7 @@ static void test_kill_loop(void **state) {
                         c.p1 = quota_peer_as(f, uid);
                         c.p2 = quota_peer_as(f, uid);
                         c.hub = uapi_give(hub, HUB_NODE, c.p1);
+                        c.counts = counts;
                         slot = child_spawn(f, uid, (int[]){ c.p1, c.p2 }, 2, child_chaos, &c);
                         assert_int_equal(uapi_close(&f->u, c.p1), 0);
                         assert_int_equal(uapi_close(&f->u, c.p2), 0);
@@ -1559,6 +1764,15 @@ static void test_kill_loop(void **state) {
         print_message("kill loop: %d clients killed in %llu ms; hub got %llu entries\n",
                       KILL_CHILDREN, (unsigned long long)(now_ms() - start),
                       (unsigned long long)n_entries);
+        for (unsigned int i = 0; i < _CHAOS_N; ++i)
+                print_message("kill loop: %llu %s\n", (unsigned long long)counts[i],
+                              chaos_names[i]);
+        /* most got going before they died, and did all of it */
+        assert_true(counts[CHAOS_STARTED] >= KILL_CHILDREN / 2);
+        for (unsigned int i = 0; i < _CHAOS_N; ++i)
+                assert_true(counts[i] > 0);
+        assert_true(n_entries > 0);
+        munmap(counts, _CHAOS_N * sizeof(*counts));
 
         /* the broker answers, and what the dead sent is still delivered */
         broker_assert_alive(f);
@@ -1729,6 +1943,8 @@ static void test_million_cycles(void **state) {
         const char *env = getenv("BUS1D_TEST_CYCLES");
         int p1, p2, p3;
 
+        quota_require(f);
+
         if (env)
                 cycles = strtoull(env, NULL, 0);
         print_message("%llu node/handle cycles\n", (unsigned long long)cycles);
@@ -1789,6 +2005,8 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_quota_expect_vectors),
                 cmocka_unit_test_setup_teardown(test_two_uids_flood, quota_setup,
+                                                quota_teardown),
+                cmocka_unit_test_setup_teardown(test_two_uids_passed_connection, quota_setup,
                                                 quota_teardown),
                 cmocka_unit_test_setup_teardown(test_notifications_full_quota, quota_setup,
                                                 quota_teardown),
