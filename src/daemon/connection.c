@@ -1003,7 +1003,12 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
                         if (l == -EAGAIN || l == -EINTR)
                                 break;
                         if (l <= 0) {
-                                /* EOF, a reset, or a truncated packet */
+                                /*
+                                 * EOF, a reset, or a truncated packet; an
+                                 * empty record (which reads like EOF) may
+                                 * still have brought fds.
+                                 */
+                                connection_close_fds(fds, n_fds);
                                 conn->dead = true;
                                 break;
                         }
