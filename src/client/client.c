@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include "client/client.h"
 #include "util/macro.h"
+#include "util/scm.h"
 
 /* one receive buffer per thread: replies and pushes are small */
 static __thread uint8_t client_rx[PROTO_RECORD_MAX + 8] __attribute__((__aligned__(8)));
@@ -94,40 +95,21 @@ static int client_alloc(Client **clientp) {
         return 0;
 }
 
-/* send one packet with up to PROTO_PACKET_FDS_MAX fds */
+/* send one packet, waiting while a non-blocking socket is full */
 static int client_sendmsg(Client *client, const void *data, size_t len, const int *fds,
                           size_t n_fds) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
-        } control;
-        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        if (n_fds) {
-                memset(&control, 0, sizeof(control));
-                msg.msg_control = &control;
-                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                control.cmsg.cmsg_level = SOL_SOCKET;
-                control.cmsg.cmsg_type = SCM_RIGHTS;
-                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
-        }
-
         for (;;) {
-                if (sendmsg(client->fd, &msg, MSG_NOSIGNAL) >= 0)
-                        return 0;
-                if (errno == EINTR)
-                        continue;
-                if (errno == EAGAIN) {
+                int r = scm_send(client->fd, data, len, fds, n_fds, 0);
+
+                if (r != -EINTR && r != -EAGAIN)
+                        return r;
+                if (r == -EAGAIN) {
                         /* the caller made the socket non-blocking */
                         struct pollfd p = { .fd = client->fd, .events = POLLOUT };
 
                         if (poll(&p, 1, -1) < 0 && errno != EINTR)
                                 return -errno;
-                        continue;
                 }
-                return -errno;
         }
 }
 
@@ -159,27 +141,17 @@ static int client_write(Client *client, const void *data, size_t len, const int 
  * (only with @nonblock), negative errno (-ECONNRESET for end of stream).
  */
 static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool peek) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
-        } control;
-        struct iovec iov = { .iov_base = client_rx, .iov_len = sizeof(client_rx) };
-        struct msghdr msg = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = &control,
-                .msg_controllen = sizeof(control),
-        };
-        int flags = MSG_CMSG_CLOEXEC | (peek ? MSG_PEEK : 0) | (nonblock ? MSG_DONTWAIT : 0);
+        int flags = (peek ? MSG_PEEK : 0) | (nonblock ? MSG_DONTWAIT : 0), msg_flags = 0;
         ssize_t l;
 
         for (;;) {
-                l = recvmsg(client->fd, &msg, flags);
+                l = scm_recv(client->fd, client_rx, sizeof(client_rx), flags, pkt->fds,
+                             PROTO_RECORD_FDS_MAX, &pkt->n_fds, &msg_flags);
                 if (l >= 0)
                         break;
-                if (errno == EINTR)
+                if (l == -EINTR)
                         continue;
-                if (errno == EAGAIN) {
+                if (l == -EAGAIN) {
                         struct pollfd p = { .fd = client->fd, .events = POLLIN };
 
                         if (nonblock)
@@ -188,30 +160,12 @@ static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool pe
                                 return -errno;
                         continue;
                 }
-                return -errno;
-        }
-
-        pkt->n_fds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                size_t n;
-
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < n; ++i) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (pkt->n_fds < PROTO_RECORD_FDS_MAX)
-                                pkt->fds[pkt->n_fds++] = fd;
-                        else
-                                safe_close(fd);
-                }
+                return (int)l;
         }
 
         if (l == 0)
                 return -ECONNRESET;
-        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        if ((msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
             proto_decode_header(&pkt->hdr, client_rx, (size_t)l) < 0) {
                 client_close_fds(pkt->fds, pkt->n_fds);
                 pkt->n_fds = 0;

@@ -42,6 +42,7 @@
 #include "util/fdlist.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/scm.h"
 
 #if __BYTE_ORDER != __LITTLE_ENDIAN
 #error "the broker uses little-endian arrays of requests in place"
@@ -83,30 +84,7 @@ static void connection_update_events(Connection *conn) {
 /* one packet: the record and up to PROTO_PACKET_FDS_MAX fds */
 static int connection_sendmsg(Connection *conn, const void *data, size_t len, const int *fds,
                               size_t n_fds) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
-        } control;
-        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-        ssize_t l;
-
-        if (n_fds) {
-                struct cmsghdr *cmsg = &control.cmsg;
-
-                memset(&control, 0, sizeof(control));
-                msg.msg_control = &control;
-                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                cmsg->cmsg_level = SOL_SOCKET;
-                cmsg->cmsg_type = SCM_RIGHTS;
-                cmsg->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * n_fds);
-        }
-
-        l = sendmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (l < 0)
-                return -errno;
-        return 0;
+        return scm_send(conn->fd, data, len, fds, n_fds, MSG_DONTWAIT);
 }
 
 /*
@@ -875,50 +853,16 @@ reply:
 
 /* receive one packet; returns its length, 0 on EOF, -EAGAIN, or -errno */
 static ssize_t connection_recv(Connection *conn, int *fds, size_t *n_fdsp) {
-        union {
-                struct cmsghdr cmsg;
-                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
-        } control;
-        struct iovec iov = { .iov_base = conn->broker->rx_buf, .iov_len = conn->broker->rx_size };
-        struct msghdr msg = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = &control,
-                .msg_controllen = sizeof(control),
-        };
-        size_t n_fds = 0;
+        int msg_flags = 0;
         ssize_t l;
 
-        l = recvmsg(conn->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        /* every fd that arrived is taken before the packet is judged */
+        l = scm_recv(conn->fd, conn->broker->rx_buf, conn->broker->rx_size, MSG_DONTWAIT, fds,
+                     PROTO_PACKET_FDS_MAX, n_fdsp, &msg_flags);
         if (l < 0)
-                return -errno;
-
-        /* take every fd that arrived before judging the packet */
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                size_t n;
-
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < n; ++i) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        if (n_fds < PROTO_PACKET_FDS_MAX)
-                                fds[n_fds++] = fd;
-                        else
-                                safe_close(fd);
-                }
-        }
-        *n_fdsp = n_fds;
-
-        if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-                connection_close_fds(fds, n_fds);
-                *n_fdsp = 0;
-                return -EBADMSG;
-        }
-        if (l > 0 && (size_t)l > PROTO_RECORD_MAX) {
-                connection_close_fds(fds, n_fds);
+                return l;
+        if ((msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)l > PROTO_RECORD_MAX) {
+                connection_close_fds(fds, *n_fdsp);
                 *n_fdsp = 0;
                 return -EBADMSG;
         }

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Scm: one packet with file descriptors over an AF_UNIX socket
+ *
+ * Invariant: after scm_recv() returns, every fd the kernel installed for
+ * the packet is either in the caller's array or closed.
+ */
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "util/macro.h"
+#include "util/scm.h"
+
+/**
+ * scm_send() - send one packet, with up to SCM_FDS_MAX fds
+ * @fd:         socket
+ * @data:       the packet
+ * @len:        its length
+ * @fds:        fds to attach (duplicated by the kernel)
+ * @n_fds:      their number, at most SCM_FDS_MAX
+ * @flags:      sendmsg(2) flags (MSG_NOSIGNAL is always added)
+ *
+ * Return: 0, or the negative errno of sendmsg(2) (-EINVAL for too many
+ *         fds).
+ */
+int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds, int flags) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * SCM_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (n_fds > SCM_FDS_MAX)
+                return -EINVAL;
+        if (n_fds) {
+                memset(&control, 0, sizeof(control));
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
+        }
+        if (sendmsg(fd, &msg, flags | MSG_NOSIGNAL) < 0)
+                return -errno;
+        return 0;
+}
+
+/**
+ * scm_recv() - receive one packet and its fds
+ * @fd:         socket
+ * @buf:        buffer for the packet
+ * @size:       its size
+ * @flags:      recvmsg(2) flags (MSG_CMSG_CLOEXEC is always added)
+ * @fds:        array for the fds that arrived
+ * @max_fds:    its size; fds beyond it are closed
+ * @n_fdsp:     out: number of fds stored in @fds
+ * @msg_flagsp: out: the packet's msg_flags (MSG_TRUNC, MSG_CTRUNC)
+ *
+ * Return: the packet length (0 at end of stream, or for an empty packet),
+ *         or the negative errno of recvmsg(2), with no fd stored.
+ */
+ssize_t scm_recv(int fd, void *buf, size_t size, int flags, int *fds, size_t max_fds,
+                 size_t *n_fdsp, int *msg_flagsp) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * SCM_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = size };
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+        size_t n_fds = 0;
+        ssize_t l;
+
+        l = recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
+        if (l < 0) {
+                *n_fdsp = 0;
+                return -errno;
+        }
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                size_t n;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < n; ++i) {
+                        int f;
+
+                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (n_fds < max_fds)
+                                fds[n_fds++] = f;
+                        else
+                                safe_close(f);
+                }
+        }
+        *n_fdsp = n_fds;
+        *msg_flagsp = msg.msg_flags;
+        return l;
+}

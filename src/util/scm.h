@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Scm: one packet with file descriptors over an AF_UNIX socket
+ *
+ * The single place where a packet and its SCM_RIGHTS are put together and
+ * taken apart, for the broker and the client library alike. scm_recv()
+ * always uses MSG_CMSG_CLOEXEC and hands back every fd that arrived (closing
+ * those beyond the caller's array), so no error path can leak one.
+ */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* fds one sendmsg() may carry (the kernel's SCM_MAX_FD) */
+#define SCM_FDS_MAX 253U
+
+int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds, int flags);
+ssize_t scm_recv(int fd, void *buf, size_t size, int flags, int *fds, size_t max_fds,
+                 size_t *n_fdsp, int *msg_flagsp);
