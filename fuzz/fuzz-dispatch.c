@@ -25,9 +25,10 @@
  *  - ENTRY IDs grow within a stream (the decoder checks it carries no fds);
  *    RETRACT and RESYNC only arrive while a request of the client is
  *    unanswered, and RETRACT names an entry that was pushed;
- *  - a received slice lies within the pool file and holds the payload the
- *    sender wrote (every payload carries a tag and a pattern derived from
- *    it); the pool fd cannot be mapped writable;
+ *  - a slice an ENTRY or RECV reply names lies within the pool file; the
+ *    slice of a RECV reply holds the payload the sender wrote (every
+ *    payload carries a tag and a pattern derived from it); the pool fd
+ *    cannot be mapped writable;
  *  - the event loop goes idle;
  *  - after broker_free() the process holds exactly the fds it held before.
  *

@@ -193,9 +193,14 @@ static int uapi_handle_transfer(Client *client, struct bus1_cmd_handle_transfer 
                         /* another peer of this process: check it is still there */
                         dst = uapi_get(dst_fd);
                         if (!dst) {
+                                /*
+                                 * Not one of ours: maybe a connection another
+                                 * process passed us. The broker decides
+                                 * (EOPNOTSUPP if it is no peer).
+                                 */
                                 if (fcntl(dst_fd, F_GETFD) < 0)
                                         return -EBADF;
-                                return -EOPNOTSUPP;
+                                goto transfer;
                         }
                         if (dst->disconnected || dst->broken) {
                                 uapi_put(dst);
@@ -206,6 +211,7 @@ static int uapi_handle_transfer(Client *client, struct bus1_cmd_handle_transfer 
                 }
         }
 
+transfer:
         r = client_handle_transfer(client, arg->flags, arg->src_handle, dst,
                                    dst ? -1 : dst_fd, &id);
         if (r >= 0)

@@ -4,6 +4,8 @@
  *
  * Each test starts its own bus1d (some with a small or large
  * RLIMIT_NOFILE) and talks to it through the UAPI layer of libbus1-client:
+ *  - two UIDs: a peer of one UID hands its connection to another process,
+ *    which transfers a handle into it;
  *  - two UIDs: a foreign UID floods a peer that never reads; the count that
  *    gets through is the one the charging rule gives (computed here by
  *    quota_expect(), an independent restatement of the rule), only the
@@ -19,11 +21,13 @@
  *  - 1,000,000 node/handle create-release cycles do not grow the broker.
  *
  * Peers of another UID: SO_PEERCRED records the effective UID at connect(),
- * and the UAPI only accepts peers of the calling process as a transfer
- * destination, so the parent connects such a peer with seteuid(), passes it
- * the handles it needs, and forks a child that drops to that UID for good
+ * so the parent connects such a peer with seteuid(), passes it the handles
+ * it needs, and forks a child that drops to that UID for good
  * (setresgid/setresuid) and takes the peer over; the parent then drops its
- * copy and never uses it again (the pattern of test-uapi-order.c).
+ * copy and never uses it again (the pattern of test-uapi-order.c). That
+ * works whatever the UAPI layer accepts as a transfer destination; the
+ * other way to meet, a connection passed between unrelated processes and
+ * named as HANDLE_TRANSFER's dst_fd, has a case of its own.
  * Children never call cmocka: they answer over a control socket and report
  * failures in their exit status and a text.
  *
@@ -386,17 +390,34 @@ static int quota_teardown(void **state) {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* open a peer whose connection carries @uid (SO_PEERCRED takes the euid) */
+/*
+ * Open a peer whose connection carries @uid (SO_PEERCRED takes the euid at
+ * connect()) and map its pool like uapi_peer(). Nothing fails while the
+ * euid is not ours.
+ */
 static int quota_peer_as(QuotaFixture *f, uid_t uid) {
-        int peer;
+        const uint8_t *pool;
+        int peer, r = 0;
+        size_t i;
 
         if (uid == geteuid())
                 return uapi_peer(&f->u);
-        assert_int_equal(setegid(uid), 0);
-        assert_int_equal(seteuid(uid), 0);
-        peer = uapi_peer(&f->u);
-        assert_int_equal(seteuid(0), 0);
-        assert_int_equal(setegid(0), 0);
+
+        for (i = 0; i < UAPI_PEERS_MAX && f->u.peers[i] >= 0; ++i)
+                ;
+        assert_true(i < UAPI_PEERS_MAX);
+        if (setegid(uid) < 0 || seteuid(uid) < 0)
+                r = -errno;
+        peer = r < 0 ? r : bus1_uapi_open(NULL);
+        if (seteuid(0) < 0 || setegid(0) < 0)
+                abort();        /* the rest of the suite must not run as @uid */
+        if (peer < 0)
+                fail_msg("cannot open a peer as uid %u: %s", (unsigned)uid, strerror(-peer));
+        f->u.peers[i] = peer;
+
+        pool = mmap(NULL, UAPI_POOL_SIZE, PROT_READ, MAP_SHARED, bus1_uapi_pool_fd(peer), 0);
+        assert_true(pool != MAP_FAILED);
+        f->u.pools[i] = pool;
         return peer;
 }
 
@@ -1220,6 +1241,38 @@ static void test_fd_exhaustion(void **state) {
         assert_int_equal(broker_fds_settle(f, base), base);
         assert_int_equal(send_tag(b, b_a, 'x', 0), 0);
         drain(f, a, 1, geteuid(), 'x', 0);
+
+        /*
+         * More fds than the broker's table can take at all: recvmsg() cuts
+         * them off (MSG_CTRUNC). That costs the sender its request or its
+         * connection, nobody else anything, and no descriptor stays.
+         */
+        {
+                int c = uapi_peer(&f->u), res;
+                uint64_t c_a = uapi_give(a, 0x300, c);
+
+                assert_int_equal(broker_fds_settle(f, base + 2), base + 2);
+                res = sendfds_n(c, c_a, fd, 200);
+                print_message("200 fds to a broker with %u free descriptors: %s\n",
+                              64 - base - 2, strerror(-res));
+                assert_true(res == -EDQUOT || res == -ESHUTDOWN);
+                if (res == -ESHUTDOWN) {
+                        assert_int_equal(send_tag(c, c_a, 'c', 0), -ESHUTDOWN);
+                        assert_int_equal(broker_fds_settle(f, base), base);
+                } else {
+                        assert_int_equal(broker_fds_settle(f, base + 2), base + 2);
+                }
+                broker_assert_alive(f);
+                assert_int_equal(uapi_close(&f->u, c), 0);
+                assert_int_equal(broker_fds_settle(f, base), base);
+                /* a lost its handle holder: the node is unreferenced again */
+                uapi_expect_notification(a, BUS1_MSG_NODE_RELEASE, 0x300);
+                assert_int_equal(uapi_destroy(a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES,
+                                              (uint64_t[]){ 0x300 }, 1), 0);
+                uapi_expect_empty(a);
+                assert_int_equal(send_tag(b, b_a, 'x', 1), 0);
+                drain(f, a, 1, geteuid(), 'x', 1);
+        }
 
         /* the flood: 1000 non-blocking connects, kept open while they last */
         flood_fds = calloc(FLOOD_ATTEMPTS, sizeof(int));
