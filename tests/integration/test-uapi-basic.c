@@ -9,7 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/uio.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
@@ -82,9 +85,54 @@ static void test_transfer_send_recv(void **state) {
         test_broker_stop(&broker);
 }
 
+/* HANDLE_TRANSFER needs the destination's connection: nothing else proves it */
+static void test_transfer_proof(void **state) {
+        struct bus1_cmd_handle_transfer transfer = { .src_handle = 0x100 };
+        unsigned int fds_before;
+        TestBroker broker;
+        int a, b, sp[2], p[2];
+
+        test_broker_start(&broker);
+        fds_before = test_count_fds(0);
+        a = bus1_uapi_open(NULL);
+        b = bus1_uapi_open(NULL);
+        assert_true(a >= 0 && b >= 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+
+        /* a socket connected to something else, a pipe, the pool fd: no peer */
+        transfer.dst_fd = (uint64_t)sp[0];
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &transfer), -EOPNOTSUPP);
+        transfer.dst_fd = (uint64_t)p[0];
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &transfer), -EOPNOTSUPP);
+        transfer.dst_fd = (uint64_t)bus1_uapi_pool_fd(b);
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &transfer), -EOPNOTSUPP);
+        /* a descriptor that is not open */
+        transfer.dst_fd = 999;
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &transfer), -EBADF);
+        /* the failed calls created no node: 0x100 is still unheld */
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_RELEASE,
+                                         &(uint64_t){ 0x100 }), -EBUSY);
+
+        /* b's connection proves b */
+        transfer.dst_fd = (uint64_t)b;
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &transfer), 0);
+        assert_int_equal(transfer.dst_handle & 3, 3);
+
+        close(sp[0]);
+        close(sp[1]);
+        close(p[0]);
+        close(p[1]);
+        assert_int_equal(bus1_uapi_close(a), 0);
+        assert_int_equal(bus1_uapi_close(b), 0);
+        assert_int_equal(test_count_fds(0), fds_before);
+        test_broker_stop(&broker);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_transfer_send_recv),
+                cmocka_unit_test(test_transfer_proof),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
