@@ -2,9 +2,10 @@
 /*
  * Fuzz decode: a libFuzzer target over every wire decoder of src/proto
  *
- * Input: byte 0 says how many fds come with the packet (its low 7 bits,
- * fuzz_n_fds()) and whether the packet sits at an odd address (bit 7); the
- * rest is the packet. The packet is copied into a heap buffer that ends
+ * Input: byte 0 says how many fds come with the packet (its low 7 bits:
+ * 0-122 as they are, 123-127 for 253, 254, 256, 257 and SIZE_MAX) and
+ * whether the packet sits at an odd address (bit 7); the rest is the
+ * packet. The packet is copied into a heap buffer that ends
  * exactly where the packet ends, so ASan reports any read past it.
  *
  * Every decoder runs on the packet, whatever its type, and must keep the
@@ -194,6 +195,26 @@ static int decode_resync(void *out, const void *buf, size_t len, size_t n_fds) {
         return proto_decode_resync(buf, len, n_fds);
 }
 
+static int decode_ctl(void *out, const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_ctl(out, buf, len, n_fds);
+}
+
+static int decode_ctl_monitor(void *out, const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_ctl_monitor(out, buf, len, n_fds);
+}
+
+static int decode_reply_ctl(void *out, const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_reply_ctl(out, buf, len, n_fds);
+}
+
+static int decode_ctl_data(void *out, const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_ctl_data(out, buf, len, n_fds);
+}
+
+static int decode_events(void *out, const void *buf, size_t len, size_t n_fds) {
+        return proto_decode_events(out, buf, len, n_fds);
+}
+
 /* encoders taking the decoded form */
 
 static int encode_hello(void *buf, size_t cap, const void *in) {
@@ -348,6 +369,40 @@ static int encode_resync(void *buf, size_t cap, const void *in) {
         return proto_encode_resync(buf, cap);
 }
 
+static int encode_ctl(void *buf, size_t cap, const void *in) {
+        return proto_encode_ctl(buf, cap, in);
+}
+
+static int encode_ctl_monitor(void *buf, size_t cap, const void *in) {
+        return proto_encode_ctl_monitor(buf, cap, in);
+}
+
+static int encode_reply_ctl(void *buf, size_t cap, const void *in) {
+        return proto_encode_reply_ctl(buf, cap, in);
+}
+
+static int encode_ctl_data(void *buf, size_t cap, const void *in) {
+        const ProtoCtlData *v = in;
+
+        return proto_encode_ctl_data(buf, cap, v->cookie, v->bytes, v->n_bytes);
+}
+
+static int encode_events(void *buf, size_t cap, const void *in) {
+        const ProtoEvents *v = in;
+        /* more than the limit is refused before the events are read */
+        size_t n = v->n_events > PROTO_EVENTS_MAX ? PROTO_EVENTS_MAX : v->n_events;
+        ProtoEvent *events = calloc(n ?: 1, sizeof(*events));
+        int r;
+
+        if (!events)
+                fuzz_fail("out of memory");
+        for (size_t i = 0; i < n; ++i)
+                proto_event_at(&events[i], v, i);
+        r = proto_encode_events(buf, cap, events, v->n_events);
+        free(events);
+        return r;
+}
+
 /* fds each record accounts for */
 
 static size_t n_fds_none(const void *in) {
@@ -398,7 +453,24 @@ static void fix_reply_send(void *in, const uint8_t *arena) {
         ((ProtoReplySend *)in)->errors = arena;
 }
 
+static void fix_ctl_data(void *in, const uint8_t *arena) {
+        ProtoCtlData *v = in;
+
+        /* at most what the arena holds; more is refused before it is read */
+        v->bytes = arena;
+}
+
+static void fix_events(void *in, const uint8_t *arena) {
+        ((ProtoEvents *)in)->events = arena;
+}
+
 /* a decoded reply with a nonzero error has every other field 0 */
+
+static bool no_body_reply_ctl(const void *in) {
+        const ProtoReplyCtl *v = in;
+
+        return !v->error || (!v->format && !v->flags && !v->n_bytes);
+}
 
 static bool no_body_reply_hello(const void *in) {
         const ProtoReplyHello *v = in;
@@ -490,9 +562,23 @@ static const Codec codecs[] = {
           decode_retract, encode_retract, n_fds_none },
         { "WAKE", PROTO_TYPE_WAKE, 0, 0, 0, decode_wake, encode_wake, n_fds_none },
         { "RESYNC", PROTO_TYPE_RESYNC, 0, 0, 0, decode_resync, encode_resync, n_fds_none },
+        /* STATUS stands for STATUS, PEERS, PEER, QUOTA and METRICS (codec_takes_type()) */
+        { "CTL", PROTO_TYPE_CTL_STATUS, sizeof(ProtoCtl), ERR_INVAL, ERR_INVAL,
+          decode_ctl, encode_ctl, n_fds_none },
+        { "CTL_MONITOR", PROTO_TYPE_CTL_MONITOR, sizeof(ProtoCtlMonitor), ERR_INVAL, ERR_INVAL,
+          decode_ctl_monitor, encode_ctl_monitor, n_fds_none },
+        { "REPLY(CTL)", PROTO_TYPE_REPLY, sizeof(ProtoReplyCtl), ERR_INVAL | ERR_MSGSIZE,
+          ERR_INVAL | ERR_MSGSIZE, decode_reply_ctl, encode_reply_ctl, n_fds_none, false,
+          NULL, no_body_reply_ctl },
+        { "CTL_DATA", PROTO_TYPE_CTL_DATA, sizeof(ProtoCtlData), ERR_INVAL, ERR_INVAL,
+          decode_ctl_data, encode_ctl_data, n_fds_none, false, fix_ctl_data },
+        { "EVENTS", PROTO_TYPE_EVENTS, sizeof(ProtoEvents), ERR_INVAL, ERR_INVAL,
+          decode_events, encode_events, n_fds_none, false, fix_events },
 };
 
 static bool codec_takes_type(const Codec *c, uint16_t type) {
+        if (c->type == PROTO_TYPE_CTL_STATUS)
+                return type >= PROTO_TYPE_CTL_STATUS && type <= PROTO_TYPE_CTL_METRICS;
         return type == c->type || (c->type == PROTO_TYPE_FDS && type == PROTO_TYPE_PUSH_FDS);
 }
 
@@ -578,7 +664,7 @@ static void fuzz_request_type(uint16_t type) {
         int r;
 
         for (size_t i = 0; i < ARRAY_SIZE(codecs); ++i)
-                if (codecs[i].type == type && type <= PROTO_TYPE_REQUEST_LAST)
+                if (codec_takes_type(&codecs[i], type) && type <= PROTO_TYPE_REQUEST_LAST)
                         defined = true;
         r = proto_check_request_type(type);
         if (defined ? r != 0
@@ -685,6 +771,10 @@ static void fuzz_sizes(const uint8_t *raw, size_t n_raw) {
         fuzz_check_size("proto_size_reply_send", r, size, PROTO_SIZE_REPLY_SEND_MIN);
         r = proto_size_send(&size, a, b, mode, bytes);
         fuzz_check_size("proto_size_send", r, size, PROTO_SIZE_SEND_MIN);
+        r = proto_size_ctl_data(&size, a);
+        fuzz_check_size("proto_size_ctl_data", r, size, PROTO_SIZE_CTL_DATA_MIN);
+        r = proto_size_events(&size, a);
+        fuzz_check_size("proto_size_events", r, size, PROTO_SIZE_EVENTS_MIN);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -49,8 +49,8 @@ typedef enum FuzzOp {
                                    bit 4 memfd offset, bits 0-3 size), u8 size */
         FUZZ_OP_RECV,           /* u8 flags (bits 0-2), u8 max_offset (0 all, 1 none,
                                    2 pool size, else * 64) */
-        FUZZ_OP_RAW,            /* u8 len/8, u8 kind (0 raw, 1 framed, 2 framed + fd),
-                                   le16 type (framed), len bytes */
+        FUZZ_OP_RAW,            /* u8 len/8, u8 kind (0 raw, 1 framed, 2 framed + fd,
+                                   3 framed and too long), le16 type, len bytes */
         FUZZ_OP_CARRIER,        /* FDS carrier: u8 n (0: 253, else n % 4 + 1), u8 wrong count */
         FUZZ_OP_CLOSE,          /* the client closes its end */
         FUZZ_OP_RECONNECT,      /* a new connection in place of the client's */

@@ -362,6 +362,29 @@ static void seeds_dispatch(void) {
         seed_bytes(&s, 2, 1, 1);
         seed_done(&s, "carrier");
 
+        /* 256 fds: 253 on a carrier, 3 on the SEND; RECV needs a PUSH_FDS carrier */
+        seed_start(&s, 0);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_op(&s, FUZZ_OP_CARRIER, 1);
+        seed_bytes(&s, 2, 0, 0);
+        seed_op(&s, FUZZ_OP_SEND, 1);
+        seed_bytes(&s, 10, 0, 1, 0, 3, ID_RECEIVED(0), FUZZ_FD_EVENTFD, FUZZ_FD_MEMFD,
+                   FUZZ_FD_PIPE, 0, 8);
+        seed_recv(&s, 0, BUS1_RECV_FLAG_INSTALL_FDS);
+        seed_op(&s, FUZZ_OP_SLICE_FDS, 0);
+        seed_bytes(&s, 1, 0);
+        seed_done(&s, "carrier-max");
+
+        /* a flush withdraws more pushed entries than RETRACT may: RESYNC */
+        seed_start(&s, 0);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        for (unsigned int i = 0; i < 70; ++i)
+                seed_send(&s, 1, 0, ID_RECEIVED(0), 8);
+        seed_op(&s, FUZZ_OP_RESET, 0);
+        seed_bytes(&s, 3, 1, 0, 0);
+        seed_recv(&s, 0, 0);
+        seed_done(&s, "flush-many");
+
         /* multicast with per-destination errors, and a transaction */
         seed_start(&s, 0);
         seed_transfer(&s, 0, ID_0x100, 2);
@@ -415,7 +438,9 @@ static void seeds_dispatch(void) {
         seed_bytes(&s, 1, 0x10 | 0x20 | 1 | 1 << 2);
         seed_op(&s, FUZZ_OP_HELLO, 1);
         seed_bytes(&s, 1, 0);
-        seed_op(&s, FUZZ_OP_RAW, 2);
+        seed_op(&s, FUZZ_OP_RAW, 1);                    /* too long: MSG_TRUNC */
+        seed_bytes(&s, 4, 0, 3, 0x01, 0x01);
+        seed_op(&s, FUZZ_OP_RAW, 2);                    /* a HELLO by hand, the input's end */
         seed_bytes(&s, 6, 4, 1, 0x01, 0x00, 0, 0);
         seed_done(&s, "no-hello");
 }

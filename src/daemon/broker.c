@@ -10,6 +10,7 @@
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -25,9 +26,24 @@ static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
         return pool_init_memfd(pool, size);
 }
 
-/* the first refusal of each (receiver, actor) pair is worth a line */
+/*
+ * The first refusal of each (receiver, actor) pair is worth a line; in the
+ * journal its fields let `journalctl BUS1_UID=1000` find who was refused.
+ */
 static void broker_on_refusal(UserRegistry *registry, const UserRefusal *refusal) {
-        log_notice("quota: uid %u refused %llu %s for uid %u (%llu left); "
+        char actor[16], receiver[16], amount[24];
+
+        snprintf(actor, sizeof(actor), "%u", refusal->actor);
+        snprintf(receiver, sizeof(receiver), "%u", refusal->receiver);
+        snprintf(amount, sizeof(amount), "%llu", (unsigned long long)refusal->amount);
+        log_struct(LOG_NOTICE,
+                   ((const LogField[]){
+                           { "BUS1_UID", actor },
+                           { "BUS1_RECEIVER_UID", receiver },
+                           { "BUS1_RESOURCE", user_resource_name(refusal->resource) },
+                           { "BUS1_AMOUNT", amount },
+                   }),
+                   "quota: uid %u refused %llu %s for uid %u (%llu left); "
                    "further refusals of this pair are counted, not logged",
                    refusal->actor, (unsigned long long)refusal->amount,
                    user_resource_name(refusal->resource), refusal->receiver,
@@ -72,6 +88,7 @@ int broker_new(Broker **brokerp) {
         };
         broker->bus.users.on_refusal = broker_on_refusal;
         broker->bus.userdata = broker;
+        control_init(&broker->control, broker);
         list_init(&broker->connections);
         list_init(&broker->dirty);
         rbtree_init(&broker->by_inode);
@@ -117,6 +134,7 @@ Broker *broker_free(Broker *broker) {
                 connection_free(conn);
         for (unsigned int i = 0; i < broker->n_listeners; ++i)
                 listener_free(broker->listeners[i]);
+        control_deinit(&broker->control);
         bus_deinit(&broker->bus);
         sd_event_unref(broker->event);
         free(broker->rx_buf);

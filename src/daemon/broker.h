@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 #include "daemon/bus.h"
+#include "daemon/control.h"
 #include "util/list.h"
 #include "util/macro.h"
 #include "util/rbtree.h"
@@ -27,6 +28,7 @@ typedef struct Listener Listener;
 struct Broker {
         sd_event *event;
         Bus bus;
+        Control control;        /* bus1ctl's requests, counters and monitors */
         Listener *listeners[BROKER_LISTENERS_MAX];
         unsigned int n_listeners;
         List connections;

@@ -10,6 +10,14 @@
  * it and calls their operations. How a peer's pool is backed is the
  * `pool_setup` callback's business (an anonymous mapping by default, a
  * sealed memfd in the broker).
+ *
+ * An observer (bus->observer) hears of what happens on the bus, for the
+ * broker's monitor and counters: every message queued (SEND) and dequeued
+ * (DELIVER), every node destroyed (DESTROY), every NODE_RELEASE queued
+ * (RELEASE), every HANDLE_TRANSFER into another peer (TRANSFER) and every
+ * destination that refused a message (REFUSAL). It is called in the middle
+ * of the model's operations, so it must not call back into the model; it
+ * only gets copies of IDs and numbers.
  */
 
 #include <stdint.h>
@@ -18,6 +26,7 @@
 #include "util/list.h"
 
 typedef struct Bus Bus;
+typedef struct BusEvent BusEvent;
 
 /* defaults of SPEC section 8 */
 #define BUS_DEFAULT_MAX_SLICES          16384U
@@ -36,9 +45,56 @@ typedef struct Bus Bus;
  */
 typedef int (*BusPoolSetupFn)(Bus *bus, Peer *peer, Pool *pool, uint64_t size);
 
+enum {
+        BUS_EVENT_SEND = 1,             /* a message was queued on a receiver */
+        BUS_EVENT_DELIVER,              /* a receiver dequeued a message */
+        BUS_EVENT_DESTROY,              /* a node was destroyed */
+        BUS_EVENT_RELEASE,              /* a NODE_RELEASE was queued on a node's owner */
+        BUS_EVENT_TRANSFER,             /* a handle was transferred into another peer */
+        BUS_EVENT_REFUSAL,              /* a destination refused a message */
+        _BUS_EVENT_N,
+};
+
+/* a peer as an event names it; it may be gone by the time anyone looks */
+typedef struct BusEventPeer {
+        uint64_t id;                    /* 0: none */
+        uint32_t uid;                   /* UINT32_MAX: none */
+        uint32_t pid;
+} BusEventPeer;
+
+/**
+ * struct BusEvent - something that happened on the bus
+ * @type:       BUS_EVENT_*
+ * @error:      REFUSAL: the positive errno the destination failed with
+ * @seq:        sequence number of the transaction (the clock, for DELIVER)
+ * @peer:       the acting peer: sender (SEND, REFUSAL), receiver (DELIVER),
+ *              owner (DESTROY, RELEASE), source (TRANSFER)
+ * @target:     the other one: receiver (SEND, REFUSAL), sender (DELIVER),
+ *              destination (TRANSFER)
+ * @node:       the node's ID (Node.id): destination, destroyed, released or
+ *              transferred; 0 for none
+ * @n_bytes:    SEND, DELIVER, REFUSAL: payload bytes
+ * @n_handles:  SEND, DELIVER, REFUSAL: handles attached
+ * @n_fds:      SEND, DELIVER, REFUSAL: fds attached
+ */
+struct BusEvent {
+        unsigned int type;
+        int error;
+        uint64_t seq;
+        BusEventPeer peer;
+        BusEventPeer target;
+        uint64_t node;
+        uint64_t n_bytes;
+        uint64_t n_handles;
+        uint64_t n_fds;
+};
+
+typedef void (*BusObserverFn)(Bus *bus, const BusEvent *event);
+
 struct Bus {
         uint64_t clock;         /* sequence number of the last transaction */
         uint64_t n_peer_ids;    /* last peer id handed out */
+        uint64_t n_node_ids;    /* last node id handed out */
         List peers;
         uint64_t n_peers;
         UserRegistry users;     /* per-UID accounting */
@@ -47,6 +103,7 @@ struct Bus {
         uint64_t n_inflight_fds;        /* fds all queued messages hold */
         uint64_t fd_budget;     /* at most this many; set by the broker */
         BusPoolSetupFn pool_setup;
+        BusObserverFn observer; /* optional */
         void *userdata;
 };
 
@@ -61,4 +118,21 @@ void bus_deinit(Bus *bus);
  */
 static inline uint64_t bus_tick(Bus *bus) {
         return ++bus->clock;
+}
+
+/* a peer as events name it */
+static inline BusEventPeer bus_event_peer(const Peer *peer) {
+        if (!peer)
+                return (BusEventPeer){ .uid = UINT32_MAX };
+        return (BusEventPeer){ .id = peer->id, .uid = peer->creds.uid, .pid = peer->creds.pid };
+}
+
+/**
+ * bus_observe() - tell the observer, if there is one
+ * @bus:        bus
+ * @event:      what happened
+ */
+static inline void bus_observe(Bus *bus, const BusEvent *event) {
+        if (bus->observer)
+                bus->observer(bus, event);
 }

@@ -25,14 +25,17 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "daemon/broker.h"
 #include "daemon/connection.h"
+#include "daemon/control.h"
 #include "daemon/message.h"
 #include "daemon/peer.h"
 #include "daemon/pool.h"
@@ -308,13 +311,54 @@ void connection_push(Connection *conn) {
         }
 }
 
-/* push to every connection with new entries, but @skip */
+/**
+ * connection_flush_monitor() - write what a monitor has buffered
+ * @conn:       connection, a monitor or not
+ *
+ * Writes EVENTS records while the socket takes them; what it does not take
+ * stays in the monitor's ring (which loses events when it is full, never
+ * blocks), and EPOLLOUT resumes.
+ */
+void connection_flush_monitor(Connection *conn) {
+        const ProtoEvent *events;
+        uint8_t *buf;
+        size_t n;
+        int r;
+
+        if (!conn->monitor || conn->dead || conn->push_blocked || !list_is_empty(&conn->out))
+                return;
+        buf = conn->monitor->wire;
+        while ((n = monitor_peek(conn->monitor, &events, PROTO_EVENTS_MAX)) > 0) {
+                r = proto_encode_events(buf, PROTO_RECORD_MAX, events, n);
+                if (r < 0) {
+                        log_error("cannot encode events: %s", strerror(-r));
+                        conn->dead = true;
+                        return;
+                }
+                r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
+                if (r == -EAGAIN) {
+                        conn->push_blocked = true;
+                        connection_update_events(conn);
+                        return;
+                }
+                if (r < 0) {
+                        conn->dead = true;
+                        return;
+                }
+                monitor_consume(conn->monitor, n);
+        }
+}
+
+/* push to every connection with new entries, but @skip, and feed the monitors */
 static void connection_push_dirty(Broker *broker, Connection *skip) {
         Connection *conn, *tmp;
+        Monitor *monitor;
 
         list_for_each_entry_safe(conn, tmp, &broker->dirty, dirty_link)
                 if (conn != skip)
                         connection_push(conn);
+        list_for_each_entry(monitor, &broker->control.monitors, link)
+                connection_flush_monitor(monitor->conn);
 }
 
 /* answer a request; @fds (a reference) or @own_fd travel with it */
@@ -702,6 +746,90 @@ static int connection_handle_ack(Connection *conn, const void *buf, size_t len, 
         return 0;
 }
 
+/* answer a control request: the body in CTL_DATA records, then the REPLY */
+static void connection_reply_ctl(Connection *conn, uint64_t cookie, const char *body,
+                                 size_t len, uint32_t format, uint32_t flags) {
+        uint8_t out[PROTO_SIZE_REPLY_CTL];
+        ProtoReplyCtl reply = {
+                .cookie = cookie,
+                .format = format,
+                .flags = flags,
+                .n_bytes = len,
+        };
+        _cleanup_(freep) uint8_t *buf = NULL;
+        size_t pos, n;
+        int r;
+
+        if (len) {
+                buf = malloc(PROTO_RECORD_MAX);
+                if (!buf) {
+                        connection_reply_error(conn, cookie, ENOMEM);
+                        return;
+                }
+        }
+        /* the parts are queued in order: the reply cannot overtake them */
+        for (pos = 0; pos < len; pos += n) {
+                n = MIN(len - pos, (size_t)PROTO_CTL_DATA_MAX);
+                r = proto_encode_ctl_data(buf, PROTO_RECORD_MAX, cookie, body + pos, n);
+                if (r < 0) {
+                        /* the broker built a body it cannot send: a bug, not the client's */
+                        log_error("cannot encode control reply: %s", strerror(-r));
+                        conn->dead = true;
+                        return;
+                }
+                connection_write(conn, buf, (size_t)r, NULL, -1);
+        }
+        r = proto_encode_reply_ctl(out, sizeof(out), &reply);
+        if (r < 0) {
+                conn->dead = true;
+                return;
+        }
+        connection_reply(conn, out, (size_t)r, NULL, -1);
+}
+
+/* STATUS, PEERS, PEER, QUOTA, METRICS */
+static int connection_handle_ctl(Connection *conn, uint64_t *cookiep, const void *buf,
+                                 size_t len, size_t n_fds) {
+        _cleanup_(freep) char *body = NULL;
+        uint32_t format, flags;
+        size_t n_body;
+        ProtoCtl req;
+        int r;
+
+        r = proto_decode_ctl(&req, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = req.cookie;
+
+        r = control_report(&conn->broker->control, conn, &req, &body, &n_body, &format, &flags);
+        if (r < 0)
+                return r;
+        connection_push_dirty(conn->broker, conn);
+        connection_reply_ctl(conn, req.cookie, body, n_body, format, flags);
+        return 0;
+}
+
+static int connection_handle_monitor(Connection *conn, uint64_t *cookiep, const void *buf,
+                                     size_t len, size_t n_fds) {
+        ProtoCtlMonitor req;
+        int r;
+
+        r = proto_decode_ctl_monitor(&req, buf, len, n_fds);
+        if (r < 0)
+                return r;
+        *cookiep = req.cookie;
+
+        /* a peer's stream of entries and a monitor's events do not mix */
+        if (conn->hello || conn->monitor)
+                return -EBUSY;
+        r = monitor_new(&conn->monitor, &conn->broker->control, conn, &req);
+        if (r < 0)
+                return r;
+        connection_push_dirty(conn->broker, conn);
+        connection_reply_ctl(conn, req.cookie, NULL, 0, PROTO_CTL_FORMAT_NONE, 0);
+        return 0;
+}
+
 /* apply one request and answer it; a fatal error closes the connection */
 static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr,
                                         const void *buf, size_t len, int *fds,
@@ -715,16 +843,25 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
         if (r < 0)
                 goto reply;
 
-        if (!conn->hello && hdr->type != PROTO_TYPE_HELLO) {
+        /* control requests need no HELLO: such a connection is no peer to list */
+        if (!conn->hello && proto_type_is_control(hdr->type))
+                conn->control = true;
+        else if (!conn->hello && hdr->type != PROTO_TYPE_HELLO) {
                 r = -EBADMSG;
                 goto reply;
         }
 
         switch (hdr->type) {
         case PROTO_TYPE_HELLO:
+                if (conn->monitor) {
+                        r = -EBUSY;
+                        break;
+                }
                 r = connection_handle_hello(conn, buf, len, fds, n_fds);
-                if (r == 0)
+                if (r == 0) {
+                        conn->control = false;
                         return;
+                }
                 break;
 
         case PROTO_TYPE_ACK:
@@ -836,8 +973,24 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
                         return;
                 break;
 
+        case PROTO_TYPE_CTL_STATUS:
+        case PROTO_TYPE_CTL_PEERS:
+        case PROTO_TYPE_CTL_PEER:
+        case PROTO_TYPE_CTL_QUOTA:
+        case PROTO_TYPE_CTL_METRICS:
+                r = connection_handle_ctl(conn, &cookie, buf, len, n_fds);
+                if (r == 0)
+                        return;
+                break;
+
+        case PROTO_TYPE_CTL_MONITOR:
+                r = connection_handle_monitor(conn, &cookie, buf, len, n_fds);
+                if (r == 0)
+                        return;
+                break;
+
         default:
-                /* a request type of a later version, or a control request */
+                /* a request type of a later version */
                 r = -ENOTTY;
                 break;
         }
@@ -932,6 +1085,7 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
                 if (connection_flush_out(conn)) {
                         conn->push_blocked = false;
                         connection_push(conn);
+                        connection_flush_monitor(conn);
                 }
         }
 
@@ -968,6 +1122,50 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
         }
         connection_update_events(conn);
         return 0;
+}
+
+static uint64_t connection_now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
+/*
+ * The command line of the connecting process, for bus1ctl: best effort (the
+ * process may be gone, or in another PID namespace), at most
+ * CONTROL_CMDLINE_MAX bytes, arguments joined by spaces. It is what the
+ * process says about itself, never a credential.
+ */
+static char *connection_read_cmdline(pid_t pid) {
+        char path[64], *buf;
+        ssize_t n;
+        int fd;
+
+        if (pid <= 0)
+                return NULL;
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return NULL;
+        buf = malloc(CONTROL_CMDLINE_MAX + 1);
+        if (!buf) {
+                safe_close(fd);
+                return NULL;
+        }
+        n = read(fd, buf, CONTROL_CMDLINE_MAX);
+        safe_close(fd);
+        if (n <= 0) {
+                free(buf);
+                return NULL;
+        }
+        while (n > 0 && buf[n - 1] == '\0')
+                --n;
+        for (ssize_t i = 0; i < n; ++i)
+                if (buf[i] == '\0')
+                        buf[i] = ' ';
+        buf[n] = '\0';
+        return buf;
 }
 
 /**
@@ -1008,6 +1206,9 @@ int connection_new(Connection **connp, Broker *broker, int fd) {
         list_init(&conn->dirty_link);
         list_init(&conn->out);
         rbnode_init(&conn->inode_node);
+
+        conn->connect_time = connection_now_usec();
+        conn->cmdline = connection_read_cmdline(ucred.pid);
 
         /* one connection is one peer; credentials are those at connect() */
         creds = (PeerCreds){
@@ -1075,10 +1276,12 @@ Connection *connection_free(Connection *conn) {
         }
         list_unlink(&conn->dirty_link);
 
+        conn->monitor = monitor_free(conn->monitor);
         if (conn->peer) {
                 queue_set_hooks(&conn->peer->queue, NULL, NULL);
                 peer_free(conn->peer);
         }
+        free(conn->cmdline);
         while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
                 out_record_free(rec);
         connection_close_fds(conn->carried, conn->n_carried);

@@ -22,6 +22,7 @@
 
 typedef struct Broker Broker;
 typedef struct Connection Connection;
+typedef struct Monitor Monitor;
 typedef struct Peer Peer;
 
 struct Connection {
@@ -33,9 +34,13 @@ struct Connection {
         int fd;
         sd_event_source *io;
         Peer *peer;
+        char *cmdline;          /* of the connecting process, for bus1ctl; may be NULL */
+        uint64_t connect_time;  /* CLOCK_REALTIME, microseconds */
+        Monitor *monitor;       /* a MONITOR was answered: events stream to it */
 
         bool hello;             /* HELLO answered: pushing is on */
         bool dead;              /* to be closed once the current dispatch ends */
+        bool control;           /* control requests before any HELLO: not listed as a peer */
         bool push_blocked;      /* the socket was full: push again on EPOLLOUT */
         bool own_request;       /* a request of this connection is being applied */
         bool dequeuing;         /* the client dequeues (RECV, ACK): no RETRACT */
@@ -59,3 +64,4 @@ struct Connection {
 int connection_new(Connection **connp, Broker *broker, int fd);
 Connection *connection_free(Connection *conn);
 void connection_push(Connection *conn);
+void connection_flush_monitor(Connection *conn);

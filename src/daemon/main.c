@@ -13,6 +13,11 @@
  * --max-*= options come last: they set the defaults for every UID, over
  * the files' [Limits] but not over their per-UID sections.
  * --check-config reads all of it, prints the effective limits and exits.
+ *
+ * Once it listens, the broker drops every capability (caps.h), after
+ * switching to --user=NAME if given, and only then tells systemd it is
+ * ready. Logs go to the journal's native protocol when stderr is the
+ * journal (or --log-target=journal), else to stderr (util/log.h).
  */
 
 #include <errno.h>
@@ -29,7 +34,9 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include "daemon/broker.h"
+#include "daemon/caps.h"
 #include "daemon/config.h"
+#include "daemon/journal.h"
 #include "util/log.h"
 
 /* --config may be repeated; the files are read in order */
@@ -40,6 +47,14 @@ static const char *main_arg_config[MAIN_CONFIG_MAX];
 static unsigned int main_arg_n_config = 0;
 static bool main_arg_check_config = false;
 static uint64_t main_arg_limits[_CONFIG_KEY_N];        /* 0: not given */
+static const char *main_arg_user = NULL;
+
+typedef enum MainLogTarget {
+        MAIN_LOG_AUTO,          /* the journal if stderr is connected to it */
+        MAIN_LOG_JOURNAL,
+        MAIN_LOG_STDERR,
+} MainLogTarget;
+static MainLogTarget main_arg_log_target = MAIN_LOG_AUTO;
 
 static void main_help(void) {
         printf("Usage: bus1d [OPTION]...\n"
@@ -49,6 +64,10 @@ static void main_help(void) {
                "  -l, --listen=PATH           listen on PATH instead of the socket-activated\n"
                "                              sockets or $XDG_RUNTIME_DIR/bus1/socket\n"
                "  -v, --verbose               log more (repeat for debug messages)\n"
+               "      --log-target=TARGET     auto (the journal if stderr is connected to\n"
+               "                              it, else stderr), journal or stderr\n"
+               "      --user=NAME             when started as root, become user NAME once\n"
+               "                              listening (every capability is dropped anyway)\n"
                "\n"
                "Configuration (see bus1.conf(5)):\n"
                "      --config=PATH           read PATH (may be repeated) instead of\n"
@@ -83,6 +102,8 @@ static int main_parse_argv(int argc, char **argv) {
                 ARG_VERSION = 0x100,
                 ARG_CONFIG,
                 ARG_CHECK_CONFIG,
+                ARG_LOG_TARGET,
+                ARG_USER,
                 /* one per ConfigKey, in its order */
                 ARG_LIMIT,
                 ARG_LIMIT_LAST = ARG_LIMIT + _CONFIG_KEY_N - 1,
@@ -94,6 +115,8 @@ static int main_parse_argv(int argc, char **argv) {
                 { "verbose", no_argument, NULL, 'v' },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "log-target", required_argument, NULL, ARG_LOG_TARGET },
+                { "user", required_argument, NULL, ARG_USER },
                 { "max-slices", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_SLICES },
                 { "max-handles", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_HANDLES },
                 { "max-inflight-bytes", required_argument, NULL,
@@ -130,6 +153,22 @@ static int main_parse_argv(int argc, char **argv) {
                         break;
                 case ARG_CHECK_CONFIG:
                         main_arg_check_config = true;
+                        break;
+                case ARG_LOG_TARGET:
+                        if (strcmp(optarg, "auto") == 0) {
+                                main_arg_log_target = MAIN_LOG_AUTO;
+                        } else if (strcmp(optarg, "journal") == 0) {
+                                main_arg_log_target = MAIN_LOG_JOURNAL;
+                        } else if (strcmp(optarg, "stderr") == 0) {
+                                main_arg_log_target = MAIN_LOG_STDERR;
+                        } else {
+                                fprintf(stderr, "bus1d: --log-target=%s: expected auto, "
+                                        "journal or stderr\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_USER:
+                        main_arg_user = optarg;
                         break;
                 case ARG_LIMIT ... ARG_LIMIT_LAST:
                         r = main_parse_limit(c - ARG_LIMIT, options[i].name, optarg);
@@ -288,6 +327,14 @@ int main(int argc, char **argv) {
         if (main_arg_check_config)
                 return main_check_config();
 
+        if (main_arg_log_target == MAIN_LOG_JOURNAL ||
+            (main_arg_log_target == MAIN_LOG_AUTO && journal_stderr_is_journal())) {
+                if (journal_available())
+                        log_set_sink(journal_send);
+                else if (main_arg_log_target == MAIN_LOG_JOURNAL)
+                        log_warning("no journal at " JOURNAL_SOCKET_PATH "; logging to stderr");
+        }
+
         /*
          * Claim the activated sockets before anything opens a descriptor,
          * and check they are there: a stale $LISTEN_FDS must not make us
@@ -350,6 +397,14 @@ int main(int argc, char **argv) {
                 log_error("cannot listen on %s: %s",
                           main_arg_listen ? main_arg_listen : "the activated sockets",
                           strerror(-r));
+                return EXIT_FAILURE;
+        }
+
+        /* binding may have needed privileges; serving needs none */
+        r = caps_drop(main_arg_user);
+        if (r < 0) {
+                log_error("cannot drop privileges%s%s: %s", main_arg_user ? " to user " : "",
+                          main_arg_user ? main_arg_user : "", strerror(-r));
                 return EXIT_FAILURE;
         }
 

@@ -48,6 +48,7 @@ struct Message {
         uint64_t secctx_at;     /* where the secctx sits in the slice now */
         FdList *fds;
         PeerCreds creds;
+        uint64_t sender_id;     /* the sending peer's ID, for introspection */
         uint32_t actor;         /* UID of the sender, who holds a share */
         uint64_t share[4];      /* the share (USER_*), returned at dequeue */
         uint64_t n_handles;

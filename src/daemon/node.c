@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include "daemon/bus.h"
 #include "daemon/handle.h"
 #include "daemon/message.h"
 #include "daemon/node.h"
@@ -39,6 +40,7 @@ int node_new(Node **nodep, Peer *owner) {
         if (!node)
                 return -ENOMEM;
 
+        node->id = ++owner->bus->n_node_ids;
         node->n_refs = 1;
         node->owner = owner;
         list_init(&node->handles);
@@ -115,8 +117,16 @@ void node_refs_sub(Node *node, uint64_t n, uint64_t seq) {
         node->n_user_refs -= n;
 
         if (n && node->n_user_refs == 1 && !node->destroyed && node->owner &&
-            !queue_entry_is_queued(&node->release))
+            !queue_entry_is_queued(&node->release)) {
                 queue_push(&node->owner->queue, &node->release, seq);
+                bus_observe(node->owner->bus, &(BusEvent){
+                        .type = BUS_EVENT_RELEASE,
+                        .seq = seq,
+                        .peer = bus_event_peer(node->owner),
+                        .target = bus_event_peer(NULL),
+                        .node = node->id,
+                });
+        }
 }
 
 /**
@@ -144,6 +154,14 @@ void node_destroy(Node *node, uint64_t seq) {
         list_for_each_entry(handle, &node->handles, node_link)
                 if (!handle_is_detached(handle))
                         queue_push(&handle->holder->queue, &handle->destroy, seq);
+
+        bus_observe(node->owner->bus, &(BusEvent){
+                .type = BUS_EVENT_DESTROY,
+                .seq = seq,
+                .peer = bus_event_peer(node->owner),
+                .target = bus_event_peer(NULL),
+                .node = node->id,
+        });
 }
 
 /**

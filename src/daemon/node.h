@@ -28,6 +28,7 @@ typedef struct Node Node;
 typedef struct Peer Peer;
 
 struct Node {
+        uint64_t id;            /* bus-unique, never reused; for introspection only */
         uint64_t n_refs;        /* handles + queued messages to this node */
         uint64_t n_user_refs;   /* user + in-flight references of all handles */
         Peer *owner;            /* owning peer; NULL once the owner is gone */

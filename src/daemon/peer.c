@@ -543,6 +543,15 @@ int peer_handle_transfer(Peer *peer, uint64_t flags, uint64_t src_id, Peer *dst,
         r = peer_check_charge(dst, peer->user->uid, (uint64_t[_USER_N]){ [USER_HANDLES] = 1 });
         if (r < 0) {
                 r = r == -EMSGSIZE ? -EDQUOT : r;
+                bus_observe(peer->bus, &(BusEvent){
+                        .type = BUS_EVENT_REFUSAL,
+                        .error = -r,
+                        .seq = peer->bus->clock,
+                        .peer = bus_event_peer(peer),
+                        .target = bus_event_peer(dst),
+                        .node = src->node->id,
+                        .n_handles = 1,
+                });
                 goto error;
         }
         r = handle_get(&h, dst, src->node);
@@ -552,6 +561,14 @@ int peer_handle_transfer(Peer *peer, uint64_t flags, uint64_t src_id, Peer *dst,
         handle_acquire(h, 1);
         peer_commit_staged(&staged);
         *dst_idp = h->id;
+        if (dst != peer)
+                bus_observe(peer->bus, &(BusEvent){
+                        .type = BUS_EVENT_TRANSFER,
+                        .seq = peer->bus->clock,
+                        .peer = bus_event_peer(peer),
+                        .target = bus_event_peer(dst),
+                        .node = src->node->id,
+                });
         return 0;
 
 error:
@@ -694,6 +711,22 @@ static void peer_recv_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *
 
 /* a received message: its slice, handles and (maybe) fds go to the peer */
 static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRecv *r) {
+        if (m->node)
+                bus_observe(peer->bus, &(BusEvent){
+                        .type = BUS_EVENT_DELIVER,
+                        .seq = peer->bus->clock,
+                        .peer = bus_event_peer(peer),
+                        .target = {
+                                .id = m->sender_id,
+                                .uid = m->creds.uid,
+                                .pid = m->creds.pid,
+                        },
+                        .node = m->node->id,
+                        .n_bytes = m->n_bytes,
+                        .n_handles = m->n_handles,
+                        .n_fds = message_n_fds(m),
+                });
+
         /* dequeued: the sender's quota share comes back (SPEC 8) */
         user_share_sub(peer->user, m->actor, m->share);
         memset(m->share, 0, sizeof(m->share));

@@ -284,6 +284,7 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         if ((receiver->peer_flags & BUS1_PEER_FLAG_WANT_SECCTX) && tx->sender->secctx)
                 m->n_secctx = tx->sender->n_secctx;
         m->creds = tx->sender->creds;
+        m->sender_id = tx->sender->id;
 
         *messagep = m;
         return 0;
@@ -322,6 +323,21 @@ static void tx_commit_message(Tx *tx, Message *m) {
                 m->secctx_at = at;
         }
         (void)r;
+}
+
+/* tell the bus's observer about one destination */
+static void tx_observe(Tx *tx, unsigned int type, int error, Peer *receiver, Node *node) {
+        bus_observe(tx->sender->bus, &(BusEvent){
+                .type = type,
+                .error = error,
+                .seq = tx->seq,
+                .peer = bus_event_peer(tx->sender),
+                .target = bus_event_peer(receiver),
+                .node = node->id,
+                .n_bytes = tx->n_bytes,
+                .n_handles = tx->args->n_handles,
+                .n_fds = tx->n_fds,
+        });
 }
 
 static int tx_send_seed(Tx *tx) {
@@ -400,6 +416,8 @@ int peer_send(Peer *sender, const TxArgs *args) {
                         r = -EHOSTUNREACH;
                 else
                         r = tx_stage_message(&tx, node->owner, &tx.messages[i]);
+                if (r == -EDQUOT || r == -EXFULL)
+                        tx_observe(&tx, BUS_EVENT_REFUSAL, -r, node->owner, node);
 
                 if (r < 0 && !((args->flags & BUS1_SEND_FLAG_CONTINUE) &&
                                tx_error_is_per_destination(r)))
@@ -420,6 +438,7 @@ int peer_send(Peer *sender, const TxArgs *args) {
                 list_link_tail(&node->messages, &m->node_link);
                 m->destination = node->owner_handle->id;
                 queue_push(&m->receiver->queue, &m->entry, tx.seq);
+                tx_observe(&tx, BUS_EVENT_SEND, 0, m->receiver, node);
                 tx.messages[i] = NULL;
         }
 

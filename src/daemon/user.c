@@ -234,26 +234,33 @@ static bool user_fits(uint64_t c, uint64_t base, uint64_t factor, uint64_t remai
 static void user_refused(User *user, uint32_t actor, unsigned int resource, uint64_t amount,
                          uint64_t remaining) {
         UserRegistry *registry = user->registry;
+        UserRefusal refusal = {
+                .receiver = user->uid,
+                .actor = actor,
+                .resource = resource,
+                .amount = amount,
+                .remaining = remaining,
+        };
         uint64_t *n_refusals;
         UserUsage *usage;
+
+        ++registry->n_refusals[resource];
+        if (registry->clock)
+                refusal.time = registry->clock(registry);
 
         /* usages are foreign actors' only: the user's own refusals are counted apart */
         if (actor == user->uid) {
                 n_refusals = &user->n_own_refusals;
+                user->last_own_refusal = refusal;
         } else {
                 /* diagnosis is best effort: without memory, nothing is remembered */
                 if (user_get_usage(&usage, user, actor) < 0)
                         return;
                 n_refusals = &usage->n_refusals;
+                usage->last_refusal = refusal;
         }
         if ((*n_refusals)++ == 0 && registry->on_refusal)
-                registry->on_refusal(registry, &(UserRefusal){
-                        .receiver = user->uid,
-                        .actor = actor,
-                        .resource = resource,
-                        .amount = amount,
-                        .remaining = remaining,
-                });
+                registry->on_refusal(registry, &refusal);
 }
 
 /**

@@ -33,8 +33,11 @@
  * the receiver holds stays charged (`used`) until it lets go of it.
  *
  * The UserRegistry owns the users (looked up by UID, O(log n)), the
- * default limits and per-UID overrides, and remembers the first refusal of
- * each (receiver, actor) pair for diagnosis.
+ * default limits and per-UID overrides, and reports the first refusal of
+ * each (receiver, actor) pair for diagnosis. For introspection it counts
+ * refusals by resource, and each pair keeps its count and its last refusal
+ * (stamped by the registry's optional clock, which keeps the model free of
+ * system calls).
  */
 
 #include <stdbool.h>
@@ -69,9 +72,11 @@ typedef struct UserRefusal {
         unsigned int resource;
         uint64_t amount;
         uint64_t remaining;
+        uint64_t time;          /* registry->clock() when it happened, 0 without one */
 } UserRefusal;
 
 typedef void (*UserRefusalFn)(UserRegistry *registry, const UserRefusal *refusal);
+typedef uint64_t (*UserClockFn)(UserRegistry *registry);
 
 struct UserUsage {
         User *user;             /* the receiving user */
@@ -79,6 +84,7 @@ struct UserUsage {
         RBNode user_node;       /* in user->usages, by actor UID */
         uint64_t share[_USER_N];
         uint64_t n_refusals;
+        UserRefusal last_refusal;       /* valid if n_refusals > 0 */
 };
 
 struct User {
@@ -92,6 +98,7 @@ struct User {
         RBTree usages;          /* UserUsage of foreign actors, by actor UID */
         uint64_t n_actors[_USER_N];     /* actors with a share > 0 */
         uint64_t n_own_refusals;        /* refusals of the user's own charges */
+        UserRefusal last_own_refusal;   /* valid if n_own_refusals > 0 */
 };
 
 typedef struct UserOverride {
@@ -106,6 +113,8 @@ struct UserRegistry {
         UserOverride *overrides;
         size_t n_overrides;
         UserRefusalFn on_refusal;
+        UserClockFn clock;      /* optional: timestamps of refusals */
+        uint64_t n_refusals[_USER_N];   /* every refusal ever, by resource */
         void *userdata;
 };
 

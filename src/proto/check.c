@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include "proto/check.h"
 #include "proto/proto.h"
 
@@ -332,4 +333,130 @@ int proto_check_retract(const ProtoRetract *retract) {
         if (r < 0)
                 return r;
         return proto_check_entry_id(retract->entry_id);
+}
+
+/**
+ * proto_check_ctl() - check a control request other than MONITOR
+ * @ctl:        decoded request
+ *
+ * STATUS, PEERS and METRICS take no argument; PEER takes any peer ID (an
+ * unknown or invisible one is the broker's -ENXIO); QUOTA takes a UID or
+ * PROTO_CTL_UID_ALL.
+ *
+ * Return: 0 on success, -EINVAL for unknown flags, an argument where none
+ *         is taken, or a QUOTA argument that is neither a UID nor all ones.
+ */
+int proto_check_ctl(const ProtoCtl *ctl) {
+        int r;
+
+        r = proto_check_flags(ctl->flags, PROTO_CTL_FLAGS);
+        if (r < 0)
+                return r;
+        switch (ctl->type) {
+        case PROTO_TYPE_CTL_PEER:
+                return 0;
+        case PROTO_TYPE_CTL_QUOTA:
+                /* (uid_t)-1 is no UID */
+                if (ctl->arg != PROTO_CTL_UID_ALL && ctl->arg >= UINT32_MAX)
+                        return -EINVAL;
+                return 0;
+        case PROTO_TYPE_CTL_STATUS:
+        case PROTO_TYPE_CTL_PEERS:
+        case PROTO_TYPE_CTL_METRICS:
+                return ctl->arg ? -EINVAL : 0;
+        }
+        return -EINVAL;
+}
+
+/**
+ * proto_check_ctl_monitor() - check a MONITOR request
+ * @monitor:    decoded request
+ *
+ * Return: 0 on success, -EINVAL for unknown flags or event types outside
+ *         PROTO_EVENT_TYPES.
+ */
+int proto_check_ctl_monitor(const ProtoCtlMonitor *monitor) {
+        int r;
+
+        r = proto_check_flags(monitor->flags, PROTO_CTL_MONITOR_FLAGS);
+        if (r < 0)
+                return r;
+        return proto_check_flags(monitor->types, PROTO_EVENT_TYPES);
+}
+
+/**
+ * proto_check_reply_ctl() - check the body of a successful control reply
+ * @reply:      decoded reply
+ *
+ * Return: 0 on success, -EINVAL for an unknown format or flags, or a body
+ *         size that does not go with the format (0 exactly for
+ *         PROTO_CTL_FORMAT_NONE); -EMSGSIZE for a body over
+ *         PROTO_CTL_BYTES_MAX.
+ */
+int proto_check_reply_ctl(const ProtoReplyCtl *reply) {
+        int r;
+
+        if (reply->format != PROTO_CTL_FORMAT_NONE && reply->format != PROTO_CTL_FORMAT_JSON &&
+            reply->format != PROTO_CTL_FORMAT_OPENMETRICS)
+                return -EINVAL;
+        r = proto_check_flags(reply->flags, PROTO_CTL_REPLY_FLAGS);
+        if (r < 0)
+                return r;
+        if ((reply->format == PROTO_CTL_FORMAT_NONE) != (reply->n_bytes == 0))
+                return -EINVAL;
+        if (reply->n_bytes > PROTO_CTL_BYTES_MAX)
+                return -EMSGSIZE;
+        return 0;
+}
+
+/**
+ * proto_check_ctl_data() - check the part of a control body a CTL_DATA carries
+ * @bytes:      the part
+ * @n_bytes:    its size
+ *
+ * Bodies are text (JSON or OpenMetrics): a part is never empty and holds no
+ * NUL byte, so a receiver may treat the joined body as a C string.
+ *
+ * Return: 0 on success, -EINVAL for 0 bytes, more than PROTO_CTL_DATA_MAX,
+ *         or a NUL byte.
+ */
+int proto_check_ctl_data(const void *bytes, uint64_t n_bytes) {
+        if (n_bytes < 1 || n_bytes > PROTO_CTL_DATA_MAX)
+                return -EINVAL;
+        if (bytes && memchr(bytes, 0, (size_t)n_bytes))
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * proto_check_events() - check the event count of an EVENTS record
+ * @n_events:   the count
+ *
+ * Return: 0 on success, -EINVAL for 0 or more than PROTO_EVENTS_MAX.
+ */
+int proto_check_events(uint64_t n_events) {
+        return n_events < 1 || n_events > PROTO_EVENTS_MAX ? -EINVAL : 0;
+}
+
+/**
+ * proto_check_event() - check one monitor event
+ * @event:      decoded event
+ *
+ * Only a REFUSAL carries an errno, and it always does; only a LOST carries
+ * a count, and it always does.
+ *
+ * Return: 0 on success, -EINVAL for an unknown type, an errno above
+ *         PROTO_ERRNO_MAX, or an errno or count where the type has none (or
+ *         none where it has one).
+ */
+int proto_check_event(const ProtoEvent *event) {
+        if (event->type < PROTO_EVENT_SEND || event->type >= _PROTO_EVENT_N)
+                return -EINVAL;
+        if (event->error > PROTO_ERRNO_MAX)
+                return -EINVAL;
+        if ((event->error != 0) != (event->type == PROTO_EVENT_REFUSAL))
+                return -EINVAL;
+        if ((event->count != 0) != (event->type == PROTO_EVENT_LOST))
+                return -EINVAL;
+        return 0;
 }

@@ -83,9 +83,10 @@ int proto_decode_header(ProtoHeader *hdrp, const void *buf, size_t len) {
  * proto_check_request_type() - classify the type of a record sent to the broker
  * @type:       type from proto_decode_header()
  *
- * Return: 0 for a defined request type; -ENOTTY for an undefined one in the
- *         request range 0x0001-0x7fff (control requests 0x1000-0x1fff
- *         included), answered like any argument error; -EBADMSG for 0 and for
+ * Return: 0 for a defined request type (the control requests STATUS to
+ *         MONITOR, 0x1000-0x1005, included); -ENOTTY for an undefined one in
+ *         the request range 0x0001-0x7fff (the rest of the control range
+ *         0x1000-0x1fff included), answered like any argument error; -EBADMSG for 0 and for
  *         the broker-to-client range 0x8000-0xffff, a protocol violation.
  */
 int proto_check_request_type(uint16_t type) {
@@ -103,6 +104,12 @@ int proto_check_request_type(uint16_t type) {
         case PROTO_TYPE_SLICE_FDS:
         case PROTO_TYPE_SEND:
         case PROTO_TYPE_RECV:
+        case PROTO_TYPE_CTL_STATUS:
+        case PROTO_TYPE_CTL_PEERS:
+        case PROTO_TYPE_CTL_PEER:
+        case PROTO_TYPE_CTL_QUOTA:
+        case PROTO_TYPE_CTL_METRICS:
+        case PROTO_TYPE_CTL_MONITOR:
                 return 0;
         }
         if (type >= PROTO_TYPE_REQUEST_FIRST && type <= PROTO_TYPE_REQUEST_LAST)
@@ -1066,4 +1073,266 @@ int proto_decode_wake(const void *buf, size_t len, size_t n_fds) {
  */
 int proto_decode_resync(const void *buf, size_t len, size_t n_fds) {
         return proto_decode_bare(buf, len, n_fds, PROTO_TYPE_RESYNC);
+}
+
+/**
+ * proto_decode_ctl() - decode a control request other than MONITOR
+ * @ctlp:       output: the decoded request, its type included
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * STATUS, PEERS, PEER, QUOTA and METRICS share one layout: flags and one
+ * argument.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (another type
+ *         included), -EINVAL for arguments proto_check_ctl() refuses.
+ */
+int proto_decode_ctl(ProtoCtl *ctlp, const void *buf, size_t len, size_t n_fds) {
+        ProtoHeader hdr;
+        ProtoWireCtl w;
+        ProtoCtl ctl;
+        int r;
+
+        r = proto_decode_header(&hdr, buf, len);
+        if (r < 0)
+                return r;
+        if (hdr.type != PROTO_TYPE_CTL_STATUS && hdr.type != PROTO_TYPE_CTL_PEERS &&
+            hdr.type != PROTO_TYPE_CTL_PEER && hdr.type != PROTO_TYPE_CTL_QUOTA &&
+            hdr.type != PROTO_TYPE_CTL_METRICS)
+                return -EBADMSG;
+        if (len != PROTO_SIZE_CTL)
+                return -EBADMSG;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        ctl.type = hdr.type;
+        ctl.cookie = hdr.cookie;
+        ctl.flags = le64toh(w.flags);
+        ctl.arg = le64toh(w.arg);
+        r = proto_check_ctl(&ctl);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *ctlp = ctl;
+        return 0;
+}
+
+/**
+ * proto_decode_ctl_monitor() - decode a MONITOR request
+ * @monitorp:   output: the decoded request
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero reserved
+ *         field included), -EINVAL for unknown flags or event types.
+ */
+int proto_decode_ctl_monitor(ProtoCtlMonitor *monitorp, const void *buf, size_t len,
+                             size_t n_fds) {
+        ProtoWireCtlMonitor w;
+        ProtoCtlMonitor monitor;
+        int r;
+
+        r = proto_decode_frame(&monitor.cookie, buf, len, PROTO_TYPE_CTL_MONITOR,
+                               PROTO_SIZE_CTL_MONITOR, true);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        monitor.flags = le64toh(w.flags);
+        monitor.types = le64toh(w.types);
+        monitor.peer = le64toh(w.peer);
+        monitor.node = le64toh(w.node);
+        monitor.uid = le32toh(w.uid);
+        r = proto_check_ctl_monitor(&monitor);
+        if (r < 0)
+                return r;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *monitorp = monitor;
+        return 0;
+}
+
+/**
+ * proto_decode_reply_ctl() - decode the REPLY to a control request
+ * @replyp:     output: the decoded reply; body fields 0 if it carries an error
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Whether the CTL_DATA records ahead of it carried exactly n_bytes is the
+ * receiver's to check: it joined them.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for a bad
+ *         error value or a body proto_check_reply_ctl() refuses, -EMSGSIZE
+ *         for a body over PROTO_CTL_BYTES_MAX.
+ */
+int proto_decode_reply_ctl(ProtoReplyCtl *replyp, const void *buf, size_t len, size_t n_fds) {
+        ProtoReplyCtl reply = {};
+        ProtoWireReplyCtl w;
+        ProtoReply frame;
+        int r;
+
+        r = proto_decode_reply_frame(&frame, buf, len, n_fds, PROTO_SIZE_REPLY_CTL, true);
+        if (r < 0)
+                return r;
+        reply.cookie = frame.cookie;
+        reply.error = frame.error;
+        if (r == 0) {
+                memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
+                reply.n_bytes = le64toh(w.n_bytes);
+                reply.format = le32toh(w.format);
+                reply.flags = le32toh(w.flags);
+                r = proto_check_reply_ctl(&reply);
+                if (r < 0)
+                        return r;
+                r = proto_check_n_fds(n_fds, 0);
+                if (r < 0)
+                        return r;
+        }
+        *replyp = reply;
+        return 0;
+}
+
+/**
+ * proto_decode_ctl_data() - decode a CTL_DATA record
+ * @datap:      output: the decoded record, bytes pointing into @buf
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Unlike the other records from the broker, CTL_DATA carries the cookie of
+ * the control request whose body it is part of.
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero reserved
+ *         field, a size other than n_bytes padded to 8, nonzero padding),
+ *         -EINVAL for a count of 0, more than PROTO_CTL_DATA_MAX, or a NUL
+ *         byte in the body.
+ */
+int proto_decode_ctl_data(ProtoCtlData *datap, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireCtlData w;
+        ProtoCtlData data;
+        size_t size, pos;
+        int r;
+
+        r = proto_decode_frame(&data.cookie, buf, len, PROTO_TYPE_CTL_DATA,
+                               PROTO_SIZE_CTL_DATA_MIN, false);
+        if (r < 0)
+                return r;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        data.n_bytes = le32toh(w.n_bytes);
+        r = proto_check_ctl_data(NULL, data.n_bytes);
+        if (r < 0)
+                return r;
+        r = proto_size_ctl_data(&size, data.n_bytes);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+
+        /* size == len, so the bytes and the padding lie within the buffer */
+        data.bytes = proto_at(buf, PROTO_SIZE_CTL_DATA_MIN);
+        r = proto_check_ctl_data(data.bytes, data.n_bytes);
+        if (r < 0)
+                return r;
+        pos = PROTO_SIZE_CTL_DATA_MIN + data.n_bytes;
+        if (!proto_is_zero(proto_at(buf, pos), len - pos))
+                return -EBADMSG;
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *datap = data;
+        return 0;
+}
+
+/* one event as the wire holds it, in host order */
+static void proto_read_event(ProtoEvent *event, const void *p) {
+        ProtoWireEvent w;
+
+        memcpy(&w, p, sizeof(w));
+        *event = (ProtoEvent){
+                .seq = le64toh(w.seq),
+                .time = le64toh(w.time),
+                .type = le32toh(w.type),
+                .error = le32toh(w.error),
+                .peer = le64toh(w.peer),
+                .uid = le32toh(w.uid),
+                .pid = le32toh(w.pid),
+                .target = le64toh(w.target),
+                .target_uid = le32toh(w.target_uid),
+                .target_pid = le32toh(w.target_pid),
+                .node = le64toh(w.node),
+                .n_bytes = le64toh(w.n_bytes),
+                .n_handles = le32toh(w.n_handles),
+                .n_fds = le32toh(w.n_fds),
+                .count = le64toh(w.count),
+        };
+}
+
+/**
+ * proto_decode_events() - decode an EVENTS record
+ * @eventsp:    output: the count and the events, pointing into @buf
+ * @buf:        the packet
+ * @len:        its length
+ * @n_fds:      fds that came with it (must be 0)
+ *
+ * Every event is checked (proto_check_event()) before success is returned;
+ * read them with proto_event_at().
+ *
+ * Return: 0 on success, -EBADMSG for a framing error (nonzero cookie or
+ *         reserved field, a size other than n_events events), -EINVAL for
+ *         a count of 0 or above PROTO_EVENTS_MAX, or an event
+ *         proto_check_event() refuses.
+ */
+int proto_decode_events(ProtoEvents *eventsp, const void *buf, size_t len, size_t n_fds) {
+        ProtoWireEvents w;
+        ProtoEvents events;
+        uint64_t cookie;
+        size_t size;
+        int r;
+
+        r = proto_decode_frame(&cookie, buf, len, PROTO_TYPE_EVENTS, PROTO_SIZE_EVENTS_MIN,
+                               false);
+        if (r < 0)
+                return r;
+        if (cookie != 0)
+                return -EBADMSG;
+        memcpy(&w, proto_at(buf, PROTO_SIZE_HEADER), sizeof(w));
+        if (w.reserved != 0)
+                return -EBADMSG;
+        events.n_events = le32toh(w.n_events);
+        r = proto_check_events(events.n_events);
+        if (r < 0)
+                return r;
+        r = proto_size_events(&size, events.n_events);
+        if (r < 0 || size != len)
+                return -EBADMSG;
+
+        events.events = proto_at(buf, PROTO_SIZE_EVENTS_MIN);
+        for (size_t i = 0; i < events.n_events; ++i) {
+                ProtoEvent event;
+
+                proto_event_at(&event, &events, i);
+                r = proto_check_event(&event);
+                if (r < 0)
+                        return r;
+        }
+        r = proto_check_n_fds(n_fds, 0);
+        if (r < 0)
+                return r;
+        *eventsp = events;
+        return 0;
+}
+
+/**
+ * proto_event_at() - read event @i of a decoded EVENTS record
+ * @eventp:     output: the event in host order
+ * @events:     what proto_decode_events() returned
+ * @i:          index, below events->n_events
+ */
+void proto_event_at(ProtoEvent *eventp, const ProtoEvents *events, size_t i) {
+        proto_read_event(eventp, proto_at(events->events, i * sizeof(ProtoWireEvent)));
 }

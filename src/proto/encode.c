@@ -808,3 +808,171 @@ int proto_encode_wake(void *buf, size_t cap) {
 int proto_encode_resync(void *buf, size_t cap) {
         return proto_encode_bare(buf, cap, PROTO_TYPE_RESYNC);
 }
+
+/**
+ * proto_encode_ctl() - write a control request other than MONITOR
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @ctl:        the request; @ctl->type is STATUS, PEERS, PEER, QUOTA or METRICS
+ *
+ * Return: the record size on success, -EINVAL for another type or
+ *         arguments proto_check_ctl() refuses, -ENOBUFS if @cap is too small.
+ */
+int proto_encode_ctl(void *buf, size_t cap, const ProtoCtl *ctl) {
+        ProtoWireCtl w = {
+                .flags = htole64(ctl->flags),
+                .arg = htole64(ctl->arg),
+        };
+        int r;
+
+        r = proto_check_ctl(ctl);
+        if (r < 0)
+                return r;
+        return proto_encode_fixed(buf, cap, ctl->type, ctl->cookie, &w, sizeof(w));
+}
+
+/**
+ * proto_encode_ctl_monitor() - write a MONITOR request
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @monitor:    the request
+ *
+ * Return: the record size on success, -EINVAL for unknown flags or event
+ *         types, -ENOBUFS if @cap is too small.
+ */
+int proto_encode_ctl_monitor(void *buf, size_t cap, const ProtoCtlMonitor *monitor) {
+        ProtoWireCtlMonitor w = {
+                .flags = htole64(monitor->flags),
+                .types = htole64(monitor->types),
+                .peer = htole64(monitor->peer),
+                .node = htole64(monitor->node),
+                .uid = htole32(monitor->uid),
+        };
+        int r;
+
+        r = proto_check_ctl_monitor(monitor);
+        if (r < 0)
+                return r;
+        return proto_encode_fixed(buf, cap, PROTO_TYPE_CTL_MONITOR, monitor->cookie, &w,
+                                  sizeof(w));
+}
+
+/**
+ * proto_encode_reply_ctl() - write the REPLY to a control request
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @reply:      the reply; with a nonzero error only cookie and error are used
+ *
+ * The body itself travels ahead of the reply, in CTL_DATA records
+ * (proto_encode_ctl_data()) that add up to @reply->n_bytes.
+ *
+ * Return: the record size on success, -EINVAL for a bad error value, format
+ *         or flags, -EMSGSIZE for a body over PROTO_CTL_BYTES_MAX, -ENOBUFS
+ *         if @cap is too small.
+ */
+int proto_encode_reply_ctl(void *buf, size_t cap, const ProtoReplyCtl *reply) {
+        ProtoWireReplyCtl w = {
+                .n_bytes = htole64(reply->n_bytes),
+                .format = htole32(reply->format),
+                .flags = htole32(reply->flags),
+        };
+        int r;
+
+        if (reply->error != 0)
+                return proto_encode_reply_error(buf, cap, reply->cookie, reply->error);
+        r = proto_check_reply_ctl(reply);
+        if (r < 0)
+                return r;
+        r = proto_encode_reply_begin(buf, cap, reply->cookie, 0, sizeof(w));
+        if (r < 0)
+                return r;
+        memcpy(proto_at(buf, PROTO_SIZE_REPLY), &w, sizeof(w));
+        return (int)PROTO_SIZE_REPLY_CTL;
+}
+
+/**
+ * proto_encode_ctl_data() - write a CTL_DATA record
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @cookie:     the cookie of the control request being answered
+ * @bytes:      the next part of the reply's body
+ * @n_bytes:    its size, 1..PROTO_CTL_DATA_MAX
+ *
+ * Return: the record size on success, -EINVAL for an empty or too large
+ *         part or one holding a NUL byte, -ENOBUFS if @cap is too small.
+ */
+int proto_encode_ctl_data(void *buf, size_t cap, uint64_t cookie, const void *bytes,
+                          size_t n_bytes) {
+        ProtoWireCtlData w = { .n_bytes = htole32((uint32_t)n_bytes) };
+        size_t size;
+        int r;
+
+        r = proto_check_ctl_data(bytes, n_bytes);
+        if (r < 0)
+                return r;
+        r = proto_size_ctl_data(&size, n_bytes);
+        if (r < 0)
+                return r;
+        r = proto_encode_begin(buf, cap, size, PROTO_TYPE_CTL_DATA, cookie);
+        if (r < 0)
+                return r;
+        memcpy(proto_at(buf, PROTO_SIZE_HEADER), &w, sizeof(w));
+        memcpy(proto_at(buf, PROTO_SIZE_CTL_DATA_MIN), bytes, n_bytes);
+        return (int)size;
+}
+
+/**
+ * proto_encode_events() - write an EVENTS record
+ * @buf:        destination buffer
+ * @cap:        its size
+ * @events:     the events, in the order they happened
+ * @n_events:   their number, 1..PROTO_EVENTS_MAX
+ *
+ * Return: the record size on success, -EINVAL for a count out of range or
+ *         an event proto_check_event() refuses, -ENOBUFS if @cap is too
+ *         small.
+ */
+int proto_encode_events(void *buf, size_t cap, const ProtoEvent *events, size_t n_events) {
+        ProtoWireEvents w = { .n_events = htole32((uint32_t)n_events) };
+        size_t size;
+        int r;
+
+        r = proto_check_events(n_events);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_events; ++i) {
+                r = proto_check_event(&events[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = proto_size_events(&size, n_events);
+        if (r < 0)
+                return r;
+        r = proto_encode_begin(buf, cap, size, PROTO_TYPE_EVENTS, 0);
+        if (r < 0)
+                return r;
+        memcpy(proto_at(buf, PROTO_SIZE_HEADER), &w, sizeof(w));
+        for (size_t i = 0; i < n_events; ++i) {
+                const ProtoEvent *e = &events[i];
+                ProtoWireEvent we = {
+                        .seq = htole64(e->seq),
+                        .time = htole64(e->time),
+                        .type = htole32(e->type),
+                        .error = htole32(e->error),
+                        .peer = htole64(e->peer),
+                        .uid = htole32(e->uid),
+                        .pid = htole32(e->pid),
+                        .target = htole64(e->target),
+                        .target_uid = htole32(e->target_uid),
+                        .target_pid = htole32(e->target_pid),
+                        .node = htole64(e->node),
+                        .n_bytes = htole64(e->n_bytes),
+                        .n_handles = htole32(e->n_handles),
+                        .n_fds = htole32(e->n_fds),
+                        .count = htole64(e->count),
+                };
+
+                memcpy(proto_at(buf, PROTO_SIZE_EVENTS_MIN + i * sizeof(we)), &we, sizeof(we));
+        }
+        return (int)size;
+}

@@ -91,6 +91,12 @@ enum {
         PROTO_TYPE_SLICE_FDS            = 0x0131,
         PROTO_TYPE_SEND                 = 0x0140,
         PROTO_TYPE_RECV                 = 0x0150,
+        PROTO_TYPE_CTL_STATUS           = 0x1000,       /* control requests (bus1ctl) */
+        PROTO_TYPE_CTL_PEERS            = 0x1001,
+        PROTO_TYPE_CTL_PEER             = 0x1002,
+        PROTO_TYPE_CTL_QUOTA            = 0x1003,
+        PROTO_TYPE_CTL_METRICS          = 0x1004,
+        PROTO_TYPE_CTL_MONITOR          = 0x1005,
         PROTO_TYPE_REQUEST_FIRST        = 0x0001,
         PROTO_TYPE_CONTROL_FIRST        = 0x1000,       /* reserved for bus1ctl */
         PROTO_TYPE_CONTROL_LAST         = 0x1fff,
@@ -103,7 +109,14 @@ enum {
         PROTO_TYPE_WAKE                 = 0x8003,
         PROTO_TYPE_PUSH_FDS             = 0x8004,
         PROTO_TYPE_RESYNC               = 0x8005,
+        PROTO_TYPE_CTL_DATA             = 0x8006,       /* part of a control reply's body */
+        PROTO_TYPE_EVENTS               = 0x8007,       /* monitor events */
 };
+
+/* whether a request type is one of the control range (bus1ctl) */
+static inline bool proto_type_is_control(uint16_t type) {
+        return type >= PROTO_TYPE_CONTROL_FIRST && type <= PROTO_TYPE_CONTROL_LAST;
+}
 
 /* HANDLE_TRANSFER dst_mode */
 enum {
@@ -155,6 +168,44 @@ enum {
 #define PROTO_RETRACT_FLAGS             (PROTO_RETRACT_FLAG_PREV_CONTINUES)
 
 /*
+ * Control requests and their replies (docs/protocol.md, section 15). A
+ * control REPLY names the format of its body, which travels ahead of it in
+ * CTL_DATA records carrying the request's cookie. A MONITOR reply has no
+ * body; EVENTS records follow it for as long as the connection lives.
+ */
+enum {
+        PROTO_CTL_FORMAT_NONE           = 0,    /* no body (MONITOR) */
+        PROTO_CTL_FORMAT_JSON           = 1,    /* one JSON object (RFC 8259), UTF-8 */
+        PROTO_CTL_FORMAT_OPENMETRICS    = 2,    /* OpenMetrics text, ending in "# EOF" */
+};
+
+/* CTL_QUOTA arg: every UID the caller may see */
+#define PROTO_CTL_UID_ALL               UINT64_MAX
+/* CTL_MONITOR uid: any UID */
+#define PROTO_CTL_UID_ANY               UINT32_MAX
+/* the control reply's body was cut at PROTO_CTL_BYTES_MAX or a list limit */
+#define PROTO_CTL_REPLY_FLAG_TRUNCATED  (((uint64_t)1) << 0)
+
+#define PROTO_CTL_FLAGS                 ((uint64_t)0)
+#define PROTO_CTL_MONITOR_FLAGS         ((uint64_t)0)
+#define PROTO_CTL_REPLY_FLAGS           (PROTO_CTL_REPLY_FLAG_TRUNCATED)
+
+/* monitor event types; a MONITOR's `types` is a mask of (1 << type) */
+enum {
+        PROTO_EVENT_SEND                = 1,    /* a message was queued on a receiver */
+        PROTO_EVENT_DELIVER             = 2,    /* a receiver dequeued a message */
+        PROTO_EVENT_DESTROY             = 3,    /* a node was destroyed */
+        PROTO_EVENT_RELEASE             = 4,    /* a NODE_RELEASE was queued on the owner */
+        PROTO_EVENT_TRANSFER            = 5,    /* HANDLE_TRANSFER into another peer */
+        PROTO_EVENT_REFUSAL             = 6,    /* a destination refused a message */
+        PROTO_EVENT_LOST                = 7,    /* `count` events were dropped here */
+        _PROTO_EVENT_N,
+};
+
+/* the types a MONITOR may select (LOST is always delivered) */
+#define PROTO_EVENT_TYPES               (((uint64_t)0x3f) << 1)
+
+/*
  * Limits. A record never exceeds PROTO_RECORD_MAX bytes, which fits the
  * default AF_UNIX send buffer; a larger payload goes in a memfd. One packet
  * carries at most PROTO_PACKET_FDS_MAX fds (the kernel's SCM_MAX_FD); one
@@ -173,6 +224,7 @@ enum {
 #define PROTO_LIMIT_MAX                 ((uint32_t)INT32_MAX)  /* PEER_RESET limits */
 #define PROTO_ERRNO_MAX                 4095U
 #define PROTO_OFFSET_MAX                ((uint64_t)INT64_MAX)  /* pool and memfd offsets */
+#define PROTO_CTL_BYTES_MAX             ((uint64_t)16 * 1024 * 1024)    /* control reply body */
 
 /*
  * Wire layouts. Fields are little endian; the structs only fix offsets and
@@ -299,7 +351,63 @@ typedef struct ProtoWireRetract {
         uint64_t flags;                 /* PROTO_RETRACT_FLAG_* */
 } ProtoWireRetract;
 
+typedef struct ProtoWireCtl {
+        uint64_t flags;                 /* 0 */
+        uint64_t arg;                   /* PEER: peer ID; QUOTA: UID or all ones; else 0 */
+} ProtoWireCtl;
+
+typedef struct ProtoWireCtlMonitor {
+        uint64_t flags;                 /* 0 */
+        uint64_t types;                 /* mask of 1 << PROTO_EVENT_*, 0: all */
+        uint64_t peer;                  /* peer ID, 0: any */
+        uint64_t node;                  /* node ID, 0: any */
+        uint32_t uid;                   /* UID, all ones: any */
+        uint32_t reserved;
+} ProtoWireCtlMonitor;
+
+typedef struct ProtoWireReplyCtl {
+        uint64_t n_bytes;               /* body bytes the CTL_DATA records carried */
+        uint32_t format;                /* PROTO_CTL_FORMAT_* */
+        uint32_t flags;                 /* PROTO_CTL_REPLY_FLAG_* */
+} ProtoWireReplyCtl;
+
+typedef struct ProtoWireCtlData {
+        uint32_t n_bytes;               /* 1..PROTO_CTL_DATA_MAX */
+        uint32_t reserved;
+        /* followed by n_bytes of the body, zero padded to a multiple of 8 */
+} ProtoWireCtlData;
+
+typedef struct ProtoWireEvent {
+        uint64_t seq;                   /* bus sequence number (the clock) */
+        uint64_t time;                  /* CLOCK_REALTIME, nanoseconds */
+        uint32_t type;                  /* PROTO_EVENT_* */
+        uint32_t error;                 /* REFUSAL: the errno; else 0 */
+        uint64_t peer;                  /* the acting peer, 0: none */
+        uint32_t uid;                   /* its UID, all ones: none */
+        uint32_t pid;
+        uint64_t target;                /* the other peer, 0: none */
+        uint32_t target_uid;
+        uint32_t target_pid;
+        uint64_t node;                  /* node ID, 0: none */
+        uint64_t n_bytes;
+        uint32_t n_handles;
+        uint32_t n_fds;
+        uint64_t count;                 /* LOST: events dropped; else 0 */
+} ProtoWireEvent;
+
+typedef struct ProtoWireEvents {
+        uint32_t n_events;              /* 1..PROTO_EVENTS_MAX */
+        uint32_t reserved;
+        /* followed by ProtoWireEvent events[n_events] */
+} ProtoWireEvents;
+
 _Static_assert(sizeof(ProtoWireHeader) == 16, "header layout");
+_Static_assert(sizeof(ProtoWireCtl) == 16, "control request layout");
+_Static_assert(sizeof(ProtoWireCtlMonitor) == 40, "MONITOR layout");
+_Static_assert(sizeof(ProtoWireReplyCtl) == 16, "control reply layout");
+_Static_assert(sizeof(ProtoWireCtlData) == 8, "CTL_DATA layout");
+_Static_assert(sizeof(ProtoWireEvent) == 88, "event layout");
+_Static_assert(sizeof(ProtoWireEvents) == 8, "EVENTS layout");
 _Static_assert(sizeof(ProtoWireHello) == 16, "HELLO layout");
 _Static_assert(sizeof(ProtoWireFds) == 8, "FDS layout");
 _Static_assert(sizeof(ProtoWireFlags) == 8, "flags layout");
@@ -350,6 +458,16 @@ _Static_assert(PROTO_RECORD_MAX % 8 == 0, "record limit is aligned");
 #define PROTO_SIZE_RETRACT              (PROTO_SIZE_HEADER + sizeof(ProtoWireRetract))
 #define PROTO_SIZE_WAKE                 PROTO_SIZE_HEADER
 #define PROTO_SIZE_RESYNC               PROTO_SIZE_HEADER
+#define PROTO_SIZE_CTL                  (PROTO_SIZE_HEADER + sizeof(ProtoWireCtl))
+#define PROTO_SIZE_CTL_MONITOR          (PROTO_SIZE_HEADER + sizeof(ProtoWireCtlMonitor))
+#define PROTO_SIZE_REPLY_CTL            (PROTO_SIZE_REPLY + sizeof(ProtoWireReplyCtl))
+#define PROTO_SIZE_CTL_DATA_MIN         (PROTO_SIZE_HEADER + sizeof(ProtoWireCtlData))
+#define PROTO_SIZE_EVENTS_MIN           (PROTO_SIZE_HEADER + sizeof(ProtoWireEvents))
+
+/* body bytes one CTL_DATA record carries at most, events one EVENTS record */
+#define PROTO_CTL_DATA_MAX              (PROTO_RECORD_MAX - PROTO_SIZE_CTL_DATA_MIN)
+#define PROTO_EVENTS_MAX                ((PROTO_RECORD_MAX - PROTO_SIZE_EVENTS_MIN) / \
+                                         sizeof(ProtoWireEvent))
 
 /*
  * Decoded records: host byte order, every field checked. Array members point
@@ -521,6 +639,61 @@ typedef struct ProtoReplyRecv {
         ProtoEntry entry;
 } ProtoReplyRecv;
 
+/* STATUS, PEERS, PEER, QUOTA, METRICS */
+typedef struct ProtoCtl {
+        uint16_t type;                  /* PROTO_TYPE_CTL_* but MONITOR */
+        uint64_t cookie;
+        uint64_t flags;
+        uint64_t arg;                   /* PEER: peer ID; QUOTA: UID or PROTO_CTL_UID_ALL */
+} ProtoCtl;
+
+typedef struct ProtoCtlMonitor {
+        uint64_t cookie;
+        uint64_t flags;
+        uint64_t types;                 /* 0: all */
+        uint64_t peer;                  /* 0: any */
+        uint64_t node;                  /* 0: any */
+        uint32_t uid;                   /* PROTO_CTL_UID_ANY: any */
+} ProtoCtlMonitor;
+
+typedef struct ProtoReplyCtl {
+        uint64_t cookie;
+        uint32_t error;
+        uint32_t format;                /* PROTO_CTL_FORMAT_* */
+        uint32_t flags;                 /* PROTO_CTL_REPLY_FLAG_* */
+        uint64_t n_bytes;
+} ProtoReplyCtl;
+
+typedef struct ProtoCtlData {
+        uint64_t cookie;                /* the control request's */
+        uint32_t n_bytes;
+        const void *bytes;              /* in the buffer */
+} ProtoCtlData;
+
+typedef struct ProtoEvent {
+        uint64_t seq;
+        uint64_t time;
+        uint32_t type;
+        uint32_t error;
+        uint64_t peer;
+        uint32_t uid;
+        uint32_t pid;
+        uint64_t target;
+        uint32_t target_uid;
+        uint32_t target_pid;
+        uint64_t node;
+        uint64_t n_bytes;
+        uint32_t n_handles;
+        uint32_t n_fds;
+        uint64_t count;
+} ProtoEvent;
+
+typedef struct ProtoEvents {
+        uint32_t n_events;
+        const void *events;             /* ProtoWireEvent[n_events] in the buffer, checked;
+                                           read with proto_event_at() */
+} ProtoEvents;
+
 /*
  * What proto_encode_send() sends. Arrays are in host order. @vecs is read
  * only with PROTO_PAYLOAD_INLINE (n_bytes is their total), @n_bytes and
@@ -606,6 +779,8 @@ int proto_size_slice_fds(size_t *sizep, uint64_t n_fds);
 int proto_size_send(size_t *sizep, uint64_t n_destinations, uint64_t n_handles,
                     uint32_t payload_mode, uint64_t n_bytes);
 int proto_size_reply_send(size_t *sizep, uint64_t n_errors);
+int proto_size_ctl_data(size_t *sizep, uint64_t n_bytes);
+int proto_size_events(size_t *sizep, uint64_t n_events);
 
 /* decoding */
 int proto_decode_header(ProtoHeader *hdrp, const void *buf, size_t len);
@@ -644,6 +819,14 @@ int proto_decode_retract(ProtoRetract *retractp, const void *buf, size_t len, si
 int proto_decode_wake(const void *buf, size_t len, size_t n_fds);
 int proto_decode_resync(const void *buf, size_t len, size_t n_fds);
 
+int proto_decode_ctl(ProtoCtl *ctlp, const void *buf, size_t len, size_t n_fds);
+int proto_decode_ctl_monitor(ProtoCtlMonitor *monitorp, const void *buf, size_t len,
+                             size_t n_fds);
+int proto_decode_reply_ctl(ProtoReplyCtl *replyp, const void *buf, size_t len, size_t n_fds);
+int proto_decode_ctl_data(ProtoCtlData *datap, const void *buf, size_t len, size_t n_fds);
+int proto_decode_events(ProtoEvents *eventsp, const void *buf, size_t len, size_t n_fds);
+void proto_event_at(ProtoEvent *eventp, const ProtoEvents *events, size_t i);
+
 /* encoding: each returns the record size or a negative errno */
 int proto_encode_hello(void *buf, size_t cap, const ProtoHello *hello);
 int proto_encode_fds(void *buf, size_t cap, const ProtoFds *fds);
@@ -673,3 +856,10 @@ int proto_encode_entry(void *buf, size_t cap, const ProtoEntry *entry);
 int proto_encode_retract(void *buf, size_t cap, const ProtoRetract *retract);
 int proto_encode_wake(void *buf, size_t cap);
 int proto_encode_resync(void *buf, size_t cap);
+
+int proto_encode_ctl(void *buf, size_t cap, const ProtoCtl *ctl);
+int proto_encode_ctl_monitor(void *buf, size_t cap, const ProtoCtlMonitor *monitor);
+int proto_encode_reply_ctl(void *buf, size_t cap, const ProtoReplyCtl *reply);
+int proto_encode_ctl_data(void *buf, size_t cap, uint64_t cookie, const void *bytes,
+                          size_t n_bytes);
+int proto_encode_events(void *buf, size_t cap, const ProtoEvent *events, size_t n_events);

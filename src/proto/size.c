@@ -119,3 +119,37 @@ int proto_size_send(size_t *sizep, uint64_t n_destinations, uint64_t n_handles,
         *sizep = size + (size_t)payload;
         return 0;
 }
+
+/**
+ * proto_size_ctl_data() - size of a CTL_DATA record
+ * @sizep:      output: the record size in bytes
+ * @n_bytes:    body bytes it carries, padded to 8 on the wire
+ *
+ * Return: 0 on success, -EMSGSIZE if the record would exceed
+ *         PROTO_RECORD_MAX.
+ */
+int proto_size_ctl_data(size_t *sizep, uint64_t n_bytes) {
+        if (n_bytes > PROTO_RECORD_MAX - PROTO_SIZE_CTL_DATA_MIN)
+                return -EMSGSIZE;
+        *sizep = PROTO_SIZE_CTL_DATA_MIN + (size_t)align8(n_bytes);
+        return 0;
+}
+
+/**
+ * proto_size_events() - size of an EVENTS record
+ * @sizep:      output: the record size in bytes
+ * @n_events:   number of events
+ *
+ * Return: 0 on success, -EMSGSIZE if the record would exceed
+ *         PROTO_RECORD_MAX (or the arithmetic overflows).
+ */
+int proto_size_events(size_t *sizep, uint64_t n_events) {
+        uint64_t size;
+
+        if (__builtin_mul_overflow(n_events, (uint64_t)sizeof(ProtoWireEvent), &size) ||
+            __builtin_add_overflow(size, (uint64_t)PROTO_SIZE_EVENTS_MIN, &size) ||
+            size > PROTO_RECORD_MAX)
+                return -EMSGSIZE;
+        *sizep = (size_t)size;
+        return 0;
+}

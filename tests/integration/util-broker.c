@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,22 +51,6 @@ unsigned int test_count_fds(pid_t pid) {
         return pid ? n : n - 1;
 }
 
-static bool test_broker_ready(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd, r;
-
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return false;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-        close(fd);
-        return r == 0;
-}
-
-/* at most this many extra arguments to test_broker_start_args() */
-#define TEST_BROKER_ARGS_MAX 16
-
 /**
  * test_broker_start() - start a private broker
  * @broker:     filled in
@@ -73,6 +58,9 @@ static bool test_broker_ready(const char *path) {
 void test_broker_start(TestBroker *broker) {
         test_broker_start_args(broker, NULL);
 }
+
+/* at most this many extra arguments to test_broker_start_args() */
+#define TEST_BROKER_ARGS_MAX 16
 
 /**
  * test_broker_start_args() - start a private broker with extra arguments
@@ -82,8 +70,9 @@ void test_broker_start(TestBroker *broker) {
  * The broker must come up: extra arguments that make it exit fail the test.
  */
 void test_broker_start_args(TestBroker *broker, const char *const *args) {
+        char notify_path[96];
+        int notify_fd;
         const char *exe = getenv("BUS1D_TEST_BROKER");
-        struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
 
         if (!exe)
                 fail_msg("$BUS1D_TEST_BROKER is not set (run through meson test)");
@@ -93,6 +82,18 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
         if (!mkdtemp(broker->dir))
                 fail_msg("mkdtemp: %s", strerror(errno));
         snprintf(broker->path, sizeof(broker->path), "%s/socket", broker->dir);
+        snprintf(notify_path, sizeof(notify_path), "%s/notify", broker->dir);
+
+        notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (notify_fd < 0)
+                fail_msg("socket: %s", strerror(errno));
+        {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify_path);
+                if (bind(notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                        fail_msg("bind: %s", strerror(errno));
+        }
 
         broker->pid = fork();
         if (broker->pid < 0)
@@ -107,32 +108,56 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
                 for (size_t i = 0; args && args[i] && i < TEST_BROKER_ARGS_MAX; ++i)
                         argv[n++] = args[i];
                 argv[n] = NULL;
+                setenv("NOTIFY_SOCKET", notify_path, 1);
                 execv(exe, (char *const *)argv);
                 _exit(127);
         }
 
-        /* the connect probe costs the broker one peer, which goes again */
-        for (int i = 0; i < 5000 && !test_broker_ready(broker->path); ++i) {
-                int status;
+        /*
+         * READY=1 on the notify socket: the broker listens. Waiting for it
+         * (rather than probing with a connection) leaves the broker with no
+         * connection ever made, so its descriptor count is the exact
+         * baseline.
+         */
+        {
+                struct pollfd p = { .fd = notify_fd, .events = POLLIN };
+                char buf[256];
+                ssize_t l;
 
-                if (waitpid(broker->pid, &status, WNOHANG) == broker->pid)
-                        fail_msg("bus1d exited at start (status %d)", status);
-                nanosleep(&ts, NULL);
+                for (;;) {
+                        int r = poll(&p, 1, 10000);
+
+                        if (r < 0 && errno == EINTR)
+                                continue;
+                        if (r <= 0)
+                                fail_msg("bus1d did not signal READY=1 on %s", broker->path);
+                        l = recv(notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                        if (l < 0)
+                                continue;
+                        buf[l] = 0;
+                        if (strstr(buf, "READY=1"))
+                                break;
+                }
+                close(notify_fd);
+                unlink(notify_path);
         }
-        if (!test_broker_ready(broker->path))
-                fail_msg("bus1d did not come up on %s", broker->path);
 
         setenv("BUS1_ADDRESS", broker->path, 1);
 
-        /* wait until the probe connections are gone, then take the baseline */
-        for (int i = 0; i < 500; ++i) {
-                unsigned int n = test_count_fds(broker->pid);
+        /*
+         * The broker may still be closing the socket it sent READY=1 with:
+         * take the count once it is stable (no client has connected yet).
+         */
+        broker->n_fds_idle = test_count_fds(broker->pid);
+        for (int i = 0; i < 200; ++i) {
+                struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
+                unsigned int n;
 
                 nanosleep(&ts, NULL);
-                if (n == test_count_fds(broker->pid)) {
-                        broker->n_fds_idle = n;
+                n = test_count_fds(broker->pid);
+                if (n == broker->n_fds_idle)
                         break;
-                }
+                broker->n_fds_idle = n;
         }
 }
 

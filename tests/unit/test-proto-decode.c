@@ -815,7 +815,9 @@ static void test_request_type(void **state) {
                 PROTO_TYPE_PEER_QUERY, PROTO_TYPE_PEER_RESET, PROTO_TYPE_HANDLE_RELEASE,
                 PROTO_TYPE_HANDLE_TRANSFER, PROTO_TYPE_NODES_DESTROY,
                 PROTO_TYPE_SLICE_RELEASE, PROTO_TYPE_SLICE_FDS, PROTO_TYPE_SEND,
-                PROTO_TYPE_RECV,
+                PROTO_TYPE_RECV, PROTO_TYPE_CTL_STATUS, PROTO_TYPE_CTL_PEERS,
+                PROTO_TYPE_CTL_PEER, PROTO_TYPE_CTL_QUOTA, PROTO_TYPE_CTL_METRICS,
+                PROTO_TYPE_CTL_MONITOR,
         };
         size_t i, n_defined = 0, n_enotty = 0, n_ebadmsg = 0;
         uint32_t t;
@@ -832,15 +834,17 @@ static void test_request_type(void **state) {
                 n_enotty += r == -ENOTTY;
                 n_ebadmsg += r == -EBADMSG;
         }
-        assert_int_equal(n_defined, 13);
+        assert_int_equal(n_defined, 19);
         assert_int_equal(n_ebadmsg, 1 + 0x8000);
-        assert_int_equal(n_enotty, 0x7fff - 13);
+        assert_int_equal(n_enotty, 0x7fff - 19);
         assert_int_equal(proto_check_request_type(0x0003), 0);
         assert_int_equal(proto_check_request_type(0x0131), 0);
         assert_int_equal(proto_check_request_type(0x0004), -ENOTTY);
         assert_int_equal(proto_check_request_type(0x0132), -ENOTTY);
-        /* the control range and the future range are answered, not fatal */
-        assert_int_equal(proto_check_request_type(0x1000), -ENOTTY);
+        /* the rest of the control range and the future range are answered */
+        assert_int_equal(proto_check_request_type(0x1000), 0);
+        assert_int_equal(proto_check_request_type(0x1005), 0);
+        assert_int_equal(proto_check_request_type(0x1006), -ENOTTY);
         assert_int_equal(proto_check_request_type(0x1fff), -ENOTTY);
         assert_int_equal(proto_check_request_type(0x7fff), -ENOTTY);
         assert_int_equal(proto_check_request_type(PROTO_TYPE_REPLY), -EBADMSG);

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Socket activation: bus1d started the way bus1.socket starts it
+ *
+ * systemd-socket-activate (Meson passes its path in
+ * $BUS1D_TEST_SOCKET_ACTIVATE; without it the test is skipped) binds the
+ * SOCK_SEQPACKET socket, waits for the first connection and then execs
+ * bus1d in its own place with LISTEN_FDS=1, exactly like a socket unit
+ * with Accept=no. The test then checks what the units rely on:
+ *  - the first client's connection, made before bus1d ran, is served;
+ *  - READY=1 reaches $NOTIFY_SOCKET (Type=notify), STOPPING=1 at SIGTERM;
+ *  - clients exchange messages through it;
+ *  - with no client left, the broker holds exactly its baseline
+ *    descriptors: stdio, the activated socket (fd 3), the epoll and the
+ *    signalfd of sd-event, the same set before and after a burst of
+ *    clients;
+ *  - SIGTERM makes it exit 0, and it leaves the activated socket in place
+ *    (it belongs to systemd, which keeps listening);
+ *  - it wrote nothing at all to stderr: quiet in normal operation.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "util-uapi.h"
+
+#define ACTIVATION_FDS_MAX 64
+#define ACTIVATION_CLIENTS 8
+
+typedef struct FdEntry {
+        int fd;
+        char target[128];
+} FdEntry;
+
+static int fd_entry_compare(const void *a, const void *b) {
+        return ((const FdEntry *)a)->fd - ((const FdEntry *)b)->fd;
+}
+
+/* the descriptors of @pid, sorted, with what they point to */
+static size_t fd_list(pid_t pid, FdEntry *out) {
+        char path[64];
+        struct dirent *d;
+        size_t n = 0;
+        DIR *dir;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        dir = opendir(path);
+        if (!dir)
+                fail_msg("opendir(%s): %s", path, strerror(errno));
+        while ((d = readdir(dir))) {
+                char link[sizeof(path) + sizeof(d->d_name)];
+                ssize_t l;
+
+                if (d->d_name[0] == '.')
+                        continue;
+                assert_true(n < ACTIVATION_FDS_MAX);
+                out[n].fd = atoi(d->d_name);
+                snprintf(link, sizeof(link), "%s/%s", path, d->d_name);
+                l = readlink(link, out[n].target, sizeof(out[n].target) - 1);
+                out[n].target[l < 0 ? 0 : l] = 0;
+                ++n;
+        }
+        closedir(dir);
+        qsort(out, n, sizeof(*out), fd_entry_compare);
+        return n;
+}
+
+static void fd_print(const char *what, const FdEntry *fds, size_t n) {
+        print_message("%s:\n", what);
+        for (size_t i = 0; i < n; ++i)
+                print_message("  %d -> %s\n", fds[i].fd, fds[i].target);
+}
+
+/*
+ * The idle broker's set: stdio, the activated socket at fd 3, and exactly
+ * one epoll and one signalfd (sd-event). Anything else is a leak or a
+ * descriptor the units' LimitNOFILE= reasoning does not know about.
+ */
+static bool fd_is_baseline(const FdEntry *fds, size_t n) {
+        unsigned int n_epoll = 0, n_signal = 0, n_listen = 0;
+
+        for (size_t i = 0; i < n; ++i) {
+                if (fds[i].fd <= 2)
+                        continue;
+                if (fds[i].fd == 3 && strncmp(fds[i].target, "socket:[", 8) == 0)
+                        ++n_listen;
+                else if (strcmp(fds[i].target, "anon_inode:[eventpoll]") == 0)
+                        ++n_epoll;
+                else if (strcmp(fds[i].target, "anon_inode:[signalfd]") == 0)
+                        ++n_signal;
+                else
+                        return false;
+        }
+        return n_listen == 1 && n_epoll == 1 && n_signal == 1;
+}
+
+/* wait (the broker sees hang-ups asynchronously) until @pid holds its baseline */
+static size_t fd_wait_baseline(pid_t pid, FdEntry *fds) {
+        struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
+        size_t n = 0;
+
+        for (int i = 0; i < 1000; ++i) {
+                n = fd_list(pid, fds);
+                if (fd_is_baseline(fds, n))
+                        return n;
+                nanosleep(&ts, NULL);
+        }
+        fd_print("bus1d holds more than its baseline", fds, n);
+        fail_msg("bus1d did not return to its baseline descriptors");
+        return 0;
+}
+
+static bool fd_equal(const FdEntry *a, size_t n_a, const FdEntry *b, size_t n_b) {
+        if (n_a != n_b)
+                return false;
+        for (size_t i = 0; i < n_a; ++i)
+                if (a[i].fd != b[i].fd || strcmp(a[i].target, b[i].target) != 0)
+                        return false;
+        return true;
+}
+
+/* the next notification, which must contain @what */
+static void expect_notify(int nfd, const char *what) {
+        struct pollfd p = { .fd = nfd, .events = POLLIN };
+        char buf[512];
+        ssize_t l;
+
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        l = recv(nfd, buf, sizeof(buf) - 1, 0);
+        assert_true(l > 0);
+        buf[l] = 0;
+        if (!strstr(buf, what))
+                fail_msg("expected %s on $NOTIFY_SOCKET, got \"%s\"", what, buf);
+}
+
+/* the process under test, killed by the teardown if the test failed half-way */
+static pid_t activation_pid = -1;
+
+static int activation_teardown(void **state) {
+        int status;
+
+        if (activation_pid > 0) {
+                kill(activation_pid, SIGKILL);
+                waitpid(activation_pid, &status, 0);
+        }
+        activation_pid = -1;
+        return 0;
+}
+
+static void test_activated_like_the_unit(void **state) {
+        const char *activate = getenv("BUS1D_TEST_SOCKET_ACTIVATE");
+        const char *exe = getenv("BUS1D_TEST_BROKER");
+        char dir[] = "/tmp/bus1d-test-XXXXXX", path[64], notify[64], out[4096];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
+        FdEntry before[ACTIVATION_FDS_MAX], after[ACTIVATION_FDS_MAX];
+        UapiFixture f = {};
+        size_t n_before, n_after, n_out = 0;
+        int nfd, err[2], a, status;
+        struct stat st;
+        uint64_t ha;
+        ssize_t l;
+        pid_t pid;
+
+        if (!activate) {
+                print_message("systemd-socket-activate not found (Debian package systemd); "
+                              "skipping\n");
+                skip();
+        }
+        assert_non_null(exe);
+        for (size_t i = 0; i < UAPI_PEERS_MAX; ++i)
+                f.peers[i] = -1;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/socket", dir);
+        snprintf(notify, sizeof(notify), "%s/notify", dir);
+
+        nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(nfd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify);
+        assert_int_equal(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                /* what systemd gives a service: stdio and nothing else */
+                if (dup2(err[1], STDERR_FILENO) < 0 || close_range(3, ~0U, 0) < 0)
+                        _exit(126);
+                setenv("NOTIFY_SOCKET", notify, 1);
+                /* the activator's own chatter is not the broker's */
+                setenv("SYSTEMD_LOG_LEVEL", "warning", 1);
+                unsetenv("LISTEN_FDS");
+                unsetenv("LISTEN_PID");
+                unsetenv("LISTEN_FDNAMES");
+                execl(activate, activate, "--seqpacket", "-l", path, "-E", "NOTIFY_SOCKET", exe,
+                      (char *)NULL);
+                _exit(127);
+        }
+        activation_pid = pid;
+        close(err[1]);
+
+        /* the activator listens; bus1d does not run yet */
+        for (int i = 0; i < 5000 && (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode)); ++i) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        fail_msg("systemd-socket-activate exited (status 0x%x)", status);
+                nanosleep(&ts, NULL);
+        }
+        assert_true(S_ISSOCK(st.st_mode));
+
+        /* the first client's connect starts the broker, which serves it */
+        setenv("BUS1_ADDRESS", path, 1);
+        a = uapi_peer(&f);
+        expect_notify(nfd, "READY=1");
+        {
+                char cmdline[256] = "";
+                int fd;
+
+                snprintf(out, sizeof(out), "/proc/%d/cmdline", (int)pid);
+                fd = open(out, O_RDONLY | O_CLOEXEC);
+                assert_true(fd >= 0);
+                l = read(fd, cmdline, sizeof(cmdline) - 1);
+                close(fd);
+                assert_true(l > 0);
+                /* the activator exec'd the broker in its own place */
+                assert_string_equal(cmdline, exe);
+        }
+
+        /* clients talk through it */
+        {
+                int b = uapi_peer(&f);
+
+                ha = uapi_give(a, 0x100, b);
+                assert_int_equal(uapi_send_str(b, ha, "hello"), 0);
+                uapi_expect_str(&f, a, 0x100, "hello");
+                assert_int_equal(uapi_close(&f, b), 0);
+        }
+        assert_int_equal(uapi_close(&f, a), 0);
+
+        n_before = fd_wait_baseline(pid, before);
+
+        /* a burst of clients, each sending to the first, then all gone */
+        a = uapi_peer(&f);
+        for (int i = 0; i < ACTIVATION_CLIENTS; ++i) {
+                int b = uapi_peer(&f);
+
+                ha = uapi_give(a, 0x100 + 0x100 * (uint64_t)i, b);
+                assert_int_equal(uapi_send_str(b, ha, "burst"), 0);
+        }
+        for (int i = 0; i < ACTIVATION_CLIENTS; ++i)
+                uapi_expect_str(&f, a, 0x100 + 0x100 * (uint64_t)i, "burst");
+        for (size_t i = 0; i < UAPI_PEERS_MAX; ++i)
+                if (f.peers[i] >= 0)
+                        assert_int_equal(uapi_close(&f, f.peers[i]), 0);
+
+        n_after = fd_wait_baseline(pid, after);
+        if (!fd_equal(before, n_before, after, n_after)) {
+                fd_print("before the clients", before, n_before);
+                fd_print("after the clients", after, n_after);
+                fail_msg("the idle broker's descriptors changed");
+        }
+
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        expect_notify(nfd, "STOPPING=1");
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        activation_pid = -1;
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+
+        /* quiet: not one line at the default level */
+        while (n_out + 1 < sizeof(out) && (l = read(err[0], out + n_out, sizeof(out) - 1 -
+                                                                        n_out)) > 0)
+                n_out += (size_t)l;
+        out[n_out] = 0;
+        close(err[0]);
+        if (n_out)
+                fail_msg("bus1d wrote to stderr in normal operation:\n%s", out);
+
+        /* systemd's socket stays; unlinking it is not the broker's business */
+        assert_int_equal(stat(path, &st), 0);
+        unsetenv("BUS1_ADDRESS");
+        close(nfd);
+        unlink(path);
+        unlink(notify);
+        rmdir(dir);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_activated_like_the_unit, activation_teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,997 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bus1ctl against a real broker
+ *
+ * Each test starts its own bus1d, puts peers in known states through the
+ * UAPI layer of libbus1-client, and runs the real bus1ctl (its path comes
+ * from $BUS1CTL_TEST_PATH) with stdout and stderr in memfds. Every command
+ * is checked in text and with --json, whose output is parsed with util/json
+ * (the strict RFC 8259 parser bus1ctl itself uses), and METRICS is checked
+ * line by line against the OpenMetrics text format.
+ *
+ * The access test needs root: it switches UIDs in forked children (one
+ * holds a peer as nobody, others run bus1ctl as nobody) and is skipped
+ * with a message otherwise. The monitor tests check the filters, and that
+ * a monitor which stops reading loses events, is told how many, and never
+ * slows the bus down: the sends complete while it is stopped.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "bus1/uapi.h"
+#include "util-broker.h"
+#include "util/json.h"
+
+#define CTL_NOBODY 65534
+#define CTL_ARGS_MAX 16
+#define POOL_MAP (16ULL * 1024 * 1024)
+
+typedef struct CtlRun {
+        pid_t pid;
+        int out_fd;             /* memfds the child wrote */
+        int err_fd;
+        int status;
+        char *out;
+        char *err;
+} CtlRun;
+
+static TestBroker ctl_broker;
+
+static const char *ctl_path(void) {
+        const char *p = getenv("BUS1CTL_TEST_PATH");
+
+        if (!p)
+                fail_msg("$BUS1CTL_TEST_PATH is not set (run through meson test)");
+        return p;
+}
+
+static char *ctl_read_fd(int fd) {
+        struct stat st;
+        char *buf;
+        ssize_t n;
+
+        assert_int_equal(fstat(fd, &st), 0);
+        buf = calloc(1, (size_t)st.st_size + 1);
+        assert_non_null(buf);
+        n = pread(fd, buf, (size_t)st.st_size, 0);
+        assert_int_equal(n, st.st_size);
+        return buf;
+}
+
+/* start bus1ctl --address=... ARGS, as @uid unless it is (uid_t)-1 */
+static void ctl_spawn(CtlRun *run, uid_t uid, const char *const *args) {
+        *run = (CtlRun){ .out_fd = memfd_create("out", 0), .err_fd = memfd_create("err", 0) };
+        assert_true(run->out_fd >= 0 && run->err_fd >= 0);
+
+        run->pid = fork();
+        assert_true(run->pid >= 0);
+        if (run->pid == 0) {
+                const char *argv[CTL_ARGS_MAX + 3] = { ctl_path() };
+                char address[200];
+                size_t n = 1;
+
+                snprintf(address, sizeof(address), "--address=%s", ctl_broker.path);
+                argv[n++] = address;
+                for (size_t i = 0; args[i] && i < CTL_ARGS_MAX; ++i)
+                        argv[n++] = args[i];
+                if (dup2(run->out_fd, 1) < 0 || dup2(run->err_fd, 2) < 0)
+                        _exit(126);
+                if (uid != (uid_t)-1 &&
+                    (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+                     setresuid(uid, uid, uid) < 0))
+                        _exit(125);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+}
+
+static void ctl_wait(CtlRun *run) {
+        assert_int_equal(waitpid(run->pid, &run->status, 0), run->pid);
+        run->out = ctl_read_fd(run->out_fd);
+        run->err = ctl_read_fd(run->err_fd);
+        close(run->out_fd);
+        close(run->err_fd);
+}
+
+static void ctl_free(CtlRun *run) {
+        free(run->out);
+        free(run->err);
+        *run = (CtlRun){};
+}
+
+/* run to completion; the exit status must be @code */
+static void ctl_expect(CtlRun *run, uid_t uid, int code, const char *const *args) {
+        ctl_spawn(run, uid, args);
+        ctl_wait(run);
+        if (!WIFEXITED(run->status) || WEXITSTATUS(run->status) != code)
+                fail_msg("bus1ctl %s: status 0x%x, expected exit %d; stderr: %s", args[0],
+                         run->status, code, run->err);
+        /* a failure says why, on stderr, as systemd's tools do */
+        if (code != 0)
+                assert_true(strlen(run->err) > 0);
+}
+
+#define CTL_ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+static JsonValue *ctl_json(uid_t uid, const char *const *args) {
+        JsonValue *v = NULL;
+        CtlRun run;
+        int r;
+
+        ctl_expect(&run, uid, 0, args);
+        r = json_parse(&v, run.out, strlen(run.out));
+        if (r < 0)
+                fail_msg("bus1ctl %s --json printed no JSON (%d): %s", args[0], r, run.out);
+        assert_int_equal(v->type, JSON_OBJECT);
+        ctl_free(&run);
+        return v;
+}
+
+static const JsonValue *ctl_at(const JsonValue *array, size_t i) {
+        assert_non_null(array);
+        assert_true(i < array->n_children);
+        return &array->children[i];
+}
+
+/* peers: a makes node 0x100 and gives b a handle; b sends it two messages */
+typedef struct CtlPeers {
+        int a, b;
+        uint64_t id_a, id_b;    /* broker peer IDs, from bus1ctl */
+        uint64_t node;          /* the node's ID */
+        uint64_t handle_b;      /* b's handle ID */
+} CtlPeers;
+
+static uint64_t ctl_transfer(int from, uint64_t src, int to) {
+        struct bus1_cmd_handle_transfer t = {
+                .src_handle = src,
+                .dst_fd = to < 0 ? (uint64_t)-1 : (uint64_t)to,
+        };
+
+        assert_int_equal(bus1_uapi_ioctl(from, BUS1_CMD_HANDLE_TRANSFER, &t), 0);
+        return t.dst_handle;
+}
+
+static int ctl_send(int from, uint64_t dst, const char *text) {
+        struct iovec vec = { .iov_base = (void *)text, .iov_len = strlen(text) };
+        struct bus1_cmd_send send = {
+                .ptr_destinations = (uintptr_t)&dst,
+                .n_destinations = 1,
+                .ptr_vecs = (uintptr_t)&vec,
+                .n_vecs = 1,
+        };
+
+        return bus1_uapi_ioctl(from, BUS1_CMD_SEND, &send);
+}
+
+static void ctl_recv_release(int peer) {
+        struct bus1_cmd_recv recv = { .max_offset = POOL_MAP };
+
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_RECV, &recv), 0);
+        if (recv.msg.type == BUS1_MSG_DATA)
+                assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_SLICE_RELEASE,
+                                                 &recv.msg.offset), 0);
+}
+
+static void ctl_peers_setup(CtlPeers *p) {
+        const JsonValue *peers, *nodes;
+        JsonValue *v, *detail;
+
+        p->a = bus1_uapi_open(NULL);
+        p->b = bus1_uapi_open(NULL);
+        assert_true(p->a >= 0 && p->b >= 0);
+        p->handle_b = ctl_transfer(p->a, 0x100, p->b);
+        assert_int_equal(ctl_send(p->b, p->handle_b, "one"), 0);
+        assert_int_equal(ctl_send(p->b, p->handle_b, "two!"), 0);
+
+        /* IDs go up in connect order: a, then b */
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peers"));
+        peers = json_get_array(v, "peers");
+        assert_non_null(peers);
+        if (peers->n_children != 2)
+                fail_msg("%zu peers, not 2", peers->n_children);
+        p->id_a = json_get_u64(ctl_at(peers, 0), "id", 0);
+        p->id_b = json_get_u64(ctl_at(peers, 1), "id", 0);
+        assert_true(p->id_a > 0 && p->id_b > p->id_a);
+        json_free(v);
+
+        {
+                char id[32];
+
+                snprintf(id, sizeof(id), "%" PRIu64, p->id_a);
+                detail = ctl_json((uid_t)-1, CTL_ARGS("peer", id, "--json"));
+        }
+        nodes = json_get_array(detail, "nodes");
+        if (!nodes || !nodes->n_children)
+                fail_msg("peer %" PRIu64 " has no nodes (b %" PRIu64 ")", p->id_a, p->id_b);
+        p->node = json_get_u64(ctl_at(nodes, 0), "id", 0);
+        assert_true(p->node > 0);
+        json_free(detail);
+}
+
+static void ctl_peers_close(CtlPeers *p) {
+        assert_int_equal(bus1_uapi_close(p->a), 0);
+        assert_int_equal(bus1_uapi_close(p->b), 0);
+}
+
+static int ctl_setup(void **state) {
+        test_broker_start(&ctl_broker);
+        return 0;
+}
+
+static int ctl_teardown(void **state) {
+        test_broker_stop(&ctl_broker);
+        return 0;
+}
+
+static void test_usage(void **state) {
+        CtlRun run;
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("--help"));
+        assert_non_null(strstr(run.out, "Usage: bus1ctl"));
+        assert_non_null(strstr(run.out, "monitor"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("--version"));
+        assert_true(strncmp(run.out, "bus1ctl ", 8) == 0);
+        ctl_free(&run);
+
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("frobnicate"));
+        assert_non_null(strstr(run.err, "frobnicate"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("peer"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("peer", "x1"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("status", "extra"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("--json=fancy", "status"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("--uid=0", "peers"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("--type=bogus", "monitor"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("--no-such-option"));
+        ctl_free(&run);
+        /* no broker there: a clear failure */
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("--address=/nonexistent/socket", "status"));
+        assert_non_null(strstr(run.err, "Failed to connect"));
+        ctl_free(&run);
+}
+
+static void test_status(void **state) {
+        CtlPeers p;
+        JsonValue *v;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        v = ctl_json((uid_t)-1, CTL_ARGS("status", "--json"));
+        assert_string_equal(json_get_string(v, "version", ""), PACKAGE_VERSION);
+        assert_int_equal(json_get_u64(v, "pid", 0), ctl_broker.pid);
+        assert_string_equal(ctl_at(json_get_array(v, "addresses"), 0)->string, ctl_broker.path);
+        assert_int_equal(json_get_u64(v, "peers", 0), 2);
+        assert_int_equal(json_get_u64(v, "nodes", 0), 1);
+        assert_int_equal(json_get_u64(v, "handles", 0), 2);
+        assert_int_equal(json_get_u64(v, "queued_messages", 0), 2);
+        assert_int_equal(json_get_u64(v, "inflight_slices", 0), 2);
+        assert_int_equal(json_get_u64(v, "inflight_fds", 0), 0);
+        /* the bus1ctl connection itself is no peer */
+        assert_int_equal(json_get_u64(v, "control_connections", 0), 1);
+        assert_int_equal(json_get_u64(json_get(v, "limits"), "slices", 0), 16384);
+        assert_true(json_get_u64(v, "now", 0) >= json_get_u64(v, "start_time", 1));
+        json_free(v);
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("status"));
+        assert_non_null(strstr(run.out, "Peers: 2"));
+        assert_non_null(strstr(run.out, "Nodes: 1"));
+        assert_non_null(strstr(run.out, ctl_broker.path));
+        assert_non_null(strstr(run.out, PACKAGE_VERSION));
+        ctl_free(&run);
+
+        /* pretty JSON is JSON too */
+        json_free(ctl_json((uid_t)-1, CTL_ARGS("status", "--json=pretty")));
+        ctl_peers_close(&p);
+}
+
+static void test_peers(void **state) {
+        const JsonValue *peers, *a, *b;
+        char line[64];
+        CtlPeers p;
+        JsonValue *v;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peers"));
+        peers = json_get_array(v, "peers");
+        a = ctl_at(peers, 0);
+        b = ctl_at(peers, 1);
+        assert_int_equal(json_get_u64(a, "pid", 0), getpid());
+        assert_int_equal(json_get_u64(a, "uid", 1), getuid());
+        assert_int_equal(json_get_u64(a, "n_nodes", 0), 1);
+        assert_int_equal(json_get_u64(a, "n_handles", 0), 1);
+        assert_int_equal(json_get_u64(a, "n_queued", 0), 2);
+        assert_int_equal(json_get_u64(json_get(a, "usage"), "slices", 0), 2);
+        assert_int_equal(json_get_u64(b, "n_nodes", 1), 0);
+        assert_int_equal(json_get_u64(b, "n_handles", 0), 1);
+        assert_int_equal(json_get_u64(b, "n_queued", 1), 0);
+        assert_true(json_get_bool(b, "hello", false));
+        /* the command line is the test program's */
+        assert_non_null(strstr(json_get_string(a, "cmdline", ""), "test-ctl"));
+        assert_false(json_get_bool(v, "truncated", true));
+        json_free(v);
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peers"));
+        assert_true(strncmp(run.out, "ID ", 3) == 0);
+        assert_non_null(strstr(run.out, "COMMAND"));
+        snprintf(line, sizeof(line), "\n%" PRIu64 " ", p.id_a);
+        assert_non_null(strstr(run.out, line));
+        assert_non_null(strstr(run.out, "2 peers listed."));
+        ctl_free(&run);
+
+        /* no legend: exactly one line per peer */
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("--no-legend", "peers"));
+        assert_int_equal(strchr(strchr(run.out, '\n') + 1, '\n')[1], 0);
+        ctl_free(&run);
+        ctl_peers_close(&p);
+}
+
+static void test_peer(void **state) {
+        const JsonValue *nodes, *handles, *queue, *slices, *e;
+        char id_a[32], id_b[32];
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        snprintf(id_a, sizeof(id_a), "%" PRIu64, p.id_a);
+        snprintf(id_b, sizeof(id_b), "%" PRIu64, p.id_b);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peer", id_a));
+        assert_int_equal(json_get_u64(v, "id", 0), p.id_a);
+        nodes = json_get_array(v, "nodes");
+        assert_int_equal(nodes->n_children, 1);
+        assert_int_equal(json_get_u64(ctl_at(nodes, 0), "handle", 0), 0x100);
+        assert_int_equal(json_get_u64(ctl_at(nodes, 0), "holders", 0), 2);
+        assert_int_equal(json_get_u64(ctl_at(nodes, 0), "queued", 0), 2);
+        assert_false(json_get_bool(ctl_at(nodes, 0), "destroyed", true));
+        handles = json_get_array(v, "handles");
+        assert_int_equal(handles->n_children, 1);
+        assert_true(json_get_bool(ctl_at(handles, 0), "own", false));
+        queue = json_get_array(v, "queue");
+        assert_int_equal(queue->n_children, 2);
+        for (size_t i = 0; i < 2; ++i) {
+                e = ctl_at(queue, i);
+                assert_string_equal(json_get_string(e, "type", ""), "data");
+                assert_int_equal(json_get_u64(e, "sender", 0), p.id_b);
+                assert_int_equal(json_get_u64(e, "sender_pid", 0), getpid());
+                assert_int_equal(json_get_u64(e, "sender_uid", 1), getuid());
+                assert_int_equal(json_get_u64(e, "destination", 0), 0x100);
+                assert_int_equal(json_get_u64(e, "node", 0), p.node);
+                assert_int_equal(json_get_u64(e, "bytes", 0), i ? 4 : 3);
+        }
+        assert_true(json_get_u64(ctl_at(queue, 0), "seq", 0) <
+                    json_get_u64(ctl_at(queue, 1), "seq", 0));
+        slices = json_get_array(v, "slices");
+        assert_int_equal(slices->n_children, 2);
+        assert_string_equal(json_get_string(ctl_at(slices, 0), "state", ""), "queued");
+        assert_int_equal(json_get_u64(json_get(v, "limits"), "handles", 0), 65536);
+        json_free(v);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peer", id_b));
+        handles = json_get_array(v, "handles");
+        assert_int_equal(handles->n_children, 1);
+        assert_int_equal(json_get_u64(ctl_at(handles, 0), "id", 0), p.handle_b);
+        assert_int_equal(json_get_u64(ctl_at(handles, 0), "node", 0), p.node);
+        assert_int_equal(json_get_u64(ctl_at(handles, 0), "owner", 0), p.id_a);
+        assert_false(json_get_bool(ctl_at(handles, 0), "own", true));
+        assert_int_equal(json_get_array(v, "queue")->n_children, 0);
+        json_free(v);
+
+        /* a received slice waits for SLICE_RELEASE */
+        {
+                struct bus1_cmd_recv recv = { .max_offset = POOL_MAP };
+                struct bus1_cmd_peer_reset query = {};
+
+                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_RECV, &recv), 0);
+                /*
+                 * The library may have answered from a pushed entry: the
+                 * broker learns of that dequeue before the peer's next
+                 * request, and bus1ctl shows the broker's view.
+                 */
+                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_PEER_QUERY, &query), 0);
+                v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peer", id_a));
+                slices = json_get_array(v, "slices");
+                assert_string_equal(json_get_string(ctl_at(slices, 0), "state", ""),
+                                    "received");
+                assert_int_equal(json_get_array(v, "queue")->n_children, 1);
+                json_free(v);
+        }
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peer", id_a));
+        assert_non_null(strstr(run.out, "Nodes (1):"));
+        assert_non_null(strstr(run.out, "Handles (1):"));
+        assert_non_null(strstr(run.out, "Queue (1):"));
+        assert_non_null(strstr(run.out, "Pool slices (2):"));
+        assert_non_null(strstr(run.out, "0x100"));
+        ctl_free(&run);
+
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("peer", "999999"));
+        assert_non_null(strstr(run.err, "Failed to show peer 999999"));
+        ctl_free(&run);
+        ctl_peers_close(&p);
+}
+
+static void test_quota(void **state) {
+        const JsonValue *users, *u = NULL, *holders;
+        char uid[32];
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        snprintf(uid, sizeof(uid), "%u", (unsigned int)getuid());
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota", uid));
+        users = json_get_array(v, "users");
+        assert_int_equal(users->n_children, 1);
+        u = ctl_at(users, 0);
+        assert_int_equal(json_get_u64(u, "uid", 1), getuid());
+        /* two peers and this bus1ctl */
+        assert_int_equal(json_get_u64(u, "peers", 0), 3);
+        assert_int_equal(json_get_u64(json_get(u, "used"), "slices", 0), 2);
+        assert_int_equal(json_get_u64(json_get(u, "limits"), "fds", 0), 4096);
+        holders = json_get_array(u, "holders");
+        assert_int_equal(holders->n_children, 3);
+        assert_int_equal(json_get_u64(ctl_at(holders, 0), "peer", 0), p.id_a);
+        assert_int_equal(json_get_u64(json_get(ctl_at(holders, 0), "usage"), "slices", 0), 2);
+        assert_non_null(json_get_array(u, "actors"));
+        assert_int_equal(json_get(u, "last_own_refusal")->type, JSON_NULL);
+        json_free(v);
+
+        /* all UIDs: the same one here */
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota"));
+        assert_int_equal(json_get_array(v, "users")->n_children, 1);
+        json_free(v);
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("quota"));
+        assert_non_null(strstr(run.out, "RESOURCE"));
+        assert_non_null(strstr(run.out, "Held by its peers (3):"));
+        ctl_free(&run);
+
+        /* a UID without peers has nothing to show */
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("quota", "4242"));
+        assert_non_null(strstr(run.out, "No UID"));
+        ctl_free(&run);
+        ctl_peers_close(&p);
+}
+
+static bool ctl_metric_name_ok(const char *s, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+                char c = s[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                      c == ':' || (i > 0 && c >= '0' && c <= '9')))
+                        return false;
+        }
+        return n > 0;
+}
+
+/*
+ * The OpenMetrics text format, as much as the broker uses of it: families
+ * declared by "# TYPE name type" before their samples, types known, counter
+ * samples named NAME_total, info samples NAME_info, label sets well formed,
+ * integer values, and "# EOF" as the last line. Return the value of @want.
+ */
+static uint64_t ctl_check_openmetrics(const char *text, const char *want) {
+        char family[128] = "", type[32] = "";
+        uint64_t found = UINT64_MAX;
+        const char *line = text, *end;
+        bool eof = false;
+
+        assert_true(strlen(text) > 6);
+        assert_string_equal(text + strlen(text) - 6, "# EOF\n");
+        for (; *line; line = end + 1) {
+                char name[160], rest[200];
+                unsigned long long v;
+                size_t n;
+
+                end = strchr(line, '\n');
+                assert_non_null(end);
+                assert_false(eof);
+                n = (size_t)(end - line);
+                assert_true(n > 0 && n < sizeof(rest));
+                if (strncmp(line, "# EOF", n) == 0 && n == 5) {
+                        eof = true;
+                        continue;
+                }
+                if (strncmp(line, "# TYPE ", 7) == 0) {
+                        assert_int_equal(sscanf(line, "# TYPE %127s %31s", family, type), 2);
+                        assert_true(ctl_metric_name_ok(family, strlen(family)));
+                        assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                                    strcmp(type, "info") == 0);
+                        /* a counter family is named without its _total */
+                        assert_null(strstr(family, "_total"));
+                        continue;
+                }
+                if (strncmp(line, "# HELP ", 7) == 0) {
+                        assert_true(strncmp(line + 7, family, strlen(family)) == 0);
+                        continue;
+                }
+                assert_true(line[0] != '#');
+                assert_true(family[0] != 0);
+                n = strcspn(line, "{ ");
+                assert_true(n < sizeof(name));
+                memcpy(name, line, n);
+                name[n] = 0;
+                assert_true(ctl_metric_name_ok(name, n));
+                if (strcmp(type, "counter") == 0)
+                        snprintf(rest, sizeof(rest), "%s_total", family);
+                else if (strcmp(type, "info") == 0)
+                        snprintf(rest, sizeof(rest), "%s_info", family);
+                else
+                        snprintf(rest, sizeof(rest), "%s", family);
+                assert_string_equal(name, rest);
+                if (line[n] == '{') {
+                        const char *close = strchr(line + n, '}');
+
+                        assert_true(close && close < end);
+                        assert_non_null(strstr(line + n, "=\""));
+                        n = (size_t)(close - line) + 1;
+                }
+                assert_int_equal(line[n], ' ');
+                assert_int_equal(sscanf(line + n + 1, "%llu", &v), 1);
+                if (strncmp(line, want, strlen(want)) == 0 && line[strlen(want)] == ' ')
+                        found = v;
+        }
+        assert_true(eof);
+        return found;
+}
+
+static void test_metrics(void **state) {
+        const JsonValue *families;
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("metrics"));
+        assert_int_equal(ctl_check_openmetrics(run.out, "bus1d_peers"), 2);
+        assert_int_equal(ctl_check_openmetrics(run.out, "bus1d_nodes"), 1);
+        assert_int_equal(ctl_check_openmetrics(run.out, "bus1d_messages_sent_total"), 2);
+        assert_int_equal(ctl_check_openmetrics(run.out, "bus1d_bytes_sent_total"), 7);
+        assert_int_equal(ctl_check_openmetrics(run.out, "bus1d_queued_messages"), 2);
+        assert_int_equal(ctl_check_openmetrics(run.out,
+                                               "bus1d_quota_refusals_total{resource=\"bytes\"}"),
+                         0);
+        ctl_free(&run);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "metrics"));
+        families = json_get_array(v, "families");
+        assert_non_null(families);
+        assert_true(families->n_children > 10);
+        for (size_t i = 0; i < families->n_children; ++i) {
+                const JsonValue *f = ctl_at(families, i);
+
+                assert_non_null(json_get_string(f, "name", NULL));
+                assert_non_null(json_get_string(f, "type", NULL));
+                assert_true(json_get_array(f, "samples")->n_children >= 1);
+        }
+        json_free(v);
+        ctl_peers_close(&p);
+}
+
+/* a child holding a peer as @uid, with one node of its own, until told to go */
+typedef struct CtlForeign {
+        pid_t pid;
+        int release;            /* closing it ends the child */
+} CtlForeign;
+
+static void ctl_foreign_start(CtlForeign *f, uid_t uid) {
+        int ready[2], release[2];
+        char c;
+
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(release, O_CLOEXEC), 0);
+        f->pid = fork();
+        assert_true(f->pid >= 0);
+        if (f->pid == 0) {
+                struct bus1_cmd_handle_transfer t = { .src_handle = 0x100, .dst_fd = -1 };
+                int peer;
+
+                if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+                    setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                peer = bus1_uapi_open(NULL);
+                if (peer < 0 || bus1_uapi_ioctl(peer, BUS1_CMD_HANDLE_TRANSFER, &t) < 0)
+                        _exit(3);
+                if (write(ready[1], "x", 1) != 1)
+                        _exit(4);
+                close(release[1]);
+                while (read(release[0], &c, 1) > 0)
+                        ;
+                bus1_uapi_close(peer);
+                _exit(0);
+        }
+        close(ready[1]);
+        close(release[0]);
+        f->release = release[1];
+        assert_int_equal(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+}
+
+static void ctl_foreign_stop(CtlForeign *f) {
+        int status;
+
+        close(f->release);
+        assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_access(void **state) {
+        const JsonValue *peers, *users;
+        char id_a[32], id_c[32];
+        CtlForeign nobody;
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+        uint64_t id_nobody;
+
+        if (geteuid() != 0) {
+                print_message("test_access: skipped, switching UIDs needs root\n");
+                skip();
+        }
+        /* nobody must reach the socket in the private directory */
+        assert_int_equal(chmod(ctl_broker.dir, 0755), 0);
+        assert_int_equal(chmod(ctl_broker.path, 0666), 0);
+
+        ctl_peers_setup(&p);
+        ctl_foreign_start(&nobody, CTL_NOBODY);
+        snprintf(id_a, sizeof(id_a), "%" PRIu64, p.id_a);
+
+        /* root sees all three */
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peers"));
+        peers = json_get_array(v, "peers");
+        assert_int_equal(peers->n_children, 3);
+        id_nobody = json_get_u64(ctl_at(peers, 2), "id", 0);
+        assert_int_equal(json_get_u64(ctl_at(peers, 2), "uid", 0), CTL_NOBODY);
+        json_free(v);
+        snprintf(id_c, sizeof(id_c), "%" PRIu64, id_nobody);
+
+        /* nobody sees its own peer only */
+        v = ctl_json(CTL_NOBODY, CTL_ARGS("--json", "peers"));
+        peers = json_get_array(v, "peers");
+        assert_int_equal(peers->n_children, 1);
+        assert_int_equal(json_get_u64(ctl_at(peers, 0), "id", 0), id_nobody);
+        json_free(v);
+
+        v = ctl_json(CTL_NOBODY, CTL_ARGS("--json", "status"));
+        assert_string_equal(json_get_string(v, "scope", ""), "uid");
+        assert_int_equal(json_get_u64(v, "peers", 0), 1);
+        assert_int_equal(json_get_u64(v, "nodes", 0), 1);
+        assert_int_equal(json_get_u64(v, "queued_messages", 1), 0);
+        json_free(v);
+
+        v = ctl_json(CTL_NOBODY, CTL_ARGS("--json", "peer", id_c));
+        assert_int_equal(json_get_array(v, "nodes")->n_children, 1);
+        json_free(v);
+
+        /* root's peers are as unknown to nobody as missing ones */
+        ctl_expect(&run, CTL_NOBODY, 1, CTL_ARGS("peer", id_a));
+        ctl_free(&run);
+        ctl_expect(&run, CTL_NOBODY, 1, CTL_ARGS("quota", "0"));
+        assert_non_null(strstr(run.err, "Operation not permitted"));
+        ctl_free(&run);
+        ctl_expect(&run, CTL_NOBODY, 1, CTL_ARGS("metrics"));
+        ctl_free(&run);
+
+        v = ctl_json(CTL_NOBODY, CTL_ARGS("--json", "quota"));
+        users = json_get_array(v, "users");
+        assert_int_equal(users->n_children, 1);
+        assert_int_equal(json_get_u64(ctl_at(users, 0), "uid", 0), CTL_NOBODY);
+        json_free(v);
+
+        /* root sees nobody's quota too */
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota"));
+        assert_true(json_get_array(v, "users")->n_children >= 2);
+        json_free(v);
+
+        ctl_foreign_stop(&nobody);
+        ctl_peers_close(&p);
+}
+
+/* wait until the broker serves @n monitors */
+static void ctl_wait_monitors(uint64_t n) {
+        for (int i = 0; i < 500; ++i) {
+                JsonValue *v = ctl_json((uid_t)-1, CTL_ARGS("--json", "status"));
+                uint64_t m = json_get_u64(v, "monitors", 0);
+
+                json_free(v);
+                if (m == n)
+                        return;
+                usleep(10000);
+        }
+        fail_msg("the broker never had %" PRIu64 " monitors", n);
+}
+
+/* stop a monitor and parse its lines: one JSON object each */
+static JsonValue **ctl_monitor_stop(CtlRun *run, size_t *np) {
+        JsonValue **lines = NULL;
+        char *line, *save = NULL;
+        size_t n = 0;
+
+        kill(run->pid, SIGINT);
+        ctl_wait(run);
+        assert_true(WIFEXITED(run->status));
+        assert_int_equal(WEXITSTATUS(run->status), 0);
+        for (line = strtok_r(run->out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                lines = realloc(lines, (n + 1) * sizeof(*lines));
+                assert_non_null(lines);
+                if (json_parse(&lines[n], line, strlen(line)) < 0)
+                        fail_msg("monitor line is no JSON: %s", line);
+                assert_int_equal(lines[n]->type, JSON_OBJECT);
+                ++n;
+        }
+        *np = n;
+        return lines;
+}
+
+static void ctl_lines_free(JsonValue **lines, size_t n) {
+        for (size_t i = 0; i < n; ++i)
+                json_free(lines[i]);
+        free(lines);
+}
+
+static size_t ctl_count_type(JsonValue **lines, size_t n, const char *type) {
+        size_t c = 0;
+
+        for (size_t i = 0; i < n; ++i)
+                c += strcmp(json_get_string(lines[i], "type", ""), type) == 0;
+        return c;
+}
+
+static void test_monitor_filters(void **state) {
+        CtlRun all, sends, by_peer, by_node, by_uid, other_uid, text;
+        JsonValue **lines;
+        char peer[32], node[32], uid[32], cookie;
+        CtlPeers p;
+        size_t n;
+        int c;
+
+        ctl_peers_setup(&p);
+        snprintf(peer, sizeof(peer), "--peer=%" PRIu64, p.id_a);
+        snprintf(node, sizeof(node), "--node=%" PRIu64, p.node);
+        snprintf(uid, sizeof(uid), "--uid=%u", (unsigned int)getuid());
+        ctl_spawn(&all, (uid_t)-1, CTL_ARGS("--json", "monitor"));
+        ctl_spawn(&sends, (uid_t)-1, CTL_ARGS("--json", "monitor", "--type=send,refusal"));
+        ctl_spawn(&by_peer, (uid_t)-1, CTL_ARGS("--json", "monitor", peer));
+        ctl_spawn(&by_node, (uid_t)-1, CTL_ARGS("--json", "monitor", node));
+        ctl_spawn(&by_uid, (uid_t)-1, CTL_ARGS("--json", "monitor", uid));
+        ctl_spawn(&other_uid, (uid_t)-1, CTL_ARGS("--json", "monitor", "--uid=4242"));
+        ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor"));
+        ctl_wait_monitors(7);
+
+        /*
+         * Traffic: a receives the two queued messages (deliver), c gets a
+         * handle from a (transfer) and sends to a node of its own; b
+         * releases its handle (release on a's node), a destroys its node.
+         */
+        c = bus1_uapi_open(NULL);
+        assert_true(c >= 0);
+        ctl_recv_release(p.a);
+        ctl_recv_release(p.a);
+        {
+                uint64_t own = ctl_transfer(c, 0x200, -1);
+                uint64_t id = ctl_transfer(p.a, 0x100, c);
+
+                assert_int_equal(ctl_send(c, own, "self"), 0);
+                assert_int_equal(bus1_uapi_ioctl(c, BUS1_CMD_HANDLE_RELEASE, &id), 0);
+        }
+        assert_int_equal(bus1_uapi_ioctl(p.b, BUS1_CMD_HANDLE_RELEASE, &p.handle_b), 0);
+        {
+                uint64_t ids[1] = { 0x100 };
+                struct bus1_cmd_nodes_destroy d = {
+                        .ptr_nodes = (uintptr_t)ids,
+                        .n_nodes = 1,
+                };
+
+                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_NODES_DESTROY, &d), 0);
+        }
+        /* the events are written before the replies; let the monitors read them */
+        usleep(200 * 1000);
+        (void)cookie;
+
+        lines = ctl_monitor_stop(&all, &n);
+        assert_true(ctl_count_type(lines, n, "deliver") >= 2);
+        assert_int_equal(ctl_count_type(lines, n, "send"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "transfer"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "release"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "destroy"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "lost"), 0);
+        for (size_t i = 1; i < n; ++i)
+                assert_true(json_get_u64(lines[i], "seq", 0) >=
+                            json_get_u64(lines[i - 1], "seq", 0));
+        for (size_t i = 0; i < n; ++i)
+                assert_true(json_get_u64(lines[i], "time", 0) > 0);
+        ctl_lines_free(lines, n);
+        ctl_free(&all);
+
+        lines = ctl_monitor_stop(&sends, &n);
+        assert_int_equal(n, 1);
+        assert_string_equal(json_get_string(lines[0], "type", ""), "send");
+        assert_int_equal(json_get_u64(lines[0], "bytes", 0), 4);
+        ctl_lines_free(lines, n);
+        ctl_free(&sends);
+
+        lines = ctl_monitor_stop(&by_peer, &n);
+        assert_true(n >= 4);
+        for (size_t i = 0; i < n; ++i)
+                assert_true(json_get_u64(lines[i], "peer", 0) == p.id_a ||
+                            json_get_u64(lines[i], "target", 0) == p.id_a);
+        ctl_lines_free(lines, n);
+        ctl_free(&by_peer);
+
+        lines = ctl_monitor_stop(&by_node, &n);
+        assert_true(n >= 5);
+        for (size_t i = 0; i < n; ++i)
+                assert_int_equal(json_get_u64(lines[i], "node", 0), p.node);
+        assert_int_equal(ctl_count_type(lines, n, "send"), 0);
+        ctl_lines_free(lines, n);
+        ctl_free(&by_node);
+
+        lines = ctl_monitor_stop(&by_uid, &n);
+        assert_true(n >= 6);
+        ctl_lines_free(lines, n);
+        ctl_free(&by_uid);
+
+        lines = ctl_monitor_stop(&other_uid, &n);
+        assert_int_equal(n, 0);
+        ctl_lines_free(lines, n);
+        ctl_free(&other_uid);
+
+        kill(text.pid, SIGINT);
+        ctl_wait(&text);
+        assert_true(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0);
+        assert_true(strncmp(text.out, "TIME", 4) == 0);
+        assert_non_null(strstr(text.out, " send "));
+        assert_non_null(strstr(text.out, " destroy "));
+        ctl_free(&text);
+
+        assert_int_equal(bus1_uapi_close(c), 0);
+        ctl_peers_close(&p);
+}
+
+static double ctl_now(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* a monitor that does not read loses events, never blocks the bus, and is told */
+static void test_monitor_loss(void **state) {
+        const unsigned int n_msgs = 20000;
+        uint64_t seen = 0, lost = 0, n_lost_lines = 0;
+        JsonValue **lines;
+        CtlRun stalled, text;
+        CtlPeers p;
+        double t0, t1;
+        size_t n;
+
+        ctl_peers_setup(&p);
+        ctl_recv_release(p.a);
+        ctl_recv_release(p.a);
+        ctl_spawn(&stalled, (uid_t)-1, CTL_ARGS("--json", "monitor", "--type=send"));
+        ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor", "--type=send"));
+        ctl_wait_monitors(2);
+        kill(stalled.pid, SIGSTOP);
+        kill(text.pid, SIGSTOP);
+
+        /* the sends go through while both monitors sleep */
+        t0 = ctl_now();
+        for (unsigned int i = 0; i < n_msgs; ++i) {
+                assert_int_equal(ctl_send(p.b, p.handle_b, "x"), 0);
+                ctl_recv_release(p.a);
+        }
+        t1 = ctl_now();
+        print_message("%u sends with two stalled monitors: %.2f s\n", n_msgs, t1 - t0);
+
+        kill(stalled.pid, SIGCONT);
+        kill(text.pid, SIGCONT);
+        /* wait until the monitor has everything: seen + lost adds up */
+        for (int i = 0; i < 1000; ++i) {
+                struct stat st;
+
+                assert_int_equal(fstat(stalled.out_fd, &st), 0);
+                if (st.st_size > 0) {
+                        char *out = ctl_read_fd(stalled.out_fd);
+                        char *line, *save = NULL;
+
+                        seen = lost = 0;
+                        for (line = strtok_r(out, "\n", &save); line;
+                             line = strtok_r(NULL, "\n", &save)) {
+                                if (strstr(line, "\"lost\""))
+                                        lost += strtoull(strstr(line, "\"count\":") + 8, NULL,
+                                                         10);
+                                else
+                                        ++seen;
+                        }
+                        free(out);
+                        if (seen + lost == n_msgs)
+                                break;
+                }
+                usleep(10000);
+        }
+
+        lines = ctl_monitor_stop(&stalled, &n);
+        seen = lost = 0;
+        for (size_t i = 0; i < n; ++i) {
+                if (strcmp(json_get_string(lines[i], "type", ""), "lost") == 0) {
+                        lost += json_get_u64(lines[i], "count", 0);
+                        ++n_lost_lines;
+                } else {
+                        assert_string_equal(json_get_string(lines[i], "type", ""), "send");
+                        ++seen;
+                }
+        }
+        print_message("monitor: %" PRIu64 " events seen, %" PRIu64 " lost in %" PRIu64
+                      " reports\n", seen, lost, n_lost_lines);
+        assert_int_equal(seen + lost, n_msgs);
+        assert_true(lost > 0);
+        assert_true(n_lost_lines >= 1);
+        /* what it saw is in order, each seq after the one before */
+        for (size_t i = 1; i < n; ++i)
+                assert_true(json_get_u64(lines[i], "seq", 0) >=
+                            json_get_u64(lines[i - 1], "seq", 0));
+        ctl_lines_free(lines, n);
+        ctl_free(&stalled);
+
+        usleep(200 * 1000);
+        kill(text.pid, SIGINT);
+        ctl_wait(&text);
+        assert_true(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0);
+        assert_non_null(strstr(text.out, "events lost"));
+        ctl_free(&text);
+
+        /* the broker counts what monitors lost */
+        {
+                CtlRun run;
+
+                ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("metrics"));
+                assert_true(ctl_check_openmetrics(run.out, "bus1d_monitor_events_lost_total") >=
+                            lost);
+                ctl_free(&run);
+        }
+        ctl_peers_close(&p);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_usage, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_status, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_peers, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_peer, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_quota, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_metrics, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_loss, ctl_setup, ctl_teardown),
+        };
+
+        /* children are reaped by the tests; a closed pipe must not kill us */
+        signal(SIGPIPE, SIG_IGN);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Journal logging: structured entries when the journal is there
+ *
+ * Each broker runs in a mount namespace of its own whose /run is an empty
+ * tmpfs; for the cases with a journal, the test's own datagram socket is
+ * bind-mounted to /run/systemd/journal/socket there, so the test receives
+ * exactly what sd_journal_sendv() sends (the journal's native protocol) and
+ * the host's journal, if any, sees nothing. Checked:
+ *  - --log-target=journal: MESSAGE=, PRIORITY=, CODE_FUNC=,
+ *    SYSLOG_IDENTIFIER=, and the fields of a quota refusal (BUS1_UID=,
+ *    BUS1_RECEIVER_UID=, BUS1_RESOURCE=) provoked by a peer of a second UID;
+ *    nothing goes to stderr;
+ *  - the default target picks the journal exactly when $JOURNAL_STREAM
+ *    names the device and inode of stderr, as systemd sets it, and stderr
+ *    otherwise;
+ *  - --log-target=journal without a journal socket falls back to stderr.
+ *
+ * Needs root (skipped otherwise): for the mount namespace, and for the
+ * second UID's peer (seteuid() around connect(), as test-quota.c does).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "util-uapi.h"
+
+#define JOURNAL_UID_B 65534
+
+typedef enum JournalStream {
+        JOURNAL_STREAM_UNSET,
+        JOURNAL_STREAM_STDERR,  /* $JOURNAL_STREAM names stderr, as under systemd */
+        JOURNAL_STREAM_OTHER,   /* inherited from a parent whose stderr it was */
+} JournalStream;
+
+typedef struct JournalBroker {
+        char dir[32];
+        char path[64];
+        char notify[64];
+        char jdir[64];          /* bind-mounted to /run/systemd/journal */
+        int nfd;
+        int jfd;                /* the "journal": bound to jdir/socket */
+        int err;                /* read end of the broker's stderr */
+        pid_t pid;
+} JournalBroker;
+
+static JournalBroker journal_broker = { .nfd = -1, .jfd = -1, .err = -1, .pid = -1 };
+
+static int journal_bind(const char *path, int type) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* in the child: a private /run, with the test's journal in it if @journal */
+static int journal_child_mounts(const JournalBroker *b, bool journal) {
+        if (unshare(CLONE_NEWNS) < 0)
+                return -errno;
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
+            mkdir("/run/systemd", 0755) < 0 || mkdir("/run/systemd/journal", 0755) < 0)
+                return -errno;
+        if (journal && mount(b->jdir, "/run/systemd/journal", NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+/*
+ * Start bus1d --listen=DIR/socket @args with stderr to a pipe and
+ * $NOTIFY_SOCKET, in its own mount namespace. Returns false (after saying
+ * why) if this system cannot make one, and the test is to be skipped.
+ */
+static bool journal_start(JournalBroker *b, bool journal, JournalStream stream,
+                          const char *const *args) {
+        const char *exe = getenv("BUS1D_TEST_BROKER");
+        struct pollfd p;
+        char buf[256];
+        int err[2], status;
+        ssize_t l;
+
+        assert_non_null(exe);
+        snprintf(b->dir, sizeof(b->dir), "/tmp/bus1d-test-XXXXXX");
+        assert_non_null(mkdtemp(b->dir));
+        assert_int_equal(chmod(b->dir, 0755), 0);
+        snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
+        snprintf(b->notify, sizeof(b->notify), "%s/notify", b->dir);
+        snprintf(b->jdir, sizeof(b->jdir), "%s/journal", b->dir);
+        assert_int_equal(mkdir(b->jdir, 0755), 0);
+        snprintf(buf, sizeof(buf), "%s/socket", b->jdir);
+        b->jfd = journal_bind(buf, SOCK_DGRAM);
+        b->nfd = journal_bind(b->notify, SOCK_DGRAM);
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+
+        b->pid = fork();
+        assert_true(b->pid >= 0);
+        if (b->pid == 0) {
+                const char *argv[16] = { exe };
+                char listen[96], value[64];
+                struct stat st;
+                size_t n = 1;
+
+                if (dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(126);
+                if (journal_child_mounts(b, journal) < 0)
+                        _exit(77);
+                unsetenv("JOURNAL_STREAM");
+                if (stream == JOURNAL_STREAM_STDERR && fstat(STDERR_FILENO, &st) == 0) {
+                        snprintf(value, sizeof(value), "%llu:%llu",
+                                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+                        setenv("JOURNAL_STREAM", value, 1);
+                } else if (stream == JOURNAL_STREAM_OTHER) {
+                        setenv("JOURNAL_STREAM", "1:1", 1);
+                }
+                snprintf(listen, sizeof(listen), "--listen=%s", b->path);
+                argv[n++] = listen;
+                for (size_t i = 0; args && args[i] && n < 15; ++i)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                setenv("NOTIFY_SOCKET", b->notify, 1);
+                unsetenv("LISTEN_FDS");
+                execv(exe, (char *const *)argv);
+                _exit(127);
+        }
+        close(err[1]);
+        b->err = err[0];
+
+        for (int i = 0; i < 1000; ++i) {
+                p = (struct pollfd){ .fd = b->nfd, .events = POLLIN };
+                if (poll(&p, 1, 10) == 1) {
+                        l = recv(b->nfd, buf, sizeof(buf) - 1, 0);
+                        assert_true(l > 0);
+                        buf[l] = 0;
+                        assert_non_null(strstr(buf, "READY=1"));
+                        /* peers of the second UID connect too */
+                        assert_int_equal(chmod(b->path, 0777), 0);
+                        setenv("BUS1_ADDRESS", b->path, 1);
+                        return true;
+                }
+                if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
+                        b->pid = -1;
+                        if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+                                print_message("cannot make a mount namespace here; "
+                                              "skipping\n");
+                                return false;
+                        }
+                        fail_msg("bus1d exited at start (status 0x%x)", status);
+                }
+        }
+        fail_msg("bus1d did not become ready");
+        return false;
+}
+
+/* SIGTERM, exit 0, and everything it wrote to stderr */
+static void journal_stop(JournalBroker *b, char *out, size_t size) {
+        size_t n = 0;
+        int status;
+        ssize_t l;
+
+        assert_int_equal(kill(b->pid, SIGTERM), 0);
+        assert_int_equal(waitpid(b->pid, &status, 0), b->pid);
+        b->pid = -1;
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        unsetenv("BUS1_ADDRESS");
+
+        while (n + 1 < size && (l = read(b->err, out + n, size - 1 - n)) > 0)
+                n += (size_t)l;
+        out[n] = 0;
+}
+
+static int journal_teardown(void **state) {
+        JournalBroker *b = &journal_broker;
+        char path[96];
+        int status;
+
+        if (b->pid > 0) {
+                kill(b->pid, SIGKILL);
+                waitpid(b->pid, &status, 0);
+        }
+        if (b->nfd >= 0)
+                close(b->nfd);
+        if (b->jfd >= 0)
+                close(b->jfd);
+        if (b->err >= 0)
+                close(b->err);
+        if (b->dir[0]) {
+                snprintf(path, sizeof(path), "%s/socket", b->jdir);
+                unlink(path);
+                rmdir(b->jdir);
+                unlink(b->path);
+                unlink(b->notify);
+                rmdir(b->dir);
+        }
+        unsetenv("BUS1_ADDRESS");
+        *b = (JournalBroker){ .nfd = -1, .jfd = -1, .err = -1, .pid = -1 };
+        return 0;
+}
+
+/* one journal entry, split into fields */
+typedef struct Entry {
+        char buf[8192];
+        size_t n_fields;
+        const char *names[32];
+        const char *values[32];
+} Entry;
+
+/*
+ * Receive one datagram of the native protocol: "NAME=value\n" per field, or
+ * "NAME\n", a 64-bit little-endian length and the value then "\n" for
+ * values with newlines. Returns false if none came within @timeout_ms.
+ */
+static bool entry_recv(int fd, Entry *e, int timeout_ms) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        size_t len, pos = 0;
+        ssize_t l;
+
+        if (poll(&p, 1, timeout_ms) != 1)
+                return false;
+        l = recv(fd, e->buf, sizeof(e->buf) - 1, MSG_TRUNC);
+        assert_true(l > 0 && (size_t)l < sizeof(e->buf));
+        len = (size_t)l;
+        e->buf[len] = 0;
+        e->n_fields = 0;
+
+        while (pos < len) {
+                char *line = e->buf + pos, *end = memchr(line, '\n', len - pos), *eq;
+
+                assert_non_null(end);
+                assert_true(e->n_fields < 32);
+                *end = 0;
+                eq = strchr(line, '=');
+                e->names[e->n_fields] = line;
+                if (eq) {
+                        *eq = 0;
+                        e->values[e->n_fields++] = eq + 1;
+                        pos = (size_t)(end - e->buf) + 1;
+                        continue;
+                }
+                /* binary: the length follows the name's newline */
+                {
+                        uint64_t n;
+                        char *value = end + 1 + 8;
+
+                        memcpy(&n, end + 1, 8);
+                        assert_true((size_t)(value - e->buf) + n < len);
+                        value[n] = 0;
+                        e->values[e->n_fields++] = value;
+                        pos = (size_t)(value - e->buf) + n + 1;
+                }
+        }
+        return true;
+}
+
+static const char *entry_get(const Entry *e, const char *name) {
+        for (size_t i = 0; i < e->n_fields; ++i)
+                if (strcmp(e->names[i], name) == 0)
+                        return e->values[i];
+        return NULL;
+}
+
+static void entry_expect(const Entry *e, const char *name, const char *value) {
+        const char *v = entry_get(e, name);
+
+        if (!v)
+                fail_msg("journal entry has no %s= (MESSAGE=%s)", name,
+                         entry_get(e, "MESSAGE") ?: "(none)");
+        if (strcmp(v, value) != 0)
+                fail_msg("journal entry has %s=%s, expected %s", name, v, value);
+}
+
+/* the broker's "listening on" notice, its first message at the default level */
+static void expect_listening(JournalBroker *b, const Entry *e) {
+        char text[256];
+
+        snprintf(text, sizeof(text), "listening on %s (clients: BUS1_ADDRESS=%s)", b->path,
+                 b->path);
+        entry_expect(e, "MESSAGE", text);
+        entry_expect(e, "PRIORITY", "5");
+        entry_expect(e, "CODE_FUNC", "main");
+        entry_expect(e, "SYSLOG_IDENTIFIER", "bus1d");
+}
+
+static bool journal_is_root(void) {
+        if (geteuid() == 0)
+                return true;
+        print_message("needs root (a mount namespace, a peer of another UID); skipping\n");
+        return false;
+}
+
+/* open a peer whose SO_PEERCRED says @uid */
+static int peer_as(uid_t uid) {
+        int peer;
+
+        assert_int_equal(setegid(uid), 0);
+        assert_int_equal(seteuid(uid), 0);
+        peer = bus1_uapi_open(NULL);
+        if (seteuid(0) < 0 || setegid(0) < 0)
+                abort();        /* nothing else may run as @uid */
+        assert_true(peer >= 0);
+        return peer;
+}
+
+static void test_journal_fields(void **state) {
+        static const char *const args[] = { "--log-target=journal", "--max-slices=16", NULL };
+        JournalBroker *b = &journal_broker;
+        char out[4096];
+        uint64_t h;
+        Entry e;
+        int a, bp, r = 0;
+
+        if (!journal_is_root() || !journal_start(b, true, JOURNAL_STREAM_UNSET, args))
+                skip();
+
+        assert_true(entry_recv(b->jfd, &e, 5000));
+        expect_listening(b, &e);
+
+        /* a peer of another UID fills uid 0's slices until it is refused */
+        a = peer_as(0);
+        bp = peer_as(JOURNAL_UID_B);
+        h = uapi_give(a, 0x100, bp);
+        for (int i = 0; i < 64 && r == 0; ++i)
+                r = uapi_send_str(bp, h, "fill");
+        assert_int_equal(r, -EDQUOT);
+
+        assert_true(entry_recv(b->jfd, &e, 5000));
+        entry_expect(&e, "PRIORITY", "5");
+        entry_expect(&e, "CODE_FUNC", "broker_on_refusal");
+        entry_expect(&e, "SYSLOG_IDENTIFIER", "bus1d");
+        entry_expect(&e, "BUS1_UID", "65534");
+        entry_expect(&e, "BUS1_RECEIVER_UID", "0");
+        entry_expect(&e, "BUS1_RESOURCE", "slices");
+        entry_expect(&e, "BUS1_AMOUNT", "1");
+        assert_non_null(entry_get(&e, "MESSAGE"));
+        assert_ptr_equal(strstr(entry_get(&e, "MESSAGE"), "quota: uid 65534 refused 1 slices "
+                                                          "for uid 0 "),
+                         entry_get(&e, "MESSAGE"));
+
+        /* further refusals of the pair are counted, not logged */
+        assert_int_equal(uapi_send_str(bp, h, "fill"), -EDQUOT);
+
+        assert_int_equal(bus1_uapi_close(bp), 0);
+        assert_int_equal(bus1_uapi_close(a), 0);
+        journal_stop(b, out, sizeof(out));
+        assert_false(entry_recv(b->jfd, &e, 0));
+        if (out[0])
+                fail_msg("with the journal, bus1d wrote to stderr:\n%s", out);
+}
+
+static void test_journal_stream_detection(void **state) {
+        JournalBroker *b = &journal_broker;
+        char out[4096], text[1024];
+        Entry e;
+
+        if (!journal_is_root() || !journal_start(b, true, JOURNAL_STREAM_STDERR, NULL))
+                skip();
+
+        /* stderr is the stream $JOURNAL_STREAM names: entries, not lines */
+        assert_true(entry_recv(b->jfd, &e, 5000));
+        expect_listening(b, &e);
+        journal_stop(b, out, sizeof(out));
+        assert_string_equal(out, "");
+        journal_teardown(state);
+
+        /* a $JOURNAL_STREAM that is not our stderr means nothing */
+        assert_true(journal_start(b, true, JOURNAL_STREAM_OTHER, NULL));
+        journal_stop(b, out, sizeof(out));
+        assert_false(entry_recv(b->jfd, &e, 0));
+        snprintf(text, sizeof(text), "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n",
+                 b->path, b->path);
+        assert_string_equal(out, text);
+        journal_teardown(state);
+
+        /* --log-target=stderr wins over a matching $JOURNAL_STREAM */
+        {
+                static const char *const args[] = { "--log-target=stderr", NULL };
+
+                assert_true(journal_start(b, true, JOURNAL_STREAM_STDERR, args));
+                journal_stop(b, out, sizeof(out));
+                assert_false(entry_recv(b->jfd, &e, 0));
+                snprintf(text, sizeof(text),
+                         "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->path,
+                         b->path);
+                assert_string_equal(out, text);
+        }
+}
+
+static void test_journal_missing(void **state) {
+        static const char *const args[] = { "--log-target=journal", NULL };
+        JournalBroker *b = &journal_broker;
+        char out[4096], text[1024];
+
+        /* no journal socket in the broker's /run: every message still gets out */
+        if (!journal_is_root() || !journal_start(b, false, JOURNAL_STREAM_UNSET, args))
+                skip();
+        journal_stop(b, out, sizeof(out));
+        snprintf(text, sizeof(text),
+                 "<4>bus1d: main: no journal at /run/systemd/journal/socket; logging to stderr\n"
+                 "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->path, b->path);
+        assert_string_equal(out, text);
+}
+
+static void test_bad_log_target(void **state) {
+        const char *exe = getenv("BUS1D_TEST_BROKER");
+        pid_t pid;
+        int status;
+
+        assert_non_null(exe);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                dup2(null, STDERR_FILENO);
+                execl(exe, exe, "--log-target=syslog", (char *)NULL);
+                _exit(127);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_journal_fields, journal_teardown),
+                cmocka_unit_test_teardown(test_journal_stream_detection, journal_teardown),
+                cmocka_unit_test_teardown(test_journal_missing, journal_teardown),
+                cmocka_unit_test(test_bad_log_target),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
