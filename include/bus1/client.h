@@ -209,7 +209,8 @@ int bus1_peer_handle_release(Bus1Peer *peer, uint64_t id);
  * @dst_idp:    out: the ID the destination holds (BUS1_HANDLE_INVALID if
  *              the node was destroyed)
  *
- * Return: 0, -ENXIO, -ESHUTDOWN, -EDQUOT, -ENOMEM.
+ * Return: 0, -ENXIO, -ESHUTDOWN, -EDQUOT, -ENOMEM, -EINVAL (@dst_idp NULL),
+ *         -EOPNOTSUPP (@dst is connected to another broker).
  */
 int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *dst,
                               uint64_t *dst_idp);
@@ -221,7 +222,8 @@ int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *dst,
  * @ids:        owner handle IDs
  * @n_ids:      their number
  *
- * Return: 0, -ENXIO, -EREMOTE, -ESTALE, -ENOTUNIQ, -EINVAL, -ESHUTDOWN.
+ * Return: 0, -ENXIO, -EREMOTE, -ESTALE, -ENOTUNIQ, -EINVAL, -ESHUTDOWN,
+ *         -EDQUOT (a new ID needs a handle the quota does not allow).
  */
 int bus1_peer_nodes_destroy(Bus1Peer *peer, uint64_t flags, const uint64_t *ids,
                             size_t n_ids);

@@ -176,7 +176,8 @@ _public_ uint64_t bus1_message_get_flags(Bus1Message *message) {
  * @message:    message
  *
  * For NODE_DESTROY the peer's handle to the destroyed node; for
- * NODE_RELEASE the owner handle of the released node; the seed's is 0.
+ * NODE_RELEASE the owner handle of the released node; the seed's is
+ * BUS1_HANDLE_INVALID.
  *
  * Return: the handle ID.
  */

@@ -220,7 +220,6 @@ transfer:
 }
 
 static int uapi_send(Client *client, struct bus1_cmd_send *arg) {
-        _cleanup_(freep) struct iovec *vecs = NULL;
         const struct iovec *uvecs = (const struct iovec *)(uintptr_t)arg->ptr_vecs;
         const int *fds = (const int *)(uintptr_t)arg->ptr_fds;
         ClientSend s;
