@@ -424,8 +424,8 @@ static int ctl_show_status(const JsonValue *v) {
         else
                 printf("         Scope: peers of UID %" PRIu64 "\n",
                        json_get_u64(v, "caller_uid", 0));
-        printf("         Peers: %" PRIu64 " (and %" PRIu64 " control connections, %" PRIu64
-               " monitors)\n", json_get_u64(v, "peers", 0),
+        printf("         Peers: %" PRIu64 "\n", json_get_u64(v, "peers", 0));
+        printf("       Control: %" PRIu64 " connections, %" PRIu64 " monitors\n",
                json_get_u64(v, "control_connections", 0), json_get_u64(v, "monitors", 0));
         printf("         Users: %" PRIu64 "\n", json_get_u64(v, "users", 0));
         printf("         Nodes: %" PRIu64 "\n", json_get_u64(v, "nodes", 0));

@@ -24,7 +24,8 @@
  *  - Every request except FDS and ACK is answered by exactly one REPLY that
  *    echoes its cookie, in request order. FDS and ACK are never answered and
  *    carry cookie 0, and so do pushed records (ENTRY, RETRACT, WAKE,
- *    PUSH_FDS, RESYNC).
+ *    PUSH_FDS, RESYNC, EVENTS). The body of a control reply travels ahead
+ *    of it in CTL_DATA records that carry the request's cookie too.
  *  - A record has exactly the fds its decoded form accounts for
  *    (proto_*_n_fds() below); fds beyond the SCM_MAX_FD a kernel lets one
  *    sendmsg() carry travel ahead on FDS/PUSH_FDS carrier records.

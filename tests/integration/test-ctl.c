@@ -727,12 +727,42 @@ static void ctl_wait_monitors(uint64_t n) {
         fail_msg("the broker never had %" PRIu64 " monitors", n);
 }
 
+/* wait until a running bus1ctl's output contains @what (NULL: stops growing) */
+static void ctl_wait_output(CtlRun *run, const char *what) {
+        off_t last = -1;
+        int still = 0;
+
+        for (int i = 0; i < 1000; ++i) {
+                struct stat st;
+
+                assert_int_equal(fstat(run->out_fd, &st), 0);
+                if (what) {
+                        char *out = ctl_read_fd(run->out_fd);
+                        bool found = strstr(out, what) != NULL;
+
+                        free(out);
+                        if (found)
+                                return;
+                } else if (st.st_size == last && ++still >= 20) {
+                        return;
+                } else if (st.st_size != last) {
+                        still = 0;
+                }
+                last = st.st_size;
+                usleep(10000);
+        }
+        if (what)
+                fail_msg("bus1ctl never printed \"%s\"", what);
+}
+
 /* stop a monitor and parse its lines: one JSON object each */
 static JsonValue **ctl_monitor_stop(CtlRun *run, size_t *np) {
         JsonValue **lines = NULL;
         char *line, *save = NULL;
         size_t n = 0;
 
+        /* what the broker wrote may still be on its way to the output */
+        ctl_wait_output(run, NULL);
         kill(run->pid, SIGINT);
         ctl_wait(run);
         assert_true(WIFEXITED(run->status));
@@ -766,7 +796,7 @@ static size_t ctl_count_type(JsonValue **lines, size_t n, const char *type) {
 static void test_monitor_filters(void **state) {
         CtlRun all, sends, by_peer, by_node, by_uid, other_uid, text;
         JsonValue **lines;
-        char peer[32], node[32], uid[32], cookie;
+        char peer[32], node[32], uid[32];
         CtlPeers p;
         size_t n;
         int c;
@@ -810,9 +840,9 @@ static void test_monitor_filters(void **state) {
 
                 assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_NODES_DESTROY, &d), 0);
         }
-        /* the events are written before the replies; let the monitors read them */
-        usleep(200 * 1000);
-        (void)cookie;
+        /* the last event: every monitor that wants it has it once it shows */
+        ctl_wait_output(&all, "\"destroy\"");
+        ctl_wait_output(&text, " destroy ");
 
         lines = ctl_monitor_stop(&all, &n);
         assert_true(ctl_count_type(lines, n, "deliver") >= 2);
@@ -862,6 +892,7 @@ static void test_monitor_filters(void **state) {
         ctl_lines_free(lines, n);
         ctl_free(&other_uid);
 
+        ctl_wait_output(&text, NULL);
         kill(text.pid, SIGINT);
         ctl_wait(&text);
         assert_true(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0);
@@ -959,7 +990,7 @@ static void test_monitor_loss(void **state) {
         ctl_lines_free(lines, n);
         ctl_free(&stalled);
 
-        usleep(200 * 1000);
+        ctl_wait_output(&text, "events lost");
         kill(text.pid, SIGINT);
         ctl_wait(&text);
         assert_true(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0);
