@@ -11,7 +11,7 @@
  * Cases: send-recv-uapi and send-recv-native, sizes 0, 64, 1 KiB, 4 KiB,
  * 64 KiB and 1 MiB; metric ns per message.
  *
- * Usage: bench-loop [CASE...]
+ * Usage: bench-loop [CASE...]; $BENCH_SIZES (e.g. "0 1024") limits the sizes.
  */
 
 #include <stdio.h>
@@ -23,6 +23,27 @@
 #include "bus1/uapi.h"
 
 static const size_t loop_sizes[] = { 0, 64, 1024, 4096, 65536, 1048576 };
+
+/* $BENCH_SIZES, if set, names the sizes to run */
+static bool loop_size_selected(size_t size) {
+        const char *e = getenv("BENCH_SIZES");
+        char *end;
+
+        if (!e)
+                return true;
+        while (*e) {
+                unsigned long long v = strtoull(e, &end, 10);
+
+                if (end == e)
+                        break;
+                if (v == size)
+                        return true;
+                e = end;
+                while (*e == ' ' || *e == ',')
+                        ++e;
+        }
+        return false;
+}
 
 typedef struct UapiLoop {
         int sender, receiver;
@@ -71,6 +92,8 @@ static void uapi_loop(const void *buf) {
                 bench_die("HANDLE_TRANSFER: %s", strerror(-e));
         l.dst = t.dst_handle;
         for (size_t i = 0; i < sizeof(loop_sizes) / sizeof(*loop_sizes); ++i) {
+                if (!loop_size_selected(loop_sizes[i]))
+                        continue;
                 l.vec = (struct iovec){ .iov_base = (void *)buf, .iov_len = loop_sizes[i] };
                 bench_print("send-recv-uapi", loop_sizes[i], "ns", bench_run(uapi_step, &l));
         }
@@ -112,6 +135,8 @@ static void native_loop(const void *buf) {
         if (e < 0)
                 bench_die("bus1_peer_handle_transfer: %s", strerror(-e));
         for (size_t i = 0; i < sizeof(loop_sizes) / sizeof(*loop_sizes); ++i) {
+                if (!loop_size_selected(loop_sizes[i]))
+                        continue;
                 l.vec = (struct iovec){ .iov_base = (void *)buf, .iov_len = loop_sizes[i] };
                 bench_print("send-recv-native", loop_sizes[i], "ns", bench_run(native_step, &l));
         }

@@ -959,12 +959,16 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
 }
 
 /*
- * Make the next entry available without consuming the socket's last
- * record: from the buffer, or peeked from the socket. Return: 1 and the
- * entry in @ep (from_socket set if it is still in the socket), 0 nothing
- * here, negative errno.
+ * Make the next entry available: from the buffer, or from the socket.
+ * Without @consume the socket's record is only peeked, so the descriptor
+ * stays readable if the caller does not dequeue it (PEEK, ERANGE). With
+ * @consume the record is read and buffered in one recvmsg(); the caller
+ * must then either dequeue it or leave it to a RECV round trip, whose
+ * reply the broker follows with a WAKE while entries stay outstanding.
+ * Return: 1 and the entry in @ep (from_socket set if it is still in the
+ * socket), 0 nothing here, negative errno.
  */
-static int client_next(Client *client, ProtoEntry *ep, bool *from_socketp) {
+static int client_next(Client *client, bool consume, ProtoEntry *ep, bool *from_socketp) {
         ClientEntry *front;
         ClientPacket pkt;
         int r;
@@ -977,30 +981,33 @@ static int client_next(Client *client, ProtoEntry *ep, bool *from_socketp) {
                         return 1;
                 }
 
-                r = client_read(client, &pkt, true, true);
-                if (r <= 0)
-                        return r == 0 ? 0 : client_fail(client, r);
+                if (!consume) {
+                        r = client_read(client, &pkt, true, true);
+                        if (r <= 0)
+                                return r == 0 ? 0 : client_fail(client, r);
 
-                if (pkt.hdr.type == PROTO_TYPE_ENTRY && pkt.n_fds == 0) {
-                        r = proto_decode_entry(ep, client_rx, pkt.len, 0);
-                        if (r < 0)
-                                return client_fail(client, r);
-                        if (ep->entry_id > client->dequeued_upto) {
-                                *from_socketp = true;
-                                return 1;
+                        if (pkt.hdr.type == PROTO_TYPE_ENTRY && pkt.n_fds == 0) {
+                                r = proto_decode_entry(ep, client_rx, pkt.len, 0);
+                                if (r < 0)
+                                        return client_fail(client, r);
+                                if (ep->entry_id > client->dequeued_upto) {
+                                        *from_socketp = true;
+                                        return 1;
+                                }
                         }
                 }
 
-                /* WAKE, a stale copy, or anything else: consume and look again */
+                /* consume: an entry is buffered, anything else acted on */
                 r = client_read(client, &pkt, true, false);
                 if (r <= 0)
                         return r == 0 ? 0 : client_fail(client, r);
-                if (pkt.hdr.type != PROTO_TYPE_ENTRY) {
+                if (pkt.hdr.type != PROTO_TYPE_ENTRY || consume) {
                         r = client_handle_push(client, &pkt);
                         client_close_fds(pkt.fds, pkt.n_fds);
                         if (r < 0)
                                 return client_fail(client, r);
                 } else {
+                        /* a stale copy of an entry already dequeued */
                         client_close_fds(pkt.fds, pkt.n_fds);
                 }
         }
@@ -1032,7 +1039,12 @@ int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv 
         if (flags & BUS1_RECV_FLAG_SEED)
                 return client_recv_remote(client, flags, max_offset, recvp);
 
-        r = client_next(client, &e, &from_socket);
+        /*
+         * A plain dequeue that cannot meet ERANGE reads the entry in one
+         * recvmsg(); otherwise it is peeked first (see client_next()).
+         */
+        r = client_next(client, !(flags & BUS1_RECV_FLAG_PEEK) && max_offset >= client->pool_size,
+                        &e, &from_socket);
         if (r < 0)
                 return r;
         /* nothing here: the broker may hold entries it could not push yet */

@@ -2,8 +2,11 @@
 /*
  * Connection: one client socket, and the peer it is
  *
- * One wakeup reads at most CONNECTION_RECORDS_MAX records, so one busy
- * client cannot starve the others. Each request is decoded, applied to the
+ * One wakeup reads one record: a client almost always has exactly one
+ * request outstanding, so reading on until EAGAIN would cost a recvmsg()
+ * per request for nothing, and the level-triggered event loop comes back
+ * at once for a client that sent more (which also keeps one busy client
+ * from starving the others). Each request is decoded, applied to the
  * model, and answered; then the entries it queued are pushed: to the other
  * peers first, then this one's reply, then this peer's own new entries.
  * Writing the others' entries before the reply is what makes side-channel
@@ -51,8 +54,6 @@
 #error "the broker uses little-endian arrays of requests in place"
 #endif
 
-/* records read per wakeup, for fairness between clients */
-#define CONNECTION_RECORDS_MAX 32
 /* stop reading requests while this much output waits */
 #define CONNECTION_OUT_MAX (1024 * 1024)
 /* past this many RETRACTs in one request, RESYNC instead */
@@ -1090,17 +1091,14 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
         }
 
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                for (unsigned int i = 0; i < CONNECTION_RECORDS_MAX && !conn->dead; ++i) {
-                        size_t n_fds = 0;
-                        ssize_t l;
+                size_t n_fds = 0;
+                ssize_t l;
 
-                        if (conn->n_out_bytes >= CONNECTION_OUT_MAX)
-                                break;
-
+                if (conn->n_out_bytes < CONNECTION_OUT_MAX) {
                         l = connection_recv(conn, fds, &n_fds);
-                        if (l == -EAGAIN || l == -EINTR)
-                                break;
-                        if (l <= 0) {
+                        if (l > 0) {
+                                connection_dispatch_packet(conn, (size_t)l, fds, n_fds);
+                        } else if (l != -EAGAIN && l != -EINTR) {
                                 /*
                                  * EOF, a reset, or a truncated packet; an
                                  * empty record (which reads like EOF) may
@@ -1108,9 +1106,7 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
                                  */
                                 connection_close_fds(fds, n_fds);
                                 conn->dead = true;
-                                break;
                         }
-                        connection_dispatch_packet(conn, (size_t)l, fds, n_fds);
                 }
         }
 
