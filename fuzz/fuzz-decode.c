@@ -422,7 +422,7 @@ static size_t n_fds_send(const void *in) {
 }
 
 static size_t n_fds_reply_hello(const void *in) {
-        return ((const ProtoReplyHello *)in)->error ? 0 : 1;
+        return ((const ProtoReplyHello *)in)->error ? 0 : 2;
 }
 
 static size_t n_fds_reply_recv(const void *in) {

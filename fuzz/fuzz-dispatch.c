@@ -96,6 +96,7 @@ typedef struct Client {
         int pool_fd;
         const uint8_t *pool;
         uint64_t pool_size;
+        uint8_t *ring;          /* the release ring, mapped writable */
 
         int carried[PROTO_RECORD_FDS_MAX];      /* from PUSH_FDS, for the next record */
         size_t n_carried;
@@ -320,6 +321,9 @@ static void fuzz_unmap_pool(Client *c) {
         c->pool = NULL;
         c->pool_size = 0;
         c->pool_fd = safe_close(c->pool_fd);
+        if (c->ring)
+                munmap(c->ring, PROTO_RING_SIZE);
+        c->ring = NULL;
 }
 
 static void fuzz_client_reset(Client *c) {
@@ -450,6 +454,10 @@ static void fuzz_on_hello(Client *c, const ProtoReplyHello *reply, int *fds) {
         p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, c->pool_fd, 0);
         if (p != MAP_FAILED)
                 fuzz_fail("client %u: the pool maps writable", c->index);
+        p = mmap(NULL, PROTO_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+        if (p == MAP_FAILED)
+                fuzz_fail("client %u: cannot map the release ring: %m", c->index);
+        c->ring = p;
         /* a fresh stream: everything queued is pushed again */
         c->stream_entry = 0;
         c->fd_install = false;
@@ -461,8 +469,8 @@ static void fuzz_on_reply(Fuzz *f, Client *c, const uint8_t *buf, size_t len, in
         uint32_t error;
         int r;
 
-        /* unmatched, a 48-byte reply with one fd can only answer a HELLO */
-        if (!c->synced && len == PROTO_SIZE_REPLY_HELLO && n_fds == 1)
+        /* unmatched, a 48-byte reply with two fds can only answer a HELLO */
+        if (!c->synced && len == PROTO_SIZE_REPLY_HELLO && n_fds == 2)
                 p.type = PROTO_TYPE_HELLO;
 
         if (c->synced) {

@@ -275,13 +275,50 @@ static int client_fail(Client *client, int r) {
         return r == -EBADMSG ? -EPROTO : r;
 }
 
+/*
+ * Append a value to the release ring (docs/protocol.md section 8a).
+ * Return: false if there is no ring or it is full; the caller then tells
+ * the broker with a record instead.
+ */
+static bool client_ring_push(Client *client, uint64_t value) {
+        uint64_t head, *slot;
+
+        if (!client->ring)
+                return false;
+        head = le64toh(__atomic_load_n((uint64_t *)(void *)(client->ring + PROTO_RING_HEAD),
+                                       __ATOMIC_ACQUIRE));
+        if (client->ring_tail - head >= PROTO_RING_N_SLOTS)
+                return false;
+        slot = (uint64_t *)(void *)(client->ring + PROTO_RING_SLOTS +
+                                    8 * (client->ring_tail % PROTO_RING_N_SLOTS));
+        __atomic_store_n(slot, htole64(value), __ATOMIC_RELAXED);
+        ++client->ring_tail;
+        __atomic_store_n((uint64_t *)(void *)(client->ring + PROTO_RING_TAIL),
+                         htole64(client->ring_tail), __ATOMIC_RELEASE);
+        return true;
+}
+
+/*
+ * Report local dequeues through the ring. Return: true if the broker will
+ * know of every one before anything written after (ring or socket).
+ */
+static bool client_ring_ack(Client *client) {
+        if (client->dequeued_upto <= client->acked)
+                return true;
+        if (!client_ring_push(client, (client->dequeued_upto << 3) | PROTO_RING_ACK))
+                return false;
+        client->acked = client->dequeued_upto;
+        return true;
+}
+
 /* report locally dequeued entries ahead of the next request */
 static int client_flush_ack(Client *client) {
         uint8_t buf[PROTO_SIZE_HEADER + 8];
         ProtoAck ack = { .entry_id = client->dequeued_upto };
         int r;
 
-        if (client->dequeued_upto <= client->acked)
+        /* the broker drains the ring before it reads the request */
+        if (client_ring_ack(client))
                 return 0;
         r = proto_encode_ack(buf, sizeof(buf), &ack);
         if (r < 0)
@@ -407,7 +444,7 @@ static int client_hello(Client *client) {
         };
         ProtoReplyHello reply;
         ClientPacket pkt;
-        void *p;
+        void *p, *ring;
         int r;
 
         r = proto_encode_hello(buf, sizeof(buf), &hello);
@@ -427,17 +464,29 @@ static int client_hello(Client *client) {
         }
         if (reply.error)
                 return -(int)reply.error;
-        if (pkt.n_fds != 1 || reply.pool_size > SIZE_MAX) {
+        if (pkt.n_fds != 2 || reply.pool_size > SIZE_MAX) {
                 client_close_fds(pkt.fds, pkt.n_fds);
                 return client_fail(client, -EBADMSG);
         }
 
+        ring = mmap(NULL, PROTO_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, pkt.fds[1], 0);
+        r = -errno;
+        safe_close(pkt.fds[1]);
+        if (ring == MAP_FAILED) {
+                safe_close(pkt.fds[0]);
+                return r;
+        }
         p = mmap(NULL, (size_t)reply.pool_size, PROT_READ, MAP_SHARED, pkt.fds[0], 0);
         if (p == MAP_FAILED) {
                 r = -errno;
                 safe_close(pkt.fds[0]);
+                munmap(ring, PROTO_RING_SIZE);
                 return r;
         }
+        if (client->ring)
+                munmap(client->ring, PROTO_RING_SIZE);
+        client->ring = ring;
+        client->ring_tail = 0;
         if (client->pool)
                 munmap((void *)client->pool, (size_t)client->pool_size);
         safe_close(client->pool_fd);
@@ -535,6 +584,9 @@ Client *client_free(Client *client) {
                 return NULL;
         if (client->pool)
                 munmap((void *)client->pool, (size_t)client->pool_size);
+        if (client->ring)
+                munmap(client->ring, PROTO_RING_SIZE);
+        offset_set_clear(&client->slices);
         safe_close(client->pool_fd);
         safe_close(client->fd);
         free(client->entries);
@@ -627,7 +679,11 @@ int client_reset(Client *client, const ProtoPeerReset *reset) {
         r = proto_encode_peer_reset(buf, sizeof(buf), &req);
         if (r < 0)
                 return r;
-        return client_call_simple(client, buf, (size_t)r, NULL, 0, req.cookie);
+        r = client_call_simple(client, buf, (size_t)r, NULL, 0, req.cookie);
+        /* a flush released every slice */
+        if (r == 0 && (reset->flags & BUS1_PEER_RESET_FLAG_FLUSH))
+                offset_set_clear(&client->slices);
+        return r;
 }
 
 /**
@@ -744,11 +800,25 @@ int client_nodes_destroy(Client *client, uint64_t flags, const uint64_t *ids, si
  */
 int client_slice_release(Client *client, uint64_t offset) {
         uint8_t buf[PROTO_SIZE_SLICE_RELEASE];
-        ProtoSliceRelease req = { .cookie = ++client->n_cookies, .offset = offset };
+        ProtoSliceRelease req = { .offset = offset };
         int r;
 
         if (client->disconnected)
                 return -ESHUTDOWN;
+        if (client->broken)
+                return -ECONNRESET;
+
+        /*
+         * A slice this client received goes through the ring, behind the
+         * ACK of its dequeue; anything else (an offset it never received,
+         * one received before it adopted the connection, a full ring) is
+         * the broker's to judge.
+         */
+        if (offset_set_remove(&client->slices, offset) && client_ring_ack(client) &&
+            client_ring_push(client, offset | PROTO_RING_RELEASE))
+                return 0;
+
+        req.cookie = ++client->n_cookies;
         r = proto_encode_slice_release(buf, sizeof(buf), &req);
         if (r < 0)
                 return r;
@@ -924,6 +994,9 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
                         client_pop_front(client);
                 if (reply.entry.entry_id > client->dequeued_upto)
                         client->dequeued_upto = reply.entry.entry_id;
+                /* no room to remember it: its release takes the round trip */
+                if (reply.entry.msg.type == BUS1_MSG_DATA)
+                        (void)offset_set_add(&client->slices, reply.entry.msg.offset);
         }
         /* only now is it known which buffered entries the broker still has */
         client_await_wake(client);
@@ -1081,5 +1154,9 @@ int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv 
                 client_pop_front(client);
         }
         client->dequeued_upto = e.entry_id;
+        if (e.msg.type == BUS1_MSG_DATA)
+                (void)offset_set_add(&client->slices, e.msg.offset);
+        /* tell the broker now, without a system call, if the ring has room */
+        (void)client_ring_ack(client);
         return 0;
 }

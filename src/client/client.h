@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 #include "proto/proto.h"
+#include "util/offset-set.h"
 
 typedef struct Client Client;
 typedef struct ClientEntry ClientEntry;
@@ -46,7 +47,11 @@ struct Client {
         size_t entries_cap;
 
         uint64_t dequeued_upto; /* highest entry id dequeued, locally or not */
-        uint64_t acked;         /* highest id reported with ACK */
+        uint64_t acked;         /* highest id reported, in the ring or with ACK */
+
+        uint8_t *ring;          /* the release ring (PROTO_RING_SIZE), shared */
+        uint64_t ring_tail;     /* values written to it */
+        OffsetSet slices;       /* offsets received and not released yet */
 };
 
 /* what a RECV returns */

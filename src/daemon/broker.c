@@ -22,6 +22,12 @@
 #include "proto/proto.h"
 #include "util/log.h"
 
+/* BusDrainFn: the peer's connection applies its client's release ring */
+static void broker_drain(Bus *bus, Peer *peer) {
+        if (peer->userdata)
+                connection_drain(peer->userdata);
+}
+
 static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
         return pool_init_memfd(pool, size);
 }
@@ -78,6 +84,7 @@ int broker_new(Broker **brokerp) {
 
         bus_init(&broker->bus);
         broker->bus.pool_setup = broker_pool_setup;
+        broker->bus.drain = broker_drain;
         broker->bus.pool_size = 0;      /* each peer's pool covers its user's byte limit */
         /* a peer starts with its user's limits, whatever they are configured to */
         broker->bus.limits = (PeerLimits){

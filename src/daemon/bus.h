@@ -45,6 +45,20 @@ typedef struct BusEvent BusEvent;
  */
 typedef int (*BusPoolSetupFn)(Bus *bus, Peer *peer, Pool *pool, uint64_t size);
 
+/**
+ * typedef BusDrainFn - apply what a peer's client did without telling yet
+ * @bus:        bus
+ * @peer:       peer
+ *
+ * A client may release slices and dequeue pushed entries ahead of telling
+ * the broker (the release ring, docs/protocol.md section 8a). The model
+ * calls this hook before anything that could observe those releases: before
+ * placing a slice in @peer's pool and before refusing a charge to @peer's
+ * user. Optional; the hook may change @peer's pool, queue and charges, but
+ * never frees a peer.
+ */
+typedef void (*BusDrainFn)(Bus *bus, Peer *peer);
+
 enum {
         BUS_EVENT_SEND = 1,             /* a message was queued on a receiver */
         BUS_EVENT_DELIVER,              /* a receiver dequeued a message */
@@ -103,6 +117,7 @@ struct Bus {
         uint64_t n_inflight_fds;        /* fds all queued messages hold */
         uint64_t fd_budget;     /* at most this many; set by the broker */
         BusPoolSetupFn pool_setup;
+        BusDrainFn drain;       /* optional */
         BusObserverFn observer; /* optional */
         void *userdata;
 };

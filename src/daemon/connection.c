@@ -434,8 +434,10 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
                                    size_t n_fds) {
         uint8_t out[PROTO_SIZE_REPLY_HELLO];
         ProtoReplyHello reply = {};
+        FdList *fds_reply = NULL;
+        int r, len_out, fds_out[2];
         ProtoHello hello;
-        int r, pool_fd;
+        Ring ring;
 
         r = proto_decode_hello(&hello, buf, len, n_fds);
         if (r < 0)
@@ -446,17 +448,30 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
 
         if (conn->peer->disconnected)
                 return -ESHUTDOWN;
-        r = pool_open_readonly(&conn->peer->pool, &pool_fd);
+        r = pool_open_readonly(&conn->peer->pool, &fds_out[0]);
         if (r < 0)
                 return r;
+        /* the adopting process gets a ring of its own (the old one was drained) */
+        r = ring_init(&ring, &fds_out[1]);
+        if (r < 0) {
+                safe_close(fds_out[0]);
+                return r;
+        }
 
         reply.version = PROTO_VERSION_MAX < hello.version_max ? PROTO_VERSION_MAX
                                                                : hello.version_max;
         reply.peer_id = conn->peer->id;
         reply.pool_size = conn->peer->pool.max_size;
         r = proto_encode_reply_hello(out, sizeof(out), &reply);
+        len_out = r;
+        if (r >= 0)
+                r = fdlist_new(&fds_reply, fds_out, 2);
+        else {
+                safe_close(fds_out[0]);
+                safe_close(fds_out[1]);
+        }
         if (r < 0) {
-                safe_close(pool_fd);
+                ring_deinit(&ring);
                 return r;
         }
 
@@ -465,11 +480,13 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
          * (a child that inherited it): the stream starts afresh, and every
          * queued entry is pushed again after the reply.
          */
+        ring_deinit(&conn->ring);
+        conn->ring = ring;
         conn->hello = true;
         conn->push_cursor = 0;
         conn->push_blocked = false;
         conn->fd_install = false;
-        connection_write(conn, out, (size_t)r, NULL, pool_fd);
+        connection_write(conn, out, (size_t)len_out, fds_reply, -1);
         connection_mark_dirty(conn);
         return 0;
 }
@@ -724,27 +741,76 @@ static int connection_handle_transfer(Connection *conn, uint64_t *cookiep, const
         return peer_handle_transfer(conn->peer, req.flags, req.src_handle, dst, dst_idp);
 }
 
-static int connection_handle_ack(Connection *conn, const void *buf, size_t len, size_t n_fds) {
+/* the client dequeued entries up to @entry_id locally: dequeue them here too */
+static void connection_apply_ack(Connection *conn, uint64_t entry_id) {
         QueueEntry *entry;
-        ProtoAck ack;
         PeerRecv r;
+
+        conn->dequeuing = true;
+        while ((entry = queue_first(&conn->peer->queue)) && entry->id <= entry_id &&
+               entry->id <= conn->push_cursor) {
+                if (peer_recv(conn->peer, 0, UINT64_MAX, &r) < 0)
+                        break;
+                peer_recv_deinit(&r);
+        }
+        conn->dequeuing = false;
+}
+
+static int connection_handle_ack(Connection *conn, const void *buf, size_t len, size_t n_fds) {
+        ProtoAck ack;
         int res;
 
         res = proto_decode_ack(&ack, buf, len, n_fds);
         if (res < 0)
                 return res;
-
         /* the client dequeued these locally; apply it before its next request */
-        conn->dequeuing = true;
-        while ((entry = queue_first(&conn->peer->queue)) && entry->id <= ack.entry_id &&
-               entry->id <= conn->push_cursor) {
-                res = peer_recv(conn->peer, 0, UINT64_MAX, &r);
-                if (res < 0)
-                        break;
-                peer_recv_deinit(&r);
-        }
-        conn->dequeuing = false;
+        connection_apply_ack(conn, ack.entry_id);
         return 0;
+}
+
+/* one value of the release ring */
+static int connection_ring_apply(uint64_t value, void *userdata) {
+        Connection *conn = userdata;
+
+        /* after PEER_DISCONNECT nothing is left to release */
+        if (conn->peer->disconnected)
+                return 0;
+
+        switch (value & PROTO_RING_TAG_MASK) {
+        case PROTO_RING_RELEASE:
+                /* the library only writes slices it received: anything else is a lie */
+                return peer_slice_release(conn->peer, value) < 0 ? -EBADMSG : 0;
+        case PROTO_RING_ACK:
+                if (value >> 3 == 0)
+                        return -EBADMSG;
+                connection_apply_ack(conn, value >> 3);
+                return 0;
+        default:
+                return -EBADMSG;
+        }
+}
+
+/**
+ * connection_drain() - apply the client's release ring
+ * @conn:       connection
+ *
+ * Called before each request of the client and through the bus's drain
+ * hook (BusDrainFn). A client that broke the ring is shut down: its socket
+ * reports a hang-up and the connection is closed at its next wakeup, never
+ * in the middle of another client's request.
+ */
+void connection_drain(Connection *conn) {
+        int r;
+
+        if (conn->ring_broken)
+                return;
+        r = ring_drain(&conn->ring, connection_ring_apply, conn);
+        if (r < 0) {
+                log_warning("peer %llu wrote an invalid release ring; closing its connection",
+                            (unsigned long long)conn->peer->id);
+                conn->ring_broken = true;
+                shutdown(conn->fd, SHUT_RDWR);
+        }
 }
 
 /* answer a control request: the body in CTL_DATA records, then the REPLY */
@@ -802,6 +868,13 @@ static int connection_handle_ctl(Connection *conn, uint64_t *cookiep, const void
                 return r;
         *cookiep = req.cookie;
 
+        /* usage as it is: every release a client made counts */
+        {
+                Connection *c;
+
+                list_for_each_entry(c, &conn->broker->connections, broker_link)
+                        connection_drain(c);
+        }
         r = control_report(&conn->broker->control, conn, &req, &body, &n_body, &format, &flags);
         if (r < 0)
                 return r;
@@ -1062,6 +1135,9 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         n_fds = conn->n_carried + n_pkt_fds;
         conn->n_carried = 0;
 
+        /* what the client released and dequeued before this request comes first */
+        connection_drain(conn);
+
         conn->own_request = true;
         connection_dispatch_request(conn, &hdr, buf, len, conn->carried, n_fds);
         conn->own_request = false;
@@ -1110,6 +1186,8 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
                 }
         }
 
+        if (conn->ring_broken)
+                conn->dead = true;
         if (conn->dead) {
                 connection_free(conn);
                 /* the peer's end may have queued notifications elsewhere */
@@ -1217,6 +1295,7 @@ int connection_new(Connection **connp, Broker *broker, int fd) {
         if (r < 0)
                 goto error;
         queue_set_hooks(&conn->peer->queue, &connection_queue_hooks, conn);
+        conn->peer->userdata = conn;
 
         {
                 char label[4096];
@@ -1277,6 +1356,7 @@ Connection *connection_free(Connection *conn) {
                 queue_set_hooks(&conn->peer->queue, NULL, NULL);
                 peer_free(conn->peer);
         }
+        ring_deinit(&conn->ring);
         free(conn->cmdline);
         while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
                 out_record_free(rec);

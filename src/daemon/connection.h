@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
+#include "daemon/ring.h"
 #include "proto/proto.h"
 #include "util/list.h"
 #include "util/rbtree.h"
@@ -55,6 +56,9 @@ struct Connection {
         int carried[PROTO_RECORD_FDS_MAX];     /* fds of FDS carriers so far */
         size_t n_carried;
 
+        Ring ring;              /* the client's release ring, from the HELLO on */
+        bool ring_broken;       /* the client broke it: close at the next wakeup */
+
         bool fd_install;        /* a RECV handed fds over: SLICE_FDS may follow */
         uint64_t fd_offset;     /* its slice */
         uint64_t fd_at;         /* the fd area within the pool */
@@ -64,4 +68,5 @@ struct Connection {
 int connection_new(Connection **connp, Broker *broker, int fd);
 Connection *connection_free(Connection *conn);
 void connection_push(Connection *conn);
+void connection_drain(Connection *conn);
 void connection_flush_monitor(Connection *conn);

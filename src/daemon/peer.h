@@ -67,6 +67,7 @@ struct Peer {
         Queue queue;
         Pool pool;
         Message *seed;
+        void *userdata;         /* the I/O layer's (its Connection) */
 };
 
 /* what a RECV reports; fds are handed over only by a dequeuing INSTALL_FDS */

@@ -199,6 +199,23 @@ static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64
         return 0;
 }
 
+/* apply what @peer's client released without telling yet (BusDrainFn) */
+static void tx_drain(Peer *peer) {
+        if (peer->bus->drain)
+                peer->bus->drain(peer->bus, peer);
+}
+
+/* before refusing a charge to a user: every peer of it may have released */
+static void tx_drain_user(Peer *receiver) {
+        Peer *peer;
+
+        if (!receiver->bus->drain)
+                return;
+        list_for_each_entry(peer, &receiver->bus->peers, bus_link)
+                if (peer->user == receiver->user)
+                        tx_drain(peer);
+}
+
 /*
  * Stage one message to @receiver carrying the attached handles: reserve its
  * slice, charge its fds, reserve its handle references and find or create
@@ -217,7 +234,14 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
         for (uint64_t j = 0; j < a->n_handles; ++j)
                 n_valid += !tx->handles[j]->node->destroyed;
 
+        /* releases its client made are placed before this slice is */
+        tx_drain(receiver);
         r = tx_check_limits(receiver, tx->sender->user->uid, size, n_valid, tx->n_fds);
+        if (r == -EDQUOT) {
+                tx_drain_user(receiver);
+                r = tx_check_limits(receiver, tx->sender->user->uid, size, n_valid,
+                                    tx->n_fds);
+        }
         if (r < 0)
                 return r;
 

@@ -733,7 +733,8 @@ int proto_decode_reply(ProtoReply *replyp, const void *buf, size_t len, size_t n
  * @replyp:     output: the decoded reply; body fields 0 if it carries an error
  * @buf:        the packet
  * @len:        its length
- * @n_fds:      fds that came with it: the pool fd on success, none on error
+ * @n_fds:      fds that came with it: the pool fd and the release ring's
+ *              on success, none on error
  *
  * Return: 0 on success, -EBADMSG for a framing error, -EINVAL for a bad
  *         error value or pool size, -EPROTONOSUPPORT for a version this
@@ -761,7 +762,7 @@ int proto_decode_reply_hello(ProtoReplyHello *replyp, const void *buf, size_t le
                 r = proto_check_reply_hello(&reply);
                 if (r < 0)
                         return r;
-                r = proto_check_n_fds(n_fds, 1);
+                r = proto_check_n_fds(n_fds, 2);
                 if (r < 0)
                         return r;
         }

@@ -497,6 +497,24 @@ typedef struct ProtoFds {
         uint32_t n_fds;
 } ProtoFds;
 
+/*
+ * The release ring (docs/protocol.md section 8a): one page of shared
+ * memory per peer, created by the broker and handed over with the HELLO
+ * reply (its second fd). The client appends le64 values at the tail, the
+ * broker consumes them at the head. A value is tagged in its low three
+ * bits: PROTO_RING_RELEASE is a SLICE_RELEASE of the (8-aligned) offset,
+ * PROTO_RING_ACK an ACK of the entry ID in the upper 61 bits.
+ */
+#define PROTO_RING_SIZE         4096U
+#define PROTO_RING_TAIL         0U      /* le64: values written; the client's */
+#define PROTO_RING_HEAD         64U     /* le64: values consumed; the broker's */
+#define PROTO_RING_SLOTS        2048U   /* le64[PROTO_RING_N_SLOTS] */
+#define PROTO_RING_N_SLOTS      256U
+#define PROTO_RING_TAG_MASK     7ULL
+#define PROTO_RING_RELEASE      0ULL
+#define PROTO_RING_ACK          1ULL
+#define PROTO_RING_ACK_MAX      (UINT64_MAX >> 3)
+
 typedef struct ProtoAck {
         uint64_t entry_id;              /* >= 1; the cookie is always 0 */
 } ProtoAck;

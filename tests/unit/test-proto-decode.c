@@ -576,7 +576,7 @@ static void samples_build_replies(Samples *S, uint8_t *b) {
                    proto_encode_reply(b, cap, &(ProtoReply){ .cookie = 20 }));
         sample_set(&S->s[S_REPLY_ERROR], KIND_REPLY, 0, b,
                    proto_encode_reply(b, cap, &(ProtoReply){ .cookie = 21, .error = ENXIO }));
-        sample_set(&S->s[S_REPLY_HELLO], KIND_REPLY_HELLO, 1, b, proto_encode_reply_hello(b, cap,
+        sample_set(&S->s[S_REPLY_HELLO], KIND_REPLY_HELLO, 2, b, proto_encode_reply_hello(b, cap,
                    &(ProtoReplyHello){ .cookie = 22, .version = 1, .peer_id = 77,
                                        .pool_size = 1 << 24 }));
         sample_set(&S->s[S_REPLY_HELLO_ERROR], KIND_REPLY_HELLO, 0, b,
@@ -1485,7 +1485,7 @@ static void test_reply_hello(void **state) {
 
         samples_build(&S);
         s = &S.s[S_REPLY_HELLO];
-        assert_int_equal(proto_decode_reply_hello(&v, s->buf, s->len, 1), 0);
+        assert_int_equal(proto_decode_reply_hello(&v, s->buf, s->len, 2), 0);
         assert_int_equal(v.peer_id, 77);
         assert_int_equal(v.pool_size, 1 << 24);
         assert_int_equal(v.version, 1);
@@ -1494,8 +1494,10 @@ static void test_reply_hello(void **state) {
         assert_int_equal(decode_with64(s, 32, 0), -EINVAL);
         assert_int_equal(decode_with64(s, 32, (uint64_t)INT64_MAX + 1), -EINVAL);
         assert_int_equal(decode_with64(s, 32, 1), 0);
-        /* the pool fd is mandatory on success */
+        /* the pool fd and the ring fd are mandatory on success */
         assert_int_equal(decode_kind(KIND_REPLY_HELLO, s->buf, s->len, 0), -EBADMSG);
+        assert_int_equal(decode_kind(KIND_REPLY_HELLO, s->buf, s->len, 1), -EBADMSG);
+        assert_int_equal(decode_kind(KIND_REPLY_HELLO, s->buf, s->len, 3), -EBADMSG);
         samples_free(&S);
 }
 

@@ -707,7 +707,7 @@ static void test_round_trip_replies(void **state) {
 
         n = proto_encode_reply_hello(b, PROTO_RECORD_MAX, &hello);
         check_record(b, n, PROTO_TYPE_REPLY, 1);
-        assert_int_equal(proto_decode_reply_hello(&hello2, b, n, 1), 0);
+        assert_int_equal(proto_decode_reply_hello(&hello2, b, n, 2), 0);
         assert_memory_equal(&hello, &hello2, sizeof(hello));
 
         n = proto_encode_reply_peer_query(b, PROTO_RECORD_MAX, &query);
