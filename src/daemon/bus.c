@@ -30,6 +30,7 @@ void bus_init(Bus *bus) {
                 .fd_budget = UINT64_MAX,
                 .pool_setup = bus_pool_setup_anonymous,
         };
+        bus->message_cache = (FreeList)FREELIST_INIT(BUS_MESSAGE_CACHE_MAX);
         list_init(&bus->peers);
         user_registry_init(&bus->users);
 }
@@ -41,5 +42,6 @@ void bus_init(Bus *bus) {
 void bus_deinit(Bus *bus) {
         assert(list_is_empty(&bus->peers));
         assert(bus->n_peers == 0);
+        freelist_clear(&bus->message_cache);
         user_registry_deinit(&bus->users);
 }

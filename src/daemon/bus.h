@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include "daemon/peer.h"
 #include "daemon/user.h"
+#include "util/freelist.h"
 #include "util/list.h"
 
 typedef struct Bus Bus;
@@ -30,6 +31,8 @@ typedef struct BusEvent BusEvent;
 
 /* defaults of SPEC section 8 */
 #define BUS_DEFAULT_MAX_SLICES          16384U
+/* freed messages kept for reuse */
+#define BUS_MESSAGE_CACHE_MAX           256U
 #define BUS_DEFAULT_MAX_HANDLES         65536U
 #define BUS_DEFAULT_MAX_INFLIGHT_BYTES  (16U * 1024U * 1024U)
 #define BUS_DEFAULT_MAX_INFLIGHT_FDS    4096U
@@ -118,6 +121,7 @@ struct Bus {
         uint64_t fd_budget;     /* at most this many; set by the broker */
         BusPoolSetupFn pool_setup;
         BusDrainFn drain;       /* optional */
+        FreeList message_cache; /* freed messages without handles, for reuse */
         BusObserverFn observer; /* optional */
         void *userdata;
 };

@@ -79,7 +79,12 @@ int message_new(Message **messagep, Peer *receiver, uint64_t n_handles) {
             __builtin_add_overflow(size, sizeof(*message), &size))
                 return -ENOMEM;
 
-        message = calloc(1, size);
+        /* the common message, with no handles, is reused (no malloc per send) */
+        message = n_handles ? NULL : freelist_pop(&receiver->bus->message_cache);
+        if (message)
+                memset(message, 0, size);
+        else
+                message = calloc(1, size);
         if (!message)
                 return -ENOMEM;
 
@@ -144,5 +149,8 @@ void message_free(Message *message, uint64_t seq) {
                         handle_release_inflight(message->handles[i], 1, seq);
 
         node_unref(message->node);
-        free(message);
+        if (message->n_handles)
+                free(message);
+        else
+                freelist_push(&receiver->bus->message_cache, message);
 }

@@ -49,12 +49,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "daemon/pool.h"
+#include "util/freelist.h"
 #include "util/list.h"
 #include "util/macro.h"
 #include "util/rbtree.h"
 
 /* the backing grows in multiples of this */
 #define POOL_GROW_ALIGN 4096ULL
+/* freed PoolSlice objects kept for reuse, process-wide */
+#define POOL_SLICE_CACHE_MAX 256
 
 typedef struct PoolFreeKey {
         uint64_t size;
@@ -102,10 +105,13 @@ static void pool_free_link(Pool *pool, PoolSlice *slice) {
         rbtree_add(&pool->free, parent, slot, &slice->free_node);
 }
 
+/* freed slice objects, for reuse: the broker splits and merges one per message */
+static FreeList pool_slice_cache = FREELIST_INIT(POOL_SLICE_CACHE_MAX);
+
 static PoolSlice *pool_slice_new(Pool *pool, uint64_t offset, uint64_t size) {
         PoolSlice *slice;
 
-        slice = malloc(sizeof(*slice));
+        slice = freelist_pop(&pool_slice_cache) ?: malloc(sizeof(*slice));
         if (!slice)
                 return NULL;
 
@@ -358,7 +364,7 @@ void pool_deinit(Pool *pool) {
 
         list_for_each_entry_safe(slice, next, &pool->extents, extent_link) {
                 list_unlink(&slice->extent_link);
-                free(slice);
+                freelist_push(&pool_slice_cache, slice);
         }
 
         if ((pool->anonymous || pool->memfd >= 0) && pool->base)
@@ -466,7 +472,7 @@ void pool_free(Pool *pool, PoolSlice *slice) {
                 rbtree_remove(&pool->free, &prev->free_node);
                 prev->size += slice->size;
                 list_unlink(&slice->extent_link);
-                free(slice);
+                freelist_push(&pool_slice_cache, slice);
                 slice = prev;
         }
 

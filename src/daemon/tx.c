@@ -32,6 +32,9 @@
 #include "daemon/user.h"
 #include "util/fdlist.h"
 
+/* up to this many destinations and handles need no allocated arrays */
+#define TX_INLINE_MAX 8
+
 typedef struct Tx {
         Peer *sender;
         const TxArgs *args;
@@ -43,6 +46,10 @@ typedef struct Tx {
         Message **messages;     /* per destination, NULL if not delivered */
         Handle *created;        /* receiver handles created by staging */
         List staged;            /* nodes created for new IDs */
+        /* storage for small sends, so the common one allocates no arrays */
+        Handle *handles_inline[TX_INLINE_MAX];
+        Handle *destinations_inline[TX_INLINE_MAX];
+        Message *messages_inline[TX_INLINE_MAX];
 } Tx;
 
 static bool tx_error_is_per_destination(int r) {
@@ -84,9 +91,12 @@ static void tx_deinit(Tx *tx) {
         }
 
         peer_unstage(tx->sender, &tx->staged);
-        free(tx->messages);
-        free(tx->destinations);
-        free(tx->handles);
+        if (tx->messages != tx->messages_inline)
+                free(tx->messages);
+        if (tx->destinations != tx->destinations_inline)
+                free(tx->destinations);
+        if (tx->handles != tx->handles_inline)
+                free(tx->handles);
 }
 
 static int tx_check_args(Tx *tx) {
@@ -121,10 +131,12 @@ static int tx_resolve(Tx *tx) {
         const TxArgs *a = tx->args;
         int r;
 
-        if (a->n_handles) {
+        if (a->n_handles > TX_INLINE_MAX) {
                 tx->handles = calloc(a->n_handles, sizeof(*tx->handles));
                 if (!tx->handles)
                         return -ENOMEM;
+        } else if (a->n_handles) {
+                tx->handles = tx->handles_inline;
         }
         for (uint64_t i = 0; i < a->n_handles; ++i) {
                 r = peer_resolve(tx->sender, a->handles[i], &tx->handles[i], &tx->staged);
@@ -135,10 +147,15 @@ static int tx_resolve(Tx *tx) {
         if (!a->n_destinations)
                 return 0;
 
-        tx->destinations = calloc(a->n_destinations, sizeof(*tx->destinations));
-        tx->messages = calloc(a->n_destinations, sizeof(*tx->messages));
-        if (!tx->destinations || !tx->messages)
-                return -ENOMEM;
+        if (a->n_destinations > TX_INLINE_MAX) {
+                tx->destinations = calloc(a->n_destinations, sizeof(*tx->destinations));
+                tx->messages = calloc(a->n_destinations, sizeof(*tx->messages));
+                if (!tx->destinations || !tx->messages)
+                        return -ENOMEM;
+        } else {
+                tx->destinations = tx->destinations_inline;
+                tx->messages = tx->messages_inline;
+        }
 
         for (uint64_t i = 0; i < a->n_destinations; ++i) {
                 Handle *h;
