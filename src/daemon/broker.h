@@ -13,6 +13,7 @@
 #include <systemd/sd-event.h>
 #include "daemon/bus.h"
 #include "daemon/control.h"
+#include "proto/proto.h"
 #include "util/list.h"
 #include "util/macro.h"
 #include "util/rbtree.h"
@@ -37,6 +38,7 @@ struct Broker {
         uint64_t n_connections;
         uint64_t fd_limit;      /* RLIMIT_NOFILE, as raised at start */
         uint8_t *rx_buf;        /* one receive buffer: the broker is single-threaded */
+        int rx_fds[PROTO_RECORD_FDS_MAX];       /* the fds of the request being handled */
         size_t rx_size;
 };
 

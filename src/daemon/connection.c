@@ -1100,6 +1100,7 @@ static ssize_t connection_recv(Connection *conn, int *fds, size_t *n_fdsp) {
 static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fds,
                                        size_t n_pkt_fds) {
         const uint8_t *buf = conn->broker->rx_buf;
+        int *fds = conn->broker->rx_fds;
         ProtoHeader hdr;
         size_t n_fds;
         int r;
@@ -1120,6 +1121,15 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                         conn->dead = true;
                         return;
                 }
+                /* only a connection that passes many fds pays for the array */
+                if (!conn->carried) {
+                        conn->carried = malloc(PROTO_RECORD_FDS_MAX * sizeof(int));
+                        if (!conn->carried) {
+                                connection_close_fds(pkt_fds, n_pkt_fds);
+                                conn->dead = true;
+                                return;
+                        }
+                }
                 memcpy(conn->carried + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
                 conn->n_carried += n_pkt_fds;
                 return;
@@ -1130,16 +1140,20 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                 conn->dead = true;
                 return;
         }
-        /* carried fds come first */
-        memcpy(conn->carried + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
+        /* carried fds come first; the request's fds are in one broker-wide array */
+        if (conn->n_carried)
+                memcpy(fds, conn->carried, conn->n_carried * sizeof(int));
+        memcpy(fds + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
         n_fds = conn->n_carried + n_pkt_fds;
         conn->n_carried = 0;
+        free(conn->carried);
+        conn->carried = NULL;
 
         /* what the client released and dequeued before this request comes first */
         connection_drain(conn);
 
         conn->own_request = true;
-        connection_dispatch_request(conn, &hdr, buf, len, conn->carried, n_fds);
+        connection_dispatch_request(conn, &hdr, buf, len, fds, n_fds);
         conn->own_request = false;
 
         /*
@@ -1150,7 +1164,7 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         connection_push_dirty(conn->broker, NULL);
 
         /* whatever the request did not keep */
-        connection_close_fds(conn->carried, n_fds);
+        connection_close_fds(fds, n_fds);
 }
 
 static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -1212,7 +1226,7 @@ static uint64_t connection_now_usec(void) {
  * process says about itself, never a credential.
  */
 static char *connection_read_cmdline(pid_t pid) {
-        char path[64], *buf;
+        char path[64], buf[CONTROL_CMDLINE_MAX + 1];
         ssize_t n;
         int fd;
 
@@ -1222,24 +1236,18 @@ static char *connection_read_cmdline(pid_t pid) {
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return NULL;
-        buf = malloc(CONTROL_CMDLINE_MAX + 1);
-        if (!buf) {
-                safe_close(fd);
-                return NULL;
-        }
         n = read(fd, buf, CONTROL_CMDLINE_MAX);
         safe_close(fd);
-        if (n <= 0) {
-                free(buf);
+        if (n <= 0)
                 return NULL;
-        }
         while (n > 0 && buf[n - 1] == '\0')
                 --n;
         for (ssize_t i = 0; i < n; ++i)
                 if (buf[i] == '\0')
                         buf[i] = ' ';
         buf[n] = '\0';
-        return buf;
+        /* kept for the connection's lifetime: only as long as it is */
+        return strdup(buf);
 }
 
 /**
@@ -1360,7 +1368,9 @@ Connection *connection_free(Connection *conn) {
         free(conn->cmdline);
         while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
                 out_record_free(rec);
-        connection_close_fds(conn->carried, conn->n_carried);
+        if (conn->carried)
+                connection_close_fds(conn->carried, conn->n_carried);
+        free(conn->carried);
         safe_close(conn->fd);
         free(conn);
 

@@ -53,7 +53,7 @@ struct Connection {
         uint64_t n_out_bytes;
         uint64_t push_cursor;   /* entries up to this id were pushed */
 
-        int carried[PROTO_RECORD_FDS_MAX];     /* fds of FDS carriers so far */
+        int *carried;           /* fds of FDS carriers so far (PROTO_RECORD_FDS_MAX), or NULL */
         size_t n_carried;
 
         Ring ring;              /* the client's release ring, from the HELLO on */

@@ -93,6 +93,7 @@ int message_new(Message **messagep, Peer *receiver, uint64_t n_handles) {
         message->receiver = receiver;
         message->destination = UINT64_MAX;
         message->n_handles = n_handles;
+        message->reusable = n_handles == 0;
         *messagep = message;
         return 0;
 }
@@ -149,8 +150,9 @@ void message_free(Message *message, uint64_t seq) {
                         handle_release_inflight(message->handles[i], 1, seq);
 
         node_unref(message->node);
-        if (message->n_handles)
-                free(message);
-        else
+        /* by its allocation: a received message has n_handles 0 by then */
+        if (message->reusable)
                 freelist_push(&receiver->bus->message_cache, message);
+        else
+                free(message);
 }

@@ -50,6 +50,7 @@ struct Message {
         PeerCreds creds;
         uint64_t sender_id;     /* the sending peer's ID, for introspection */
         uint32_t actor;         /* UID of the sender, who holds a share */
+        bool reusable;          /* allocated without handle slots: may be cached */
         uint64_t share[4];      /* the share (USER_*), returned at dequeue */
         uint64_t n_handles;
         Handle *handles[];      /* receiver's handles, NULL = INVALID */
