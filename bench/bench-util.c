@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -132,6 +133,9 @@ void bench_broker_start(BenchBroker *broker, const char *const *args) {
                 size_t n = 1;
                 char arg[160];
 
+                /* a benchmark that dies takes its broker along */
+                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1)
+                        _exit(127);
                 snprintf(arg, sizeof(arg), "--listen=%s", broker->path);
                 argv[n++] = arg;
                 for (size_t i = 0; args && args[i] && i < BENCH_BROKER_ARGS_MAX; ++i)
