@@ -35,8 +35,9 @@ enum {
 struct QueueEntry {
         List link;              /* in queue->entries */
         uint64_t seq;           /* transaction sequence number */
-        uint64_t id;            /* per-queue, increasing: names the entry to the client */
-        unsigned int type;      /* QUEUE_ENTRY_* */
+        /* one word for both: every Handle embeds an entry (its NODE_DESTROY) */
+        uint64_t id : 60;       /* per-queue, increasing: names the entry to the client */
+        uint64_t type : 4;      /* QUEUE_ENTRY_* */
 };
 
 #define QUEUE_ENTRY_INIT(_var, _type) { .link = LIST_INIT((_var).link), .type = (_type) }
