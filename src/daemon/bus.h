@@ -57,8 +57,9 @@ typedef int (*BusPoolSetupFn)(Bus *bus, Peer *peer, Pool *pool, uint64_t size);
  * the broker (the release ring, docs/protocol.md section 8a). The model
  * calls this hook before anything that could observe those releases: before
  * placing a slice in @peer's pool and before refusing a charge to @peer's
- * user. Optional; the hook may change @peer's pool, queue and charges, but
- * never frees a peer.
+ * user. Optional; the hook may release @peer's slices and dequeue entries
+ * that need no SYNC (peer_entry_needs_sync() false: their dequeue changes
+ * no handle), but never frees a peer.
  */
 typedef void (*BusDrainFn)(Bus *bus, Peer *peer);
 

@@ -741,19 +741,34 @@ static int connection_handle_transfer(Connection *conn, uint64_t *cookiep, const
         return peer_handle_transfer(conn->peer, req.flags, req.src_handle, dst, dst_idp);
 }
 
-/* the client dequeued entries up to @entry_id locally: dequeue them here too */
-static void connection_apply_ack(Connection *conn, uint64_t entry_id) {
+/*
+ * The client dequeued entries up to @entry_id locally: dequeue them here
+ * too. The library never dequeues an entry marked SYNC locally, and an
+ * entry that needs SYNC now needed it when it was pushed (fds and the
+ * sender's UID do not change, and a handle is detached only by a request of
+ * this client, which the ring is drained before). So an ACK covering such
+ * an entry is a protocol violation; refusing it also keeps a drain in the
+ * middle of another peer's send from dequeuing an entry whose handles would
+ * be re-attached to ones that send is staging. Return: 0, or -EBADMSG.
+ */
+static int connection_apply_ack(Connection *conn, uint64_t entry_id) {
         QueueEntry *entry;
         PeerRecv r;
+        int res = 0;
 
         conn->dequeuing = true;
         while ((entry = queue_first(&conn->peer->queue)) && entry->id <= entry_id &&
                entry->id <= conn->push_cursor) {
+                if (peer_entry_needs_sync(conn->peer, entry)) {
+                        res = -EBADMSG;
+                        break;
+                }
                 if (peer_recv(conn->peer, 0, UINT64_MAX, &r) < 0)
                         break;
                 peer_recv_deinit(&r);
         }
         conn->dequeuing = false;
+        return res;
 }
 
 static int connection_handle_ack(Connection *conn, const void *buf, size_t len, size_t n_fds) {
@@ -764,8 +779,7 @@ static int connection_handle_ack(Connection *conn, const void *buf, size_t len, 
         if (res < 0)
                 return res;
         /* the client dequeued these locally; apply it before its next request */
-        connection_apply_ack(conn, ack.entry_id);
-        return 0;
+        return connection_apply_ack(conn, ack.entry_id);
 }
 
 /* one value of the release ring */
@@ -783,8 +797,7 @@ static int connection_ring_apply(uint64_t value, void *userdata) {
         case PROTO_RING_ACK:
                 if (value >> 3 == 0)
                         return -EBADMSG;
-                connection_apply_ack(conn, value >> 3);
-                return 0;
+                return connection_apply_ack(conn, value >> 3);
         default:
                 return -EBADMSG;
         }
