@@ -67,6 +67,7 @@ struct Peer {
         Queue queue;
         Pool pool;
         Message *seed;
+        uint64_t drain_seq;     /* the send that last drained this peer (tx.c) */
         void *userdata;         /* the I/O layer's (its Connection) */
 };
 

@@ -216,21 +216,30 @@ static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64
         return 0;
 }
 
-/* apply what @peer's client released without telling yet (BusDrainFn) */
-static void tx_drain(Peer *peer) {
-        if (peer->bus->drain)
-                peer->bus->drain(peer->bus, peer);
+/*
+ * Apply what @peer's client released without telling yet (BusDrainFn), at
+ * most once per send: a drain may dequeue entries (ACKs), which must not
+ * happen under messages and handles this send already staged for @peer.
+ * Every staging of a peer drains it first, so its one drain comes before
+ * anything is staged for it; what its client writes later is concurrent
+ * with this send and is applied at the next drain.
+ */
+static void tx_drain(Tx *tx, Peer *peer) {
+        if (!peer->bus->drain || peer->drain_seq == tx->seq)
+                return;
+        peer->drain_seq = tx->seq;
+        peer->bus->drain(peer->bus, peer);
 }
 
 /* before refusing a charge to a user: every peer of it may have released */
-static void tx_drain_user(Peer *receiver) {
+static void tx_drain_user(Tx *tx, Peer *receiver) {
         Peer *peer;
 
         if (!receiver->bus->drain)
                 return;
         list_for_each_entry(peer, &receiver->bus->peers, bus_link)
                 if (peer->user == receiver->user)
-                        tx_drain(peer);
+                        tx_drain(tx, peer);
 }
 
 /*
@@ -252,10 +261,10 @@ static int tx_stage_message(Tx *tx, Peer *receiver, Message **messagep) {
                 n_valid += !tx->handles[j]->node->destroyed;
 
         /* releases its client made are placed before this slice is */
-        tx_drain(receiver);
+        tx_drain(tx, receiver);
         r = tx_check_limits(receiver, tx->sender->user->uid, size, n_valid, tx->n_fds);
         if (r == -EDQUOT) {
-                tx_drain_user(receiver);
+                tx_drain_user(tx, receiver);
                 r = tx_check_limits(receiver, tx->sender->user->uid, size, n_valid,
                                     tx->n_fds);
         }
