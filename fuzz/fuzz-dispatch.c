@@ -13,7 +13,17 @@
  * refused), write it, run the event loop without blocking until it is
  * idle, and read and check everything the broker wrote back. IDs and
  * clients come from so few values that random sequences reach the
- * reference counting, destroy and release paths.
+ * reference counting, destroy and release paths. A client also writes into
+ * its release ring (FUZZ_OP_RING): mostly what libbus1-client would (ACKs
+ * of pushed entries, releases of offsets it saw, while the ring has room),
+ * sometimes what it never would (any tag, an unknown offset, ACK 0, a tail
+ * moved ahead or back). The broker applies the ring at its own times (the
+ * client's next request, a send to it, an EDQUOT of its user); a client
+ * that broke its ring loses its connection, which here reads as the broker
+ * closing it, like after any other protocol violation. A real client writes
+ * its ring while the broker works, so values can also be written late:
+ * from inside the model's drain hook, right before a chosen drain of that
+ * peer within some request (FUZZ_RING_LATE).
  *
  * Properties checked (abort otherwise):
  *  - bus_validate() holds after every op;
@@ -28,7 +38,8 @@
  *  - a slice an ENTRY or RECV reply names lies within the pool file; the
  *    slice of a RECV reply holds the payload the sender wrote (every
  *    payload carries a tag and a pattern derived from it); the pool fd
- *    cannot be mapped writable;
+ *    cannot be mapped writable; unless the client wrote to its release
+ *    ring after that RECV, which may free the slice at any time;
  *  - the event loop goes idle;
  *  - after broker_free() the process holds exactly the fds it held before.
  *
@@ -50,7 +61,9 @@
 #include <syslog.h>
 #include <unistd.h>
 #include "daemon/broker.h"
+#include "daemon/bus.h"
 #include "daemon/connection.h"
+#include "daemon/peer.h"
 #include "daemon/validate.h"
 #include "fuzz/fuzz-dispatch.h"
 #include "fuzz/fuzz.h"
@@ -97,6 +110,12 @@ typedef struct Client {
         const uint8_t *pool;
         uint64_t pool_size;
         uint8_t *ring;          /* the release ring, mapped writable */
+        uint64_t ring_tail;     /* values written to it (the tail as this side knows it) */
+        uint64_t ring_seq;      /* seq when the ring was last written */
+        uint64_t peer_id;       /* from the HELLO reply */
+        unsigned int late_at;   /* FUZZ_RING_LATE: write before this drain, 0 none */
+        uint64_t late[2];       /* the values to write then */
+        size_t n_late;
 
         int carried[PROTO_RECORD_FDS_MAX];      /* from PUSH_FDS, for the next record */
         size_t n_carried;
@@ -324,6 +343,8 @@ static void fuzz_unmap_pool(Client *c) {
         if (c->ring)
                 munmap(c->ring, PROTO_RING_SIZE);
         c->ring = NULL;
+        c->ring_tail = 0;
+        c->late_at = 0;
 }
 
 static void fuzz_client_reset(Client *c) {
@@ -458,6 +479,7 @@ static void fuzz_on_hello(Client *c, const ProtoReplyHello *reply, int *fds) {
         if (p == MAP_FAILED)
                 fuzz_fail("client %u: cannot map the release ring: %m", c->index);
         c->ring = p;
+        c->peer_id = reply->peer_id;
         /* a fresh stream: everything queued is pushed again */
         c->stream_entry = 0;
         c->fd_install = false;
@@ -539,8 +561,15 @@ static void fuzz_on_reply(Fuzz *f, Client *c, const uint8_t *buf, size_t len, in
                 if (n_fds != ((p.flags & BUS1_RECV_FLAG_PEEK) ? 0 : reply.entry.msg.n_fds))
                         fuzz_fail("client %u: RECV reply with %zu fds for %llu", c->index,
                                   n_fds, (unsigned long long)reply.entry.msg.n_fds);
+                /*
+                 * A ring value written after the RECV may have released the
+                 * slice (applied at a send to this client), so the slice
+                 * may hold another message by now.
+                 */
                 if (reply.entry.msg.type == BUS1_MSG_DATA)
-                        fuzz_check_slice(c, &reply.entry, c->synced && p.cookie >> 16 == c->seq);
+                        fuzz_check_slice(c, &reply.entry,
+                                         c->synced && p.cookie >> 16 == c->seq &&
+                                         c->ring_seq < c->seq);
                 else
                         fuzz_remember(c->ids, &c->n_ids, reply.entry.msg.destination);
                 c->fd_install = n_fds > 0;
@@ -684,6 +713,7 @@ static bool fuzz_drain(Fuzz *f, Client *c) {
                 any = true;
                 if (l <= 0) {
                         /* the broker closed the connection */
+                        fuzz_trace("client %u: closed by the broker\n", c->index);
                         fuzz_client_reset(c);
                         break;
                 }
@@ -1136,6 +1166,129 @@ static void fuzz_unknown(Fuzz *f, Client *c) {
         fuzz_request(f, c, (int)(PROTO_SIZE_HEADER + 8), NULL, 0, &p);
 }
 
+/* the release ring, written the way the library does: the slot, then the tail */
+
+static void fuzz_ring_publish(Client *c) {
+        __atomic_store_n((uint64_t *)(void *)(c->ring + PROTO_RING_TAIL), htole64(c->ring_tail),
+                         __ATOMIC_RELEASE);
+        c->ring_seq = c->seq;
+}
+
+static void fuzz_ring_put(Client *c, uint64_t value) {
+        uint64_t *slot = (uint64_t *)(void *)(c->ring + PROTO_RING_SLOTS +
+                                              8 * (c->ring_tail % PROTO_RING_N_SLOTS));
+
+        fuzz_trace("client %u ring[%llu] = %llx\n", c->index, (unsigned long long)c->ring_tail,
+                   (unsigned long long)value);
+        __atomic_store_n(slot, htole64(value), __ATOMIC_RELAXED);
+        ++c->ring_tail;
+        fuzz_ring_publish(c);
+}
+
+/* what the library appends: only while the broker's head says there is room */
+static void fuzz_ring_append(Client *c, uint64_t value) {
+        uint64_t head = le64toh(__atomic_load_n((uint64_t *)(void *)(c->ring + PROTO_RING_HEAD),
+                                                __ATOMIC_ACQUIRE));
+
+        if (c->ring_tail - head < PROTO_RING_N_SLOTS)
+                fuzz_ring_put(c, value);
+}
+
+static void fuzz_ring_ack(Client *c) {
+        if (c->stream_entry)
+                fuzz_ring_append(c, (c->stream_entry << 3) | PROTO_RING_ACK);
+}
+
+static void fuzz_ring_move_tail(Client *c, uint64_t tail) {
+        fuzz_trace("client %u ring tail %llu -> %llu\n", c->index,
+                   (unsigned long long)c->ring_tail, (unsigned long long)tail);
+        c->ring_tail = tail;
+        fuzz_ring_publish(c);
+}
+
+/* the input being run, for the drain hook */
+static Fuzz *fuzz_current;
+static BusDrainFn fuzz_broker_drain;
+
+/*
+ * BusDrainFn around the broker's: a client with late values writes them
+ * right before its chosen drain, as if it ran concurrently with the broker.
+ */
+static void fuzz_drain_hook(Bus *bus, Peer *peer) {
+        for (unsigned int i = 0; fuzz_current && i < FUZZ_CLIENTS; ++i) {
+                Client *c = &fuzz_current->clients[i];
+
+                if (!c->late_at || !c->ring || c->peer_id != peer->id || --c->late_at)
+                        continue;
+                fuzz_trace("client %u: late ring values\n", c->index);
+                for (size_t j = 0; j < c->n_late; ++j)
+                        fuzz_ring_append(c, c->late[j]);
+        }
+        fuzz_broker_drain(bus, peer);
+}
+
+static void fuzz_ring(Fuzz *f, Client *c) {
+        FuzzRing variant = fuzz_ring_variant(fuzz_u8(f));
+
+        if (!c->ring)
+                return;
+
+        switch (variant) {
+        case FUZZ_RING_ACK:
+                fuzz_ring_ack(c);
+                break;
+        case FUZZ_RING_RELEASE:
+                fuzz_ring_append(c, fuzz_pick_offset(f, c));
+                break;
+        case FUZZ_RING_ACK_RELEASE:
+                fuzz_ring_ack(c);
+                if (c->n_offsets)
+                        fuzz_ring_append(c, c->offsets[(c->n_offsets - 1) % FUZZ_IDS_MAX]);
+                break;
+        case FUZZ_RING_ACK_ID:
+                fuzz_ring_append(c, (uint64_t)fuzz_u8(f) << 3 | PROTO_RING_ACK);
+                break;
+        case FUZZ_RING_RELEASES: {
+                unsigned int n = fuzz_u8(f) % 16 + 1;
+
+                for (unsigned int i = 0; i < n; ++i)
+                        fuzz_ring_append(c, fuzz_pick_offset(f, c));
+                break;
+        }
+        case FUZZ_RING_LATE: {
+                uint8_t n = fuzz_u8(f);
+
+                c->n_late = 0;
+                if (c->stream_entry)
+                        c->late[c->n_late++] = (c->stream_entry << 3) | PROTO_RING_ACK;
+                if ((n & 4) && c->n_offsets)
+                        c->late[c->n_late++] = c->offsets[(c->n_offsets - 1) % FUZZ_IDS_MAX];
+                c->late_at = c->n_late ? n % 4 + 1 : 0;
+                break;
+        }
+        case FUZZ_RING_RAW:
+                fuzz_ring_put(c, fuzz_u64(f));
+                break;
+        case FUZZ_RING_SMALL: {
+                uint8_t v = fuzz_u8(f);
+
+                fuzz_ring_put(c, (uint64_t)v << 3 | (v & 7));
+                break;
+        }
+        case FUZZ_RING_AHEAD:
+                fuzz_ring_move_tail(c, c->ring_tail + fuzz_u8(f) + 1);
+                break;
+        case FUZZ_RING_BACK:
+                fuzz_ring_move_tail(c, c->ring_tail - (fuzz_u8(f) % 4 + 1));
+                break;
+        case FUZZ_RING_TAIL:
+                fuzz_ring_move_tail(c, fuzz_u64(f));
+                break;
+        case _FUZZ_RING_MAX:
+                break;
+        }
+}
+
 static void fuzz_op(Fuzz *f) {
         uint8_t b = fuzz_u8(f);
         Client *c = &f->clients[(b >> 5) % FUZZ_CLIENTS];
@@ -1208,6 +1361,9 @@ static void fuzz_op(Fuzz *f) {
                 fuzz_ack(f, c, 1);
                 fuzz_recv(f, c);
                 break;
+        case FUZZ_OP_RING:
+                fuzz_ring(f, c);
+                break;
         case _FUZZ_OP_MAX:
                 break;
         }
@@ -1249,6 +1405,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         r = sd_event_set_signal_exit(f->broker->event, false);
         if (r < 0)
                 fuzz_fail("sd_event_set_signal_exit: %s", strerror(-r));
+        fuzz_current = f;
+        fuzz_broker_drain = f->broker->bus.drain;
+        if (!fuzz_broker_drain)
+                fuzz_fail("the broker has no drain hook");
+        f->broker->bus.drain = fuzz_drain_hook;
         for (unsigned int i = 0; i < FUZZ_CLIENTS; ++i) {
                 Client *c = &f->clients[i];
 
@@ -1274,6 +1435,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 fuzz_drain(f, &f->clients[i]);
 
         f->broker = broker_free(f->broker);
+        fuzz_current = NULL;
         for (unsigned int i = 0; i < FUZZ_CLIENTS; ++i)
                 fuzz_client_reset(&f->clients[i]);
         free(f);

@@ -21,6 +21,8 @@
  *  - an fd kind byte (FuzzFdKind, modulo _FUZZ_FD_MAX).
  */
 
+#include <stdint.h>
+
 #define FUZZ_CLIENTS 3
 
 /* byte 0 */
@@ -59,8 +61,50 @@ typedef enum FuzzOp {
         FUZZ_OP_BATCH,          /* u8 n: the next n % 8 + 1 ops are written before the
                                    broker runs */
         FUZZ_OP_ACK_RECV,       /* ACK of the last ENTRY, then RECV: the local receive */
+        FUZZ_OP_RING,           /* u8 variant (fuzz_ring_variant()), then its arguments:
+                                   values appended to the release ring, or its tail
+                                   moved */
         _FUZZ_OP_MAX,
 } FuzzOp;
+
+/*
+ * What FUZZ_OP_RING writes into the client's release ring. The first ones
+ * are what libbus1-client writes (only while the ring has room, as the
+ * library checks the head); the rest are what it never would.
+ */
+typedef enum FuzzRing {
+        FUZZ_RING_ACK,          /* ACK of the last ENTRY of the stream (if any) */
+        FUZZ_RING_RELEASE,      /* offset byte: a release */
+        FUZZ_RING_ACK_RELEASE,  /* ACK of the last ENTRY, then a release of the last
+                                   offset the client saw: the library's local receive */
+        FUZZ_RING_ACK_ID,       /* u8 id: ACK of it (0 is a violation) */
+        FUZZ_RING_RELEASES,     /* u8 n: n % 16 + 1 releases, each an offset byte */
+        FUZZ_RING_LATE,         /* u8 n, then FUZZ_RING_ACK (n bit 2 clear) or
+                                   FUZZ_RING_ACK_RELEASE (set), both computed now but
+                                   written by a client running concurrently with the
+                                   broker: right before the broker's (n % 4 + 1)-th drain
+                                   of this peer from inside the model (a send placing a
+                                   slice, an EDQUOT), whichever request that is in */
+        FUZZ_RING_RAW,          /* le64 value, any tag */
+        FUZZ_RING_SMALL,        /* u8 v: (v << 3) | (v & 7), any tag */
+        FUZZ_RING_AHEAD,        /* u8 n: the tail moves n + 1 ahead, slots unwritten */
+        FUZZ_RING_BACK,         /* u8 n: the tail moves n % 4 + 1 back */
+        FUZZ_RING_TAIL,         /* le64: the tail */
+        _FUZZ_RING_MAX,
+} FuzzRing;
+
+/* FUZZ_RING_* of a variant byte: the library's writes three times as often */
+static inline FuzzRing fuzz_ring_variant(uint8_t b) {
+        static const FuzzRing map[16] = {
+                FUZZ_RING_ACK, FUZZ_RING_ACK, FUZZ_RING_RELEASE, FUZZ_RING_RELEASE,
+                FUZZ_RING_RELEASE, FUZZ_RING_ACK_RELEASE, FUZZ_RING_ACK_RELEASE,
+                FUZZ_RING_ACK_RELEASE, FUZZ_RING_RELEASES, FUZZ_RING_LATE,
+                FUZZ_RING_ACK_ID, FUZZ_RING_RAW, FUZZ_RING_SMALL, FUZZ_RING_AHEAD,
+                FUZZ_RING_BACK, FUZZ_RING_TAIL,
+        };
+
+        return map[b % 16];
+}
 
 typedef enum FuzzFdKind {
         FUZZ_FD_EVENTFD,

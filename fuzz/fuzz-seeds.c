@@ -9,7 +9,8 @@
  *  - dispatch: op sequences in the format of fuzz-dispatch.h that transfer
  *    handles, send (inline, memfd, fds, handles, multicast, seed), receive
  *    (locally with ACK, with installed fds and SLICE_FDS), destroy, release,
- *    reset, disconnect, close and reconnect.
+ *    reset, disconnect, close and reconnect, and write the release ring as
+ *    the library does and as it never would.
  * tools/fuzz --seeds runs it. Running it again gives the same files.
  */
 
@@ -177,6 +178,16 @@ static void seed_send(Seed *s, unsigned int from, unsigned int flags, unsigned i
 static void seed_recv(Seed *s, unsigned int client, unsigned int flags) {
         seed_op(s, FUZZ_OP_RECV, client);
         seed_bytes(s, 2, flags, 0);
+}
+
+/* FUZZ_OP_RING with the first variant byte that means @ring */
+static void seed_ring(Seed *s, unsigned int client, FuzzRing ring) {
+        unsigned int b = 0;
+
+        while (fuzz_ring_variant((uint8_t)b) != ring)
+                ++b;
+        seed_op(s, FUZZ_OP_RING, client);
+        seed_bytes(s, 1, b);
 }
 
 static void seed_start(Seed *s, uint8_t config) {
@@ -430,6 +441,90 @@ static void seeds_dispatch(void) {
         seed_op(&s, FUZZ_OP_UNKNOWN, 2);
         seed_bytes(&s, 1, 2);
         seed_done(&s, "pipeline-hello-unknown");
+
+        /*
+         * The release ring as the library writes it: ACK and release after a
+         * local receive, applied before a send places the next slice (which
+         * reuses the offset) and before the client's own next request.
+         */
+        seed_start(&s, 0);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_send(&s, 1, 0, ID_RECEIVED(0), 24);
+        seed_send(&s, 1, 0, ID_RECEIVED(0), 8);
+        seed_op(&s, FUZZ_OP_DRAIN, 0);
+        seed_ring(&s, 0, FUZZ_RING_ACK_RELEASE);
+        seed_send(&s, 1, 0, ID_RECEIVED(0), 8);
+        seed_ring(&s, 0, FUZZ_RING_ACK);
+        seed_ring(&s, 0, FUZZ_RING_RELEASE);
+        seed_bytes(&s, 1, OFFSET_RECEIVED(0));
+        seed_op(&s, FUZZ_OP_QUERY, 0);
+        seed_ring(&s, 0, FUZZ_RING_RELEASES);
+        seed_bytes(&s, 2, 0, OFFSET_RECEIVED(2));
+        seed_recv(&s, 0, 0);
+        seed_op(&s, FUZZ_OP_SLICE_RELEASE, 0);
+        seed_bytes(&s, 1, OFFSET_RECEIVED(2));
+        seed_done(&s, "ring-release");
+
+        /*
+         * What the library never writes: a bad tag, an offset never
+         * received, ACK 0, a tail ahead or behind; noticed at the client's
+         * own request, at a send to it, or when its sibling refuses for quota.
+         */
+        seed_start(&s, 0);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_ring(&s, 0, FUZZ_RING_SMALL);
+        seed_bytes(&s, 1, 0x42);
+        seed_op(&s, FUZZ_OP_QUERY, 0);
+        seed_op(&s, FUZZ_OP_RECONNECT, 0);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_ring(&s, 0, FUZZ_RING_RELEASE);
+        seed_bytes(&s, 1, 0xc0 + 40);                   /* offset 320 */
+        seed_send(&s, 1, 4, ID_RECEIVED(1), 8);
+        seed_op(&s, FUZZ_OP_RECONNECT, 0);
+        seed_ring(&s, 0, FUZZ_RING_ACK_ID);
+        seed_bytes(&s, 1, 0);
+        seed_op(&s, FUZZ_OP_RESET, 2);                  /* max_slices 0: EDQUOT */
+        seed_bytes(&s, 3, 0, 1 | 0 << 3, 0);
+        seed_transfer(&s, 2, ID_0x100, 1);
+        seed_send(&s, 1, 4, ID_RECEIVED(2), 8);
+        seed_op(&s, FUZZ_OP_RECONNECT, 0);
+        seed_ring(&s, 0, FUZZ_RING_AHEAD);              /* 257: one more than fits */
+        seed_bytes(&s, 1, 255);
+        seed_ring(&s, 0, FUZZ_RING_AHEAD);
+        seed_bytes(&s, 1, 0);
+        seed_op(&s, FUZZ_OP_QUERY, 0);
+        seed_ring(&s, 1, FUZZ_RING_BACK);
+        seed_bytes(&s, 1, 0);
+        seed_op(&s, FUZZ_OP_QUERY, 1);
+        seed_ring(&s, 2, FUZZ_RING_TAIL);
+        seed_bytes(&s, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
+        seed_op(&s, FUZZ_OP_QUERY, 2);
+        seed_done(&s, "ring-hostile");
+
+        /*
+         * A client writing its ring while the broker works: the ACK of the
+         * message it got lands between two drains of it within one send to
+         * two of its nodes (the entry carries a handle it released meanwhile).
+         */
+        seed_start(&s, 0);
+        seed_transfer(&s, 0, ID_0x100, 2);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_transfer(&s, 1, ID_0x100, 2);
+        seed_op(&s, FUZZ_OP_TRANSFER, 1);               /* a second node of client 1 */
+        seed_bytes(&s, 2, 0xc0 + 8, 3);                /* ID 0x40 */
+        seed_op(&s, FUZZ_OP_SEND, 2);
+        seed_bytes(&s, 8, 0, 1, 1, 0, ID_RECEIVED(1), ID_RECEIVED(0), 0, 8);
+        seed_op(&s, FUZZ_OP_RELEASE, 1);
+        seed_bytes(&s, 1, ID_RECEIVED(0));
+        seed_ring(&s, 1, FUZZ_RING_LATE);
+        seed_bytes(&s, 1, 1);                           /* at the second drain */
+        seed_op(&s, FUZZ_OP_SEND, 2);
+        seed_bytes(&s, 10, 0, 2, 1, 0, ID_RECEIVED(1), ID_RECEIVED(2), ID_RECEIVED(0), 0,
+                   8);
+        seed_recv(&s, 1, 0);
+        seed_recv(&s, 1, 0);
+        seed_recv(&s, 1, 0);
+        seed_done(&s, "ring-late");
 
         /* no automatic HELLO: a request first is a violation */
         seed_start(&s, FUZZ_CONFIG_NO_HELLO);
