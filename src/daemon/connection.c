@@ -756,6 +756,10 @@ static int connection_apply_ack(Connection *conn, uint64_t entry_id) {
         PeerRecv r;
         int res = 0;
 
+        /* the client can only have dequeued what it was pushed */
+        if (entry_id > conn->push_cursor)
+                return -EBADMSG;
+
         conn->dequeuing = true;
         while ((entry = queue_first(&conn->peer->queue)) && entry->id <= entry_id &&
                entry->id <= conn->push_cursor) {
