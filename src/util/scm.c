@@ -34,15 +34,17 @@ int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
 
         if (n_fds > SCM_FDS_MAX)
                 return -EINVAL;
-        if (n_fds) {
-                memset(&control, 0, sizeof(control));
-                msg.msg_control = &control;
-                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                control.cmsg.cmsg_level = SOL_SOCKET;
-                control.cmsg.cmsg_type = SCM_RIGHTS;
-                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
-        }
+        /* send(2) spares the kernel importing a msghdr and an iovec */
+        if (!n_fds)
+                return send(fd, data, len, flags | MSG_NOSIGNAL) < 0 ? -errno : 0;
+
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = &control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+        control.cmsg.cmsg_level = SOL_SOCKET;
+        control.cmsg.cmsg_type = SCM_RIGHTS;
+        control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
         if (sendmsg(fd, &msg, flags | MSG_NOSIGNAL) < 0)
                 return -errno;
         return 0;
