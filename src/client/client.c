@@ -281,19 +281,18 @@ static int client_fail(Client *client, int r) {
  * the broker with a record instead.
  */
 static bool client_ring_push(Client *client, uint64_t value) {
-        uint64_t head, *slot;
+        uint64_t head;
 
         if (!client->ring)
                 return false;
-        head = le64toh(__atomic_load_n((uint64_t *)(void *)(client->ring + PROTO_RING_HEAD),
+        head = le64toh(__atomic_load_n(proto_ring_word(client->ring, PROTO_RING_HEAD),
                                        __ATOMIC_ACQUIRE));
         if (client->ring_tail - head >= PROTO_RING_N_SLOTS)
                 return false;
-        slot = (uint64_t *)(void *)(client->ring + PROTO_RING_SLOTS +
-                                    8 * (client->ring_tail % PROTO_RING_N_SLOTS));
-        __atomic_store_n(slot, htole64(value), __ATOMIC_RELAXED);
+        __atomic_store_n(proto_ring_word(client->ring, proto_ring_slot(client->ring_tail)),
+                         htole64(value), __ATOMIC_RELAXED);
         ++client->ring_tail;
-        __atomic_store_n((uint64_t *)(void *)(client->ring + PROTO_RING_TAIL),
+        __atomic_store_n(proto_ring_word(client->ring, PROTO_RING_TAIL),
                          htole64(client->ring_tail), __ATOMIC_RELEASE);
         return true;
 }
@@ -470,12 +469,12 @@ static int client_hello(Client *client) {
         }
 
         ring = mmap(NULL, PROTO_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, pkt.fds[1], 0);
-        r = -errno;
-        safe_close(pkt.fds[1]);
         if (ring == MAP_FAILED) {
-                safe_close(pkt.fds[0]);
+                r = -errno;
+                client_close_fds(pkt.fds, pkt.n_fds);
                 return r;
         }
+        safe_close(pkt.fds[1]);
         p = mmap(NULL, (size_t)reply.pool_size, PROT_READ, MAP_SHARED, pkt.fds[0], 0);
         if (p == MAP_FAILED) {
                 r = -errno;

@@ -53,10 +53,6 @@ void ring_deinit(Ring *ring) {
         *ring = RING_NULL;
 }
 
-static uint64_t *ring_word(Ring *ring, size_t offset) {
-        return (uint64_t *)(void *)(ring->map + offset);
-}
-
 /**
  * ring_drain() - apply every value the client appended, in order
  * @ring:       ring (nothing happens without a mapping)
@@ -75,23 +71,23 @@ int ring_drain(Ring *ring, RingFn fn, void *userdata) {
 
         if (!ring->map)
                 return 0;
-        tail = le64toh(__atomic_load_n(ring_word(ring, PROTO_RING_TAIL), __ATOMIC_ACQUIRE));
+        tail = le64toh(__atomic_load_n(proto_ring_word(ring->map, PROTO_RING_TAIL),
+                                       __ATOMIC_ACQUIRE));
         if (tail == ring->head)
                 return 0;
         if (tail - ring->head > PROTO_RING_N_SLOTS)
                 return -EBADMSG;
 
         while (ring->head != tail) {
-                size_t slot = PROTO_RING_SLOTS + 8 * (ring->head % PROTO_RING_N_SLOTS);
-                uint64_t value = le64toh(__atomic_load_n(ring_word(ring, slot),
-                                                         __ATOMIC_RELAXED));
+                uint64_t *slot = proto_ring_word(ring->map, proto_ring_slot(ring->head));
+                uint64_t value = le64toh(__atomic_load_n(slot, __ATOMIC_RELAXED));
 
                 ++ring->head;
                 r = fn(value, userdata);
                 if (r < 0)
                         break;
         }
-        __atomic_store_n(ring_word(ring, PROTO_RING_HEAD), htole64(ring->head),
+        __atomic_store_n(proto_ring_word(ring->map, PROTO_RING_HEAD), htole64(ring->head),
                          __ATOMIC_RELEASE);
         return r;
 }

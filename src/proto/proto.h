@@ -515,6 +515,16 @@ typedef struct ProtoFds {
 #define PROTO_RING_ACK          1ULL
 #define PROTO_RING_ACK_MAX      (UINT64_MAX >> 3)
 
+/* a le64 word of a mapped ring, at one of the offsets above */
+static inline uint64_t *proto_ring_word(uint8_t *ring, size_t offset) {
+        return (uint64_t *)(void *)(ring + offset);
+}
+
+/* the offset of the slot that holds value number @n */
+static inline size_t proto_ring_slot(uint64_t n) {
+        return PROTO_RING_SLOTS + 8 * (size_t)(n % PROTO_RING_N_SLOTS);
+}
+
 typedef struct ProtoAck {
         uint64_t entry_id;              /* >= 1; the cookie is always 0 */
 } ProtoAck;
