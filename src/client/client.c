@@ -47,11 +47,89 @@ typedef struct ClientPacket {
         ProtoHeader hdr;
         int fds[PROTO_RECORD_FDS_MAX];
         size_t n_fds;
+        bool fds_lost;          /* fds were cut off: this process had no free descriptor */
 } ClientPacket;
 
 static void client_close_fds(int *fds, size_t n_fds) {
         for (size_t i = 0; i < n_fds; ++i)
                 safe_close(fds[i]);
+}
+
+/*
+ * Forks seen by this process. A child's copy of a client is not yet the
+ * peer's: the parent's library may hold entries it read ahead. The child's
+ * first call adopts the connection (client_adopt()); from then on the
+ * broker marks the parent's ring retired and the parent's calls fail, so no
+ * entry is ever delivered to both.
+ */
+static unsigned long client_generation;
+static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+static void client_forked(void) {
+        ++client_generation;
+}
+
+static void client_watch_forks(void) {
+        (void)pthread_atfork(NULL, NULL, client_forked);
+}
+
+static int client_hello(Client *client);
+
+/*
+ * This process is a fork of the one that set the client up: take the peer
+ * over as client_new_from_fd() does. What the parent buffered is dropped
+ * (the broker pushes every entry still queued again); what it dequeued stays
+ * dequeued; slices it received are released by request (the broker judges).
+ */
+static int client_adopt(Client *client) {
+        int r;
+
+        client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
+        client->n_entries = 0;
+        client->entries_head = 0;
+        offset_set_clear(&client->slices);
+        if (client->disconnected || client->broken)
+                return 0;
+        /* this process's copies of the parent's mappings; the HELLO maps anew */
+        if (client->ring)
+                munmap(client->ring, PROTO_RING_SIZE);
+        client->ring = NULL;
+        if (client->pool)
+                munmap((void *)client->pool, (size_t)client->pool_size);
+        client->pool = NULL;
+        client->pool_fd = safe_close(client->pool_fd);
+        r = client_hello(client);
+        if (r < 0 && r != -ENOMEM)
+                client->broken = true;
+        return r;
+}
+
+/**
+ * client_usable() - whether a client may issue a call
+ * @client:     client
+ *
+ * In a forked child, the first call adopts the connection.
+ *
+ * Return: 0, -EBADFD if another process (a forked child) adopted the peer,
+ *         -ESHUTDOWN after PEER_DISCONNECT, -ECONNRESET if the connection
+ *         failed, or the error of the adoption.
+ */
+int client_usable(Client *client) {
+        int r;
+
+        if (client->generation != __atomic_load_n(&client_generation, __ATOMIC_RELAXED)) {
+                r = client_adopt(client);
+                if (r < 0)
+                        return r;
+        }
+        if (client->ring &&
+            __atomic_load_n(proto_ring_word(client->ring, PROTO_RING_RETIRED), __ATOMIC_ACQUIRE))
+                return -EBADFD;
+        if (client->disconnected)
+                return -ESHUTDOWN;
+        if (client->broken)
+                return -ECONNRESET;
+        return 0;
 }
 
 /**
@@ -88,7 +166,9 @@ static int client_alloc(Client **clientp) {
         client = calloc(1, sizeof(*client));
         if (!client)
                 return -ENOMEM;
+        pthread_once(&client_once, client_watch_forks);
         pthread_mutex_init(&client->lock, NULL);
+        client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
         client->fd = -1;
         client->pool_fd = -1;
         *clientp = client;
@@ -137,8 +217,10 @@ static int client_write(Client *client, const void *data, size_t len, const int 
 
 /*
  * Read one packet into client_rx. With @peek the packet stays in the
- * socket (only for records without fds). Return: 1 read, 0 nothing there
- * (only with @nonblock), negative errno (-ECONNRESET for end of stream).
+ * socket (only for records without fds). fds the kernel could not install
+ * (no free descriptor: MSG_CTRUNC) set @pkt->fds_lost; the record itself is
+ * intact. Return: 1 read, 0 nothing there (only with @nonblock), negative
+ * errno (-ECONNRESET for end of stream).
  */
 static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool peek) {
         int flags = (peek ? MSG_PEEK : 0) | (nonblock ? MSG_DONTWAIT : 0), msg_flags = 0;
@@ -165,8 +247,8 @@ static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool pe
 
         if (l == 0)
                 return -ECONNRESET;
-        if ((msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-            proto_decode_header(&pkt->hdr, client_rx, (size_t)l) < 0) {
+        pkt->fds_lost = msg_flags & MSG_CTRUNC;
+        if ((msg_flags & MSG_TRUNC) || proto_decode_header(&pkt->hdr, client_rx, (size_t)l) < 0) {
                 client_close_fds(pkt->fds, pkt->n_fds);
                 pkt->n_fds = 0;
                 return -EBADMSG;
@@ -232,6 +314,9 @@ static void client_retract(Client *client, const ProtoRetract *retract) {
 /* act on a record the broker pushed; fatal errors break the connection */
 static int client_handle_push(Client *client, ClientPacket *pkt) {
         int r;
+
+        if (pkt->fds_lost)
+                return -EBADMSG;
 
         switch (pkt->hdr.type) {
         case PROTO_TYPE_ENTRY: {
@@ -354,14 +439,14 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
         int carried[PROTO_RECORD_FDS_MAX];
         size_t n_carried = 0;
         ProtoHeader req_hdr;
-        bool is_recv;
+        bool is_recv, lost = false;
         int r;
 
         if (client->broken)
                 return -ECONNRESET;
-        /* a RECV reply may dequeue the front entry: client_recv_remote() waits */
+        /* a RECV (and its SLICE_FDS) may dequeue the front: client_recv_remote() waits */
         is_recv = proto_decode_header(&req_hdr, req, len) == 0 &&
-                  req_hdr.type == PROTO_TYPE_RECV;
+                  (req_hdr.type == PROTO_TYPE_RECV || req_hdr.type == PROTO_TYPE_SLICE_FDS);
 
         r = client_flush_ack(client);
         if (r < 0)
@@ -386,6 +471,7 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                         }
                         memcpy(carried + n_carried, pkt->fds, pkt->n_fds * sizeof(int));
                         n_carried += pkt->n_fds;
+                        lost |= pkt->fds_lost;
                         continue;
                 }
 
@@ -400,6 +486,13 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                         memmove(pkt->fds + n_carried, pkt->fds, pkt->n_fds * sizeof(int));
                         memcpy(pkt->fds, carried, n_carried * sizeof(int));
                         pkt->n_fds += n_carried;
+                        pkt->fds_lost |= lost;
+                        /* only a RECV copes with fds it could not take */
+                        if (pkt->fds_lost && !is_recv) {
+                                client_close_fds(pkt->fds, pkt->n_fds);
+                                pkt->n_fds = 0;
+                                return -EMFILE;
+                        }
                         /* not for HELLO: a new stream starts after its reply */
                         if (!is_recv && client->pool)
                                 client_await_wake(client);
@@ -444,6 +537,7 @@ static int client_hello(Client *client) {
         ProtoReplyHello reply;
         ClientPacket pkt;
         void *p, *ring;
+        struct stat st;
         int r;
 
         r = proto_encode_hello(buf, sizeof(buf), &hello);
@@ -491,6 +585,10 @@ static int client_hello(Client *client) {
         safe_close(client->pool_fd);
         client->pool = p;
         client->pool_fd = pkt.fds[0];
+        if (fstat(client->pool_fd, &st) == 0) {
+                client->pool_dev = st.st_dev;
+                client->pool_ino = st.st_ino;
+        }
         client->pool_size = reply.pool_size;
         client->peer_id = reply.peer_id;
         return 0;
@@ -594,6 +692,29 @@ Client *client_free(Client *client) {
         return NULL;
 }
 
+/**
+ * client_free_closed() - free a client whose socket the program closed
+ * @client:     client, or NULL
+ *
+ * The program closed the socket with close(2) (its number may name
+ * something else by now) and perhaps the pool's descriptor too: only a pool
+ * descriptor that still names the pool is closed.
+ *
+ * Return: NULL.
+ */
+Client *client_free_closed(Client *client) {
+        struct stat st;
+
+        if (!client)
+                return NULL;
+        client->fd = -1;
+        if (client->pool_fd >= 0 &&
+            (fstat(client->pool_fd, &st) < 0 || st.st_dev != client->pool_dev ||
+             st.st_ino != client->pool_ino))
+                client->pool_fd = -1;
+        return client_free(client);
+}
+
 /* after PEER_DISCONNECT: the descriptor keeps its number but only hangs up */
 static void client_hang_up(Client *client) {
         int p[2];
@@ -620,8 +741,9 @@ int client_disconnect(Client *client) {
         ProtoPeerDisconnect req = { .cookie = ++client->n_cookies };
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         r = proto_encode_peer_disconnect(buf, sizeof(buf), &req);
         if (r < 0)
                 return r;
@@ -645,8 +767,9 @@ int client_query(Client *client, uint64_t flags, ProtoReplyPeerQuery *replyp) {
         ClientPacket pkt;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         r = proto_encode_peer_query(buf, sizeof(buf), &req);
         if (r < 0)
                 return r;
@@ -672,8 +795,9 @@ int client_reset(Client *client, const ProtoPeerReset *reset) {
         ProtoPeerReset req = *reset;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         req.cookie = ++client->n_cookies;
         r = proto_encode_peer_reset(buf, sizeof(buf), &req);
         if (r < 0)
@@ -697,8 +821,9 @@ int client_handle_release(Client *client, uint64_t id) {
         ProtoHandleRelease req = { .cookie = ++client->n_cookies, .id = id };
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         r = proto_encode_handle_release(buf, sizeof(buf), &req);
         if (r < 0)
                 return r;
@@ -730,8 +855,9 @@ int client_handle_transfer(Client *client, uint64_t flags, uint64_t src, Client 
         ClientPacket pkt;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         if (dst) {
                 if (dst->disconnected || dst->broken)
                         return -ESHUTDOWN;
@@ -776,8 +902,9 @@ int client_nodes_destroy(Client *client, uint64_t flags, const uint64_t *ids, si
         size_t size;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         r = proto_size_nodes_destroy(&size, n_ids);
         if (r < 0)
                 return r;
@@ -802,10 +929,9 @@ int client_slice_release(Client *client, uint64_t offset) {
         ProtoSliceRelease req = { .offset = offset };
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
-        if (client->broken)
-                return -ECONNRESET;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
 
         /*
          * A slice this client received goes through the ring, behind the
@@ -888,8 +1014,9 @@ int client_send(Client *client, const ClientSend *s) {
         uint8_t *buf = stack;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         if (s->n_fds > BUS1_FD_MAX)
                 return -EMSGSIZE;
         for (size_t i = 0; i < s->n_vecs; ++i)
@@ -898,6 +1025,24 @@ int client_send(Client *client, const ClientSend *s) {
         if (n_bytes > PROTO_BYTES_MAX)
                 return -EMSGSIZE;
         args.n_bytes = n_bytes;
+
+        /*
+         * An array the caller's call could not give: the broker fails the
+         * send with that error where the kernel would have met it. The
+         * payload is not needed for that.
+         */
+        if (s->fds_fault || s->destinations_fault) {
+                args.flags |= s->fds_fault == -EFAULT ? PROTO_SEND_FLAG_FDS_EFAULT
+                              : s->fds_fault ? PROTO_SEND_FLAG_FDS_EBADF : 0;
+                if (s->destinations_fault) {
+                        args.flags |= PROTO_SEND_FLAG_DESTINATIONS_EFAULT;
+                        args.n_destinations = 0;
+                }
+                args.flags &= ~PROTO_SEND_FLAG_ERRORS;
+                args.vecs = NULL;
+                args.n_vecs = 0;
+                args.n_bytes = 0;
+        }
 
         r = proto_size_send(&size, s->n_destinations, s->n_handles, PROTO_PAYLOAD_INLINE,
                             n_bytes);
@@ -959,7 +1104,38 @@ uint64_t client_slice_size(const ProtoMessage *msg) {
         return size < 8 ? 8 : size;
 }
 
-/* RECV through the broker; with fds, tell it their numbers (SLICE_FDS) */
+/*
+ * Answer the fds a RECV reply handed over with SLICE_FDS: their numbers,
+ * which also dequeues the entry at the broker, or none if some could not be
+ * installed (this process is out of descriptors), which leaves it queued.
+ * Return: 0 (the caller owns @pkt's fds), -EMFILE (nothing was received),
+ * or another error (the fds are closed).
+ */
+static int client_recv_confirm(Client *client, ClientPacket *pkt, uint64_t offset) {
+        uint8_t buf[PROTO_SIZE_SLICE_FDS_MIN + 4 * BUS1_FD_MAX + 8];
+        uint64_t cookie = ++client->n_cookies;
+        bool lost = pkt->fds_lost;
+        int r;
+
+        if (lost) {
+                client_close_fds(pkt->fds, pkt->n_fds);
+                pkt->n_fds = 0;
+        }
+        r = proto_encode_slice_fds(buf, sizeof(buf), cookie, offset, pkt->fds, pkt->n_fds);
+        if (r >= 0)
+                r = client_call_simple(client, buf, (size_t)r, NULL, 0, cookie);
+        if (r < 0) {
+                client_close_fds(pkt->fds, pkt->n_fds);
+                pkt->n_fds = 0;
+                return r;
+        }
+        return lost ? -EMFILE : 0;
+}
+
+/*
+ * RECV through the broker. An entry with fds to install is dequeued only
+ * once this process holds them all (client_recv_confirm()).
+ */
 static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offset,
                               ClientRecv *out) {
         uint8_t buf[PROTO_SIZE_RECV];
@@ -975,7 +1151,7 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
         r = client_call(client, buf, (size_t)r, NULL, 0, req.cookie, &pkt);
         if (r < 0)
                 return r;
-        r = proto_decode_reply_recv(&reply, client_rx, pkt.len, pkt.n_fds);
+        r = proto_decode_reply_recv(&reply, client_rx, pkt.len, pkt.fds_lost ? 0 : pkt.n_fds);
         if (r < 0) {
                 client_close_fds(pkt.fds, pkt.n_fds);
                 return client_fail(client, r);
@@ -983,6 +1159,13 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
         if (reply.error) {
                 client_await_wake(client);
                 return -(int)reply.error;
+        }
+        if (pkt.n_fds || pkt.fds_lost) {
+                r = client_recv_confirm(client, &pkt, reply.entry.msg.offset);
+                if (r < 0) {
+                        client_await_wake(client);
+                        return r;
+                }
         }
 
         if (!(flags & BUS1_RECV_FLAG_PEEK) && !(flags & BUS1_RECV_FLAG_SEED)) {
@@ -1004,28 +1187,14 @@ static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offse
         out->fds = NULL;
         out->n_fds = 0;
         if (pkt.n_fds) {
-                uint8_t fbuf[PROTO_SIZE_HEADER + 16 + 4 * BUS1_FD_MAX + 8];
-                uint64_t cookie = ++client->n_cookies;
-
                 out->fds = malloc(pkt.n_fds * sizeof(int));
                 if (!out->fds) {
+                        /* received all the same: the fds are closed, the slice names them */
                         client_close_fds(pkt.fds, pkt.n_fds);
                         return -ENOMEM;
                 }
                 memcpy(out->fds, pkt.fds, pkt.n_fds * sizeof(int));
                 out->n_fds = pkt.n_fds;
-
-                r = proto_encode_slice_fds(fbuf, sizeof(fbuf), cookie, reply.entry.msg.offset,
-                                           out->fds, out->n_fds);
-                if (r >= 0)
-                        r = client_call_simple(client, fbuf, (size_t)r, NULL, 0, cookie);
-                if (r < 0) {
-                        client_close_fds(out->fds, out->n_fds);
-                        free(out->fds);
-                        out->fds = NULL;
-                        out->n_fds = 0;
-                        return r;
-                }
         }
         return 0;
 }
@@ -1102,10 +1271,9 @@ int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv 
         bool from_socket;
         int r;
 
-        if (client->disconnected)
-                return -ESHUTDOWN;
-        if (client->broken)
-                return -ECONNRESET;
+        r = client_usable(client);
+        if (r < 0)
+                return r;
         if (flags & ~(uint64_t)PROTO_RECV_FLAGS)
                 return -EINVAL;
         if (flags & BUS1_RECV_FLAG_SEED)

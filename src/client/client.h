@@ -34,12 +34,15 @@ struct Client {
         pthread_mutex_t lock;
         int fd;                 /* the connection; a hung-up pipe once disconnected */
         int pool_fd;
+        uint64_t pool_dev;      /* the pool memfd's identity, to tell it from a */
+        uint64_t pool_ino;      /* number reused after the program closed it */
         const uint8_t *pool;
         uint64_t pool_size;
         uint64_t peer_id;
         uint64_t n_cookies;
         bool disconnected;      /* PEER_DISCONNECT succeeded */
         bool broken;            /* the connection failed: every call fails */
+        unsigned long generation;       /* forks seen when it was opened */
 
         ClientEntry *entries;   /* pushed, not yet dequeued: a ring */
         size_t n_entries;
@@ -73,13 +76,18 @@ typedef struct ClientSend {
         size_t n_handles;
         const int *fds;
         size_t n_fds;
+        int fds_fault;          /* 0, or -EBADF (the fd after @fds is not open) or
+                                 * -EFAULT (the fd array is unreadable) */
+        bool destinations_fault;        /* the destination array is unreadable */
 } ClientSend;
 
 int client_address(char *buf, size_t size, const char *address);
 int client_new(Client **clientp, const char *address);
 int client_new_from_fd(Client **clientp, int fd);
 Client *client_free(Client *client);
+Client *client_free_closed(Client *client);
 
+int client_usable(Client *client);
 int client_disconnect(Client *client);
 int client_query(Client *client, uint64_t flags, ProtoReplyPeerQuery *replyp);
 int client_reset(Client *client, const ProtoPeerReset *reset);

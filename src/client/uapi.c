@@ -13,10 +13,16 @@
  * by the descriptor (O(1)), grown on demand, under one mutex; each client
  * has its own lock for its calls.
  *
- * Pointers in the command structs are the caller's; a NULL pointer with a
- * non-zero count is EFAULT, but a wild pointer faults like any library
- * call would (the library cannot check readability without a syscall per
- * array).
+ * Argument handling follows the kernel's bus1_peer_ioctl() and its
+ * handlers: the command is a 32-bit number, PEER_DISCONNECT's argument is a
+ * value (0) and never a pointer, a disconnected peer answers ESHUTDOWN
+ * before anything else is looked at, and within a command the errors come
+ * in the kernel's order. Errors the library finds in the caller's arrays
+ * (a NULL array with a non-zero count, an fd that is not open) travel to the
+ * broker with the request when the kernel would have met them after checks
+ * only the broker can make (the handles, the fds' types), so the same
+ * errno wins. A wild non-NULL pointer faults like any library call would:
+ * the library cannot check readability without a system call per array.
  */
 
 #include <errno.h>
@@ -50,8 +56,18 @@ static void uapi_put(Client *client) {
         pthread_mutex_unlock(&client->lock);
 }
 
+/*
+ * A peer the program closed with close(2) instead of bus1_uapi_close(): its
+ * number was free again, and now names a new peer. Free what the old one
+ * held, without touching the number (it is the new peer's socket now).
+ */
+static void uapi_forget_stale(Client *stale) {
+        client_free_closed(stale);
+}
+
 static int uapi_register(Client *client) {
         size_t fd = (size_t)client->fd;
+        Client *stale = NULL;
         int r = 0;
 
         pthread_mutex_lock(&uapi_lock);
@@ -67,9 +83,11 @@ static int uapi_register(Client *client) {
                 uapi_clients = c;
                 uapi_n_clients = n;
         }
+        stale = uapi_clients[fd];
         uapi_clients[fd] = client;
 out:
         pthread_mutex_unlock(&uapi_lock);
+        uapi_forget_stale(stale);
         return r;
 }
 
@@ -148,11 +166,21 @@ _public_ int bus1_uapi_close(int peer) {
         return 0;
 }
 
+/* the end of the user address space (the kernel's TASK_SIZE) */
+#if defined(__x86_64__)
+#define UAPI_ADDRESS_END ((uint64_t)0x7ffffffff000)
+#else
+#define UAPI_ADDRESS_END ((uint64_t)UINTPTR_MAX)
+#endif
+/* the kernel's UIO_MAXIOV and MAX_RW_COUNT (INT_MAX rounded down to a page) */
+#define UAPI_VECS_MAX 1024U
+#define UAPI_BYTES_MAX ((uint64_t)0x7ffff000)
+
 static bool uapi_bad_ptr(uint64_t ptr, uint64_t n) {
         return n && !ptr;
 }
 
-static int uapi_peer_reset(Client *client, unsigned long cmd, struct bus1_cmd_peer_reset *arg) {
+static int uapi_peer_reset(Client *client, uint32_t cmd, struct bus1_cmd_peer_reset *arg) {
         ProtoReplyPeerQuery q;
         int r;
 
@@ -178,15 +206,24 @@ static int uapi_peer_reset(Client *client, unsigned long cmd, struct bus1_cmd_pe
         });
 }
 
+/*
+ * peer.c bus1_peer_ioctl_handle_transfer(): flags, then dst_fd (the kernel
+ * passes it to fdget() as an unsigned int: only its low 32 bits count; -1
+ * in all 64 is the caller), then the transfer itself.
+ */
 static int uapi_handle_transfer(Client *client, struct bus1_cmd_handle_transfer *arg) {
         Client *dst = NULL;
         int dst_fd = -1, r;
         uint64_t id;
 
+        if (arg->flags)
+                return -EINVAL;
         if (arg->dst_fd != (__u64)-1) {
-                if (arg->dst_fd > INT32_MAX)
+                uint32_t fd = (uint32_t)arg->dst_fd;
+
+                if (fd > INT32_MAX)
                         return -EBADF;
-                dst_fd = (int)arg->dst_fd;
+                dst_fd = (int)fd;
                 if (dst_fd == client->fd) {
                         dst = client;
                 } else {
@@ -202,11 +239,10 @@ static int uapi_handle_transfer(Client *client, struct bus1_cmd_handle_transfer 
                                         return -EBADF;
                                 goto transfer;
                         }
-                        if (dst->disconnected || dst->broken) {
-                                uapi_put(dst);
-                                return -ESHUTDOWN;
-                        }
+                        r = client_usable(dst);
                         uapi_put(dst);
+                        if (r < 0)
+                                return r == -EBADFD ? r : -ESHUTDOWN;
                         dst = NULL;
                 }
         }
@@ -219,29 +255,82 @@ transfer:
         return r;
 }
 
+/*
+ * util.c bus1_import_vecs(): each length in turn must be non-negative as an
+ * ssize_t (EMSGSIZE), lie in the user address space (EFAULT) and keep the
+ * total within MAX_RW_COUNT (EMSGSIZE). Decided on the lengths alone: no
+ * payload byte is read here.
+ */
+static int uapi_check_vecs(const struct iovec *vecs, uint64_t n_vecs) {
+        uint64_t total = 0;
+
+        if (uapi_bad_ptr((uintptr_t)vecs, n_vecs))
+                return -EFAULT;
+        for (uint64_t i = 0; i < n_vecs; ++i) {
+                uint64_t base = (uintptr_t)vecs[i].iov_base, len = vecs[i].iov_len, end;
+
+                if (len > INT64_MAX)
+                        return -EMSGSIZE;
+                if (__builtin_add_overflow(base, len, &end) || end > UAPI_ADDRESS_END)
+                        return -EFAULT;
+                if (len > UAPI_BYTES_MAX - total)
+                        return -EMSGSIZE;
+                total += len;
+        }
+        /* the kernel faulted on these only while copying; the library cannot read them */
+        for (uint64_t i = 0; i < n_vecs; ++i)
+                if (!vecs[i].iov_base && vecs[i].iov_len)
+                        return -EFAULT;
+        return 0;
+}
+
+/*
+ * The fds to attach: the count of those that are open, in order, and in
+ * @faultp the error of the first that is not (EFAULT for an unreadable
+ * array), which the broker returns after it checked the handles and the
+ * fds before it (peer.c, message.c bus1_factory_new(), util.c
+ * bus1_import_fd()).
+ */
+static size_t uapi_check_fds(const int *fds, uint64_t n_fds, int *faultp) {
+        *faultp = 0;
+        if (uapi_bad_ptr((uintptr_t)fds, n_fds)) {
+                *faultp = -EFAULT;
+                return 0;
+        }
+        for (uint64_t i = 0; i < n_fds; ++i)
+                if (fds[i] < 0 || fcntl(fds[i], F_GETFD) < 0) {
+                        *faultp = -EBADF;
+                        return (size_t)i;
+                }
+        return (size_t)n_fds;
+}
+
+/*
+ * peer.c bus1_peer_ioctl_send() and message.c bus1_factory_new(), in their
+ * order: flags; the counts; the destination count (the broker holds the
+ * user's limit; one request names at most PROTO_DESTINATIONS_MAX); the
+ * iovecs; the handles (the broker: ENXIO); the fds; SEED's own rules; the
+ * destinations.
+ */
 static int uapi_send(Client *client, struct bus1_cmd_send *arg) {
         const struct iovec *uvecs = (const struct iovec *)(uintptr_t)arg->ptr_vecs;
-        const int *fds = (const int *)(uintptr_t)arg->ptr_fds;
         ClientSend s;
+        int r;
 
-        if (uapi_bad_ptr(arg->ptr_destinations, arg->n_destinations) ||
-            uapi_bad_ptr(arg->ptr_vecs, arg->n_vecs) ||
-            uapi_bad_ptr(arg->ptr_handles, arg->n_handles) ||
-            uapi_bad_ptr(arg->ptr_fds, arg->n_fds))
-                return -EFAULT;
         if (arg->flags & ~(BUS1_SEND_FLAG_CONTINUE | BUS1_SEND_FLAG_SEED))
                 return -EINVAL;
-        if (arg->n_vecs > 1024 || arg->n_fds > BUS1_FD_MAX)
+        if (arg->n_destinations > INT32_MAX || arg->n_vecs > UAPI_VECS_MAX ||
+            arg->n_fds > BUS1_FD_MAX)
                 return -EMSGSIZE;
-        if (arg->n_destinations > PROTO_DESTINATIONS_MAX || arg->n_handles > PROTO_HANDLES_MAX)
-                return arg->n_destinations > PROTO_DESTINATIONS_MAX ? -EINVAL : -EMSGSIZE;
-
-        for (uint64_t i = 0; i < arg->n_fds; ++i)
-                if (fds[i] < 0 || fcntl(fds[i], F_GETFD) < 0)
-                        return -EBADF;
-        for (uint64_t i = 0; i < arg->n_vecs; ++i)
-                if (!uvecs[i].iov_base && uvecs[i].iov_len)
-                        return -EFAULT;
+        if (arg->n_destinations > PROTO_DESTINATIONS_MAX)
+                return -EINVAL;
+        r = uapi_check_vecs(uvecs, arg->n_vecs);
+        if (r < 0)
+                return r;
+        if (uapi_bad_ptr(arg->ptr_handles, arg->n_handles))
+                return -EFAULT;
+        if (arg->n_handles > PROTO_HANDLES_MAX)
+                return -EMSGSIZE;
 
         s = (ClientSend){
                 .flags = arg->flags,
@@ -252,12 +341,30 @@ static int uapi_send(Client *client, struct bus1_cmd_send *arg) {
                 .n_vecs = arg->n_vecs,
                 .handles = (const uint64_t *)(uintptr_t)arg->ptr_handles,
                 .n_handles = arg->n_handles,
-                .fds = fds,
-                .n_fds = arg->n_fds,
+                .fds = (const int *)(uintptr_t)arg->ptr_fds,
+                .destinations_fault = uapi_bad_ptr(arg->ptr_destinations,
+                                                   arg->n_destinations),
         };
+        s.n_fds = uapi_check_fds(s.fds, arg->n_fds, &s.fds_fault);
         if (!arg->n_destinations)
                 s.errors = NULL;
         return client_send(client, &s);
+}
+
+/*
+ * peer.c bus1_peer_ioctl_nodes_destroy(): flags, the count (the broker
+ * holds the user's limit; one request names at most PROTO_NODES_MAX), then
+ * the array.
+ */
+static int uapi_nodes_destroy(Client *client, const struct bus1_cmd_nodes_destroy *arg) {
+        if (arg->flags & ~(__u64)BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES)
+                return -EINVAL;
+        if (arg->n_nodes > PROTO_NODES_MAX)
+                return -EINVAL;
+        if (uapi_bad_ptr(arg->ptr_nodes, arg->n_nodes))
+                return -EFAULT;
+        return client_nodes_destroy(client, arg->flags,
+                                    (const uint64_t *)(uintptr_t)arg->ptr_nodes, arg->n_nodes);
 }
 
 static int uapi_recv(Client *client, struct bus1_cmd_recv *arg) {
@@ -285,73 +392,95 @@ static int uapi_recv(Client *client, struct bus1_cmd_recv *arg) {
         return 0;
 }
 
+/* a command of the 2016 UAPI other than PEER_DISCONNECT */
+static bool uapi_known(uint32_t cmd) {
+        switch (cmd) {
+        case BUS1_CMD_PEER_QUERY:
+        case BUS1_CMD_PEER_RESET:
+        case BUS1_CMD_HANDLE_RELEASE:
+        case BUS1_CMD_HANDLE_TRANSFER:
+        case BUS1_CMD_NODES_DESTROY:
+        case BUS1_CMD_SLICE_RELEASE:
+        case BUS1_CMD_SEND:
+        case BUS1_CMD_RECV:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/*
+ * peer.c bus1_peer_ioctl(): PEER_DISCONNECT takes its argument as a value
+ * and needs no live peer; everything else needs one (ESHUTDOWN first), then
+ * a known command (ENOTTY), then an argument to read (EFAULT).
+ */
+static int uapi_dispatch(Client *client, uint32_t cmd, void *arg) {
+        int r;
+
+        if (cmd == BUS1_CMD_PEER_DISCONNECT)
+                return arg ? -EINVAL : client_disconnect(client);
+        r = client_usable(client);
+        if (r < 0)
+                return r;
+        if (!uapi_known(cmd))
+                return -ENOTTY;
+        if (!arg)
+                return -EFAULT;
+
+        switch (cmd) {
+        case BUS1_CMD_PEER_QUERY:
+        case BUS1_CMD_PEER_RESET:
+                return uapi_peer_reset(client, cmd, arg);
+        case BUS1_CMD_HANDLE_RELEASE:
+                return client_handle_release(client, *(const __u64 *)arg);
+        case BUS1_CMD_HANDLE_TRANSFER:
+                return uapi_handle_transfer(client, arg);
+        case BUS1_CMD_NODES_DESTROY:
+                return uapi_nodes_destroy(client, arg);
+        case BUS1_CMD_SLICE_RELEASE:
+                return client_slice_release(client, *(const __u64 *)arg);
+        case BUS1_CMD_SEND:
+                return uapi_send(client, arg);
+        default:
+                return uapi_recv(client, arg);
+        }
+}
+
 /**
  * bus1_uapi_ioctl() - issue a bus1 command
  * @peer:       descriptor from bus1_uapi_open()
- * @cmd:        BUS1_CMD_*
- * @arg:        the command's argument, as for the kernel's ioctl(2)
+ * @cmd:        BUS1_CMD_*; only the low 32 bits count, as for ioctl(2)
+ * @arg:        the command's argument, as for the kernel's ioctl(2); for
+ *              BUS1_CMD_PEER_DISCONNECT the value itself, which must be 0
  *
- * Same semantics as the kernel command. In HANDLE_TRANSFER, dst_fd is
- * another descriptor from bus1_uapi_open(), or (u64)-1 for @peer itself.
+ * Same semantics as the kernel command, errors in the kernel's order. In
+ * HANDLE_TRANSFER, dst_fd is another descriptor from bus1_uapi_open(), or
+ * (u64)-1 for @peer itself.
  *
  * Return: 0 on success, a negative errno on failure (never a positive
- *         value): -EBADF @peer is not a peer, -ENOTTY unknown command,
- *         -EFAULT NULL argument, and the command's own errors.
+ *         value), which is also stored in errno (positive), so wrappers
+ *         written for ioctl(2) work unchanged: -EBADF @peer is not open,
+ *         -ENOTTY @peer is no peer or the command is unknown, -EBADFD
+ *         a forked child of this process took the peer over,
+ *         -ESHUTDOWN the peer is disconnected or its connection to the
+ *         broker ended, -EFAULT NULL argument, and the command's own errors.
  */
 _public_ int bus1_uapi_ioctl(int peer, unsigned long cmd, void *arg) {
         Client *client;
         int r;
 
         client = uapi_get(peer);
-        if (!client)
-                return fcntl(peer, F_GETFD) < 0 ? -EBADF : -ENOTTY;
-        if (!arg) {
+        if (!client) {
+                r = fcntl(peer, F_GETFD) < 0 ? -EBADF : -ENOTTY;
+        } else {
+                r = uapi_dispatch(client, (uint32_t)cmd, arg);
                 uapi_put(client);
-                return -EFAULT;
         }
 
-        switch (cmd) {
-        case BUS1_CMD_PEER_DISCONNECT:
-                r = *(const __u64 *)arg ? -EINVAL : client_disconnect(client);
-                break;
-        case BUS1_CMD_PEER_QUERY:
-        case BUS1_CMD_PEER_RESET:
-                r = uapi_peer_reset(client, cmd, arg);
-                break;
-        case BUS1_CMD_HANDLE_RELEASE:
-                r = client_handle_release(client, *(const __u64 *)arg);
-                break;
-        case BUS1_CMD_HANDLE_TRANSFER:
-                r = uapi_handle_transfer(client, arg);
-                break;
-        case BUS1_CMD_NODES_DESTROY: {
-                struct bus1_cmd_nodes_destroy *d = arg;
-
-                if (uapi_bad_ptr(d->ptr_nodes, d->n_nodes))
-                        r = -EFAULT;
-                else if (d->n_nodes > PROTO_NODES_MAX)
-                        r = -EINVAL;
-                else
-                        r = client_nodes_destroy(client, d->flags,
-                                                 (const uint64_t *)(uintptr_t)d->ptr_nodes,
-                                                 d->n_nodes);
-                break;
-        }
-        case BUS1_CMD_SLICE_RELEASE:
-                r = client_slice_release(client, *(const __u64 *)arg);
-                break;
-        case BUS1_CMD_SEND:
-                r = uapi_send(client, arg);
-                break;
-        case BUS1_CMD_RECV:
-                r = uapi_recv(client, arg);
-                break;
-        default:
-                r = -ENOTTY;
-                break;
-        }
-
-        uapi_put(client);
         /* a broken connection reads as the peer being gone */
-        return r == -ECONNRESET || r == -EPIPE ? -ESHUTDOWN : r;
+        if (r == -ECONNRESET || r == -EPIPE)
+                r = -ESHUTDOWN;
+        if (r < 0)
+                errno = -r;
+        return r;
 }

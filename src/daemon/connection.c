@@ -480,12 +480,12 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
          * (a child that inherited it): the stream starts afresh, and every
          * queued entry is pushed again after the reply.
          */
-        ring_deinit(&conn->ring);
+        ring_retire(&conn->ring);
         conn->ring = ring;
         conn->hello = true;
         conn->push_cursor = 0;
         conn->push_blocked = false;
-        conn->fd_install = false;
+        conn->fd_pending = false;
         connection_write(conn, out, (size_t)len_out, fds_reply, -1);
         connection_mark_dirty(conn);
         return 0;
@@ -555,6 +555,7 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
         void *map = NULL;
         size_t map_len = 0, out_len;
         struct iovec vec;
+        int fd_error = 0;
         ProtoSend s;
         TxArgs args;
         int r;
@@ -564,11 +565,13 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
                 return r;
         *cookiep = s.cookie;
 
-        for (size_t i = 0; i < s.n_fds; ++i) {
-                r = connection_check_fd(fds[i]);
-                if (r < 0)
-                        return r;
-        }
+        /* an fd the kernel would refuse fails the send at its turn (peer_send()) */
+        for (size_t i = 0; i < s.n_fds && !fd_error; ++i)
+                fd_error = connection_check_fd(fds[i]);
+        if (!fd_error && (s.flags & PROTO_SEND_FLAG_FDS_EBADF))
+                fd_error = -EBADF;
+        if (!fd_error && (s.flags & PROTO_SEND_FLAG_FDS_EFAULT))
+                fd_error = -EFAULT;
 
         vec = (struct iovec){ .iov_base = (void *)s.payload, .iov_len = s.n_bytes };
         if (s.payload_mode == PROTO_PAYLOAD_MEMFD) {
@@ -599,7 +602,7 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
         }
 
         args = (TxArgs){
-                .flags = s.flags & ~PROTO_SEND_FLAG_ERRORS,
+                .flags = s.flags & ~(PROTO_SEND_FLAG_ERRORS | PROTO_SEND_FLAGS_FAULT),
                 .destinations = (const uint64_t *)s.destinations,
                 .n_destinations = s.n_destinations,
                 .errors = errors,
@@ -608,6 +611,8 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
                 .handles = (const uint64_t *)s.handles,
                 .n_handles = s.n_handles,
                 .fds = fdlist,
+                .fd_error = fd_error,
+                .destinations_fault = s.flags & PROTO_SEND_FLAG_DESTINATIONS_EFAULT,
         };
         r = peer_send(conn->peer, &args);
         if (r < 0)
@@ -637,13 +642,20 @@ out:
         return r;
 }
 
+/*
+ * RECV. An entry whose fds are to be installed is only described: the reply
+ * hands the fds over and the entry stays queued until the client's
+ * SLICE_FDS says it holds them all, so a client without free descriptors
+ * loses nothing (docs/protocol.md 7.15).
+ */
 static int connection_handle_recv(Connection *conn, uint64_t *cookiep, const void *buf,
                                   size_t len, size_t n_fds) {
         uint8_t out[PROTO_SIZE_REPLY_RECV];
         ProtoReplyRecv reply = {};
+        FdList *fds = NULL;
         PeerRecv r_entry;
+        uint64_t entry_id = 0;
         ProtoRecv req;
-        FdList *fds;
         int r;
 
         r = proto_decode_recv(&req, buf, len, n_fds);
@@ -651,42 +663,60 @@ static int connection_handle_recv(Connection *conn, uint64_t *cookiep, const voi
                 return r;
         *cookiep = req.cookie;
 
-        conn->dequeuing = true;
-        r = peer_recv(conn->peer, req.flags, req.max_offset, &r_entry);
-        conn->dequeuing = false;
-        if (r < 0)
-                return r;
+        if (!conn->peer->disconnected && (req.flags & BUS1_RECV_FLAG_INSTALL_FDS) &&
+            !(req.flags & BUS1_RECV_FLAG_PEEK))
+                fds = peer_recv_fds(conn->peer, req.flags, &entry_id);
+
+        if (fds) {
+                r = peer_recv(conn->peer, req.flags | BUS1_RECV_FLAG_PEEK, req.max_offset,
+                              &r_entry);
+                if (r < 0)
+                        return r;
+                r_entry.entry_id = entry_id;
+        } else {
+                conn->dequeuing = true;
+                r = peer_recv(conn->peer, req.flags, req.max_offset, &r_entry);
+                conn->dequeuing = false;
+                if (r < 0)
+                        return r;
+                /* no fds to install: nothing is handed over */
+                peer_recv_deinit(&r_entry);
+        }
 
         reply.cookie = req.cookie;
         connection_entry_to_proto(&r_entry, &reply.entry);
         r = proto_encode_reply_recv(out, sizeof(out), &reply);
-        if (r < 0) {
-                peer_recv_deinit(&r_entry);
+        if (r < 0)
                 return r;
-        }
 
-        fds = TAKE_PTR(r_entry.fds);
-        conn->fd_install = false;
-        if (fds && fds->n_fds) {
-                /* the client answers with the numbers the fds got (SLICE_FDS) */
-                conn->fd_install = true;
+        if (fds) {
+                conn->fd_pending = true;
+                conn->fd_flags = req.flags;
+                conn->fd_entry_id = entry_id;
                 conn->fd_offset = r_entry.offset;
-                conn->fd_at = r_entry.offset + message_fd_offset(r_entry.n_bytes,
-                                                                 r_entry.n_handles);
                 conn->fd_count = fds->n_fds;
+                fds = fdlist_ref(fds);
         }
-
         connection_push_dirty(conn->broker, conn);
         connection_reply(conn, out, (size_t)r, fds, -1);
         return 0;
 }
 
+/*
+ * SLICE_FDS: the client holds the fds the last RECV handed over (or, with
+ * none named, could not take them). Only now is the entry dequeued, and
+ * the numbers the fds got go into its slice.
+ */
 static int connection_handle_slice_fds(Connection *conn, uint64_t *cookiep, const void *buf,
                                        size_t len, size_t n_fds) {
         ProtoSliceFds req;
+        PeerRecv r_entry;
         PoolSlice *slice;
+        uint64_t entry_id = 0, at;
+        bool pending = conn->fd_pending;
         int r;
 
+        conn->fd_pending = false;
         r = proto_decode_slice_fds(&req, buf, len, n_fds);
         if (r < 0)
                 return r;
@@ -694,21 +724,35 @@ static int connection_handle_slice_fds(Connection *conn, uint64_t *cookiep, cons
 
         if (conn->peer->disconnected)
                 return -ESHUTDOWN;
-        if (!conn->fd_install || req.offset != conn->fd_offset || req.n_fds != conn->fd_count)
+        if (!pending || req.offset != conn->fd_offset ||
+            (req.n_fds && req.n_fds != conn->fd_count))
                 return -EINVAL;
+        /* the client could not install them: the entry stays queued */
+        if (!req.n_fds)
+                return 0;
+        /* nothing but this client's requests dequeues: still the same entry */
+        if (!peer_recv_fds(conn->peer, conn->fd_flags, &entry_id) ||
+            entry_id != conn->fd_entry_id)
+                return -EINVAL;
+
+        conn->dequeuing = true;
+        r = peer_recv(conn->peer, conn->fd_flags, UINT64_MAX, &r_entry);
+        conn->dequeuing = false;
+        if (r < 0)
+                return r;
+        at = message_fd_offset(r_entry.n_bytes, r_entry.n_handles);
+        peer_recv_deinit(&r_entry);
+
         slice = pool_find(&conn->peer->pool, req.offset);
         if (!slice || !slice->published)
                 return -EINVAL;
-
         for (uint32_t i = 0; i < req.n_fds; ++i) {
                 int32_t v = (int32_t)proto_u32_at(req.fds, i);
 
-                r = pool_write(&conn->peer->pool, slice, conn->fd_at - req.offset + 4 * i,
-                               &v, sizeof(v));
+                r = pool_write(&conn->peer->pool, slice, at + 4 * i, &v, sizeof(v));
                 if (r < 0)
                         return -EINVAL;
         }
-        conn->fd_install = false;
         return 0;
 }
 
@@ -941,6 +985,10 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
                 r = -EBADMSG;
                 goto reply;
         }
+
+        /* fds a RECV handed over are confirmed by the very next request */
+        if (hdr->type != PROTO_TYPE_SLICE_FDS && hdr->type != PROTO_TYPE_ACK)
+                conn->fd_pending = false;
 
         switch (hdr->type) {
         case PROTO_TYPE_HELLO:

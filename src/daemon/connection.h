@@ -59,9 +59,15 @@ struct Connection {
         Ring ring;              /* the client's release ring, from the HELLO on */
         bool ring_broken;       /* the client broke it: close at the next wakeup */
 
-        bool fd_install;        /* a RECV handed fds over: SLICE_FDS may follow */
+        /*
+         * A RECV handed fds over: the entry stays queued until the client's
+         * SLICE_FDS, its next request, says it holds them (or could not
+         * take them). Any other request drops this.
+         */
+        bool fd_pending;
+        uint64_t fd_flags;      /* the RECV's flags, to dequeue with */
+        uint64_t fd_entry_id;   /* the entry (0: the seed) */
         uint64_t fd_offset;     /* its slice */
-        uint64_t fd_at;         /* the fd area within the pool */
         uint64_t fd_count;
 };
 

@@ -350,6 +350,10 @@ int peer_reset(Peer *peer, uint64_t flags, uint64_t peer_flags, const PeerLimits
 int peer_check_handles(Peer *peer, uint64_t n) {
         uint64_t total;
 
+        /* taking nothing always fits, even above a limit the peer lowered */
+        if (!n)
+                return 0;
+
         if (__builtin_add_overflow(peer->n_handle_refs, peer->n_handle_reserved, &total) ||
             __builtin_add_overflow(total, n, &total) ||
             total > peer->limits.max_handles)
@@ -601,7 +605,8 @@ int peer_nodes_destroy(Peer *peer, uint64_t flags, const uint64_t *ids, uint64_t
                 return -ESHUTDOWN;
         if (flags & ~BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES)
                 return -EINVAL;
-        if (n_ids > peer->limits.max_handles)
+        /* the kernel bounds the work by the user's limit, not the peer's own */
+        if (n_ids > peer->user->limits.max[USER_HANDLES])
                 return -EINVAL;
 
         seq = bus_tick(peer->bus);
@@ -916,6 +921,39 @@ int peer_recv(Peer *peer, uint64_t flags, uint64_t max_offset, PeerRecv *recvp) 
                 peer_dequeue_message(peer, m, flags, &r);
         *recvp = r;
         return 0;
+}
+
+/**
+ * peer_recv_fds() - the fds a RECV with INSTALL_FDS would hand over
+ * @peer:       peer
+ * @flags:      the RECV's flags; BUS1_RECV_FLAG_SEED selects the seed
+ * @entry_idp:  out: the entry they belong to (0 for the seed)
+ *
+ * Changes nothing. A RECV that hands fds over must not dequeue before the
+ * receiver holds them all (it may have no free descriptor), so the I/O layer
+ * hands them over first and dequeues with peer_recv() once the receiver
+ * confirmed; this names what it hands over and, called again at the
+ * confirmation, proves the entry is still the one handed over.
+ *
+ * Return: the entry's fd list (no new reference), or NULL if the next entry
+ *         carries no fds or there is none.
+ */
+FdList *peer_recv_fds(Peer *peer, uint64_t flags, uint64_t *entry_idp) {
+        QueueEntry *entry;
+        Message *m;
+
+        if (flags & BUS1_RECV_FLAG_SEED) {
+                m = peer->seed;
+        } else {
+                entry = queue_first(&peer->queue);
+                if (!entry || entry->type != QUEUE_ENTRY_DATA)
+                        return NULL;
+                m = container_of(entry, Message, entry);
+        }
+        if (!m || !message_n_fds(m))
+                return NULL;
+        *entry_idp = (flags & BUS1_RECV_FLAG_SEED) ? 0 : m->entry.id;
+        return m->fds;
 }
 
 /**

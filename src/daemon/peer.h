@@ -100,6 +100,7 @@ int peer_nodes_destroy(Peer *peer, uint64_t flags, const uint64_t *ids, uint64_t
 int peer_slice_release(Peer *peer, uint64_t offset);
 int peer_recv(Peer *peer, uint64_t flags, uint64_t max_offset, PeerRecv *recvp);
 void peer_recv_deinit(PeerRecv *recv);
+FdList *peer_recv_fds(Peer *peer, uint64_t flags, uint64_t *entry_idp);
 void peer_describe_entry(Peer *peer, QueueEntry *entry, PeerRecv *recvp);
 bool peer_entry_needs_sync(Peer *peer, QueueEntry *entry);
 

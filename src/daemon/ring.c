@@ -44,6 +44,21 @@ int ring_init(Ring *ring, int *fdp) {
 }
 
 /**
+ * ring_retire() - tell the ring's writer it was replaced
+ * @ring:       ring, or one that was never set up
+ *
+ * A process that adopted the connection (a later HELLO) has a ring of its
+ * own; a process still holding this one (the parent of a fork) learns from
+ * this word that the peer is no longer its to use. Unmaps the ring.
+ */
+void ring_retire(Ring *ring) {
+        if (ring->map)
+                __atomic_store_n(proto_ring_word(ring->map, PROTO_RING_RETIRED), htole64(1),
+                                 __ATOMIC_RELEASE);
+        ring_deinit(ring);
+}
+
+/**
  * ring_deinit() - unmap a ring
  * @ring:       ring, or one that was never set up
  */

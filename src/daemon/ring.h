@@ -30,5 +30,6 @@ typedef struct Ring {
 typedef int (*RingFn)(uint64_t value, void *userdata);
 
 int ring_init(Ring *ring, int *fdp);
+void ring_retire(Ring *ring);
 void ring_deinit(Ring *ring);
 int ring_drain(Ring *ring, RingFn fn, void *userdata);

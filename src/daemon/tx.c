@@ -99,23 +99,23 @@ static void tx_deinit(Tx *tx) {
                 free(tx->handles);
 }
 
+/*
+ * The scalar checks, in the kernel's order (peer.c bus1_peer_ioctl_send(),
+ * util.c bus1_import_vecs()): flags, the counts, the destinations against
+ * the user's handle limit (not the peer's own, which it may have lowered),
+ * then the payload length.
+ */
 static int tx_check_args(Tx *tx) {
         const TxArgs *a = tx->args;
         Peer *sender = tx->sender;
 
         if (a->flags & ~(BUS1_SEND_FLAG_CONTINUE | BUS1_SEND_FLAG_SEED))
                 return -EINVAL;
-        if ((a->flags & BUS1_SEND_FLAG_SEED) &&
-            (a->n_destinations || (a->flags & BUS1_SEND_FLAG_CONTINUE)))
-                return -EINVAL;
-        if (a->n_destinations > sender->limits.max_handles)
-                return -EINVAL;
-        if (a->n_vecs > TX_VECS_MAX)
-                return -EMSGSIZE;
-
         tx->n_fds = a->fds ? a->fds->n_fds : 0;
-        if (tx->n_fds > BUS1_FD_MAX)
+        if (a->n_vecs > TX_VECS_MAX || tx->n_fds > BUS1_FD_MAX)
                 return -EMSGSIZE;
+        if (a->n_destinations > sender->user->limits.max[USER_HANDLES])
+                return -EINVAL;
 
         tx->n_bytes = 0;
         for (uint64_t i = 0; i < a->n_vecs; ++i)
@@ -127,7 +127,8 @@ static int tx_check_args(Tx *tx) {
         return 0;
 }
 
-static int tx_resolve(Tx *tx) {
+/* the handles to attach (kernel: bus1_factory_new() imports them first) */
+static int tx_resolve_handles(Tx *tx) {
         const TxArgs *a = tx->args;
         int r;
 
@@ -143,7 +144,16 @@ static int tx_resolve(Tx *tx) {
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
+/* the destinations, after the handles, the fds and the seed's own checks */
+static int tx_resolve_destinations(Tx *tx) {
+        const TxArgs *a = tx->args;
+        int r;
+
+        if (a->destinations_fault)
+                return -EFAULT;
         if (!a->n_destinations)
                 return 0;
 
@@ -208,7 +218,7 @@ static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64
         r = peer_check_handles(receiver, n_handles);
         if (r < 0)
                 return r;
-        if (receiver->n_inflight_fds + n_fds > l->max_inflight_fds)
+        if (n_fds && receiver->n_inflight_fds + n_fds > l->max_inflight_fds)
                 return -EDQUOT;
         /* fds the broker holds are its own descriptors: the table is finite */
         if (n_fds && receiver->bus->n_inflight_fds + n_fds > receiver->bus->fd_budget)
@@ -419,12 +429,17 @@ static int tx_send_seed(Tx *tx) {
  * message per node, next to each other in its queue. With
  * BUS1_SEND_FLAG_SEED the message replaces the sender's seed.
  *
+ * Errors are found in the kernel's order: flags, counts, the destination
+ * count, the payload length, the handles, the fds (@args->fd_error), the
+ * seed's own rules, then the destinations one by one.
+ *
  * Return: 0 on success, or
  *         -ESHUTDOWN sender disconnected, or (per destination) owner gone,
  *         -EINVAL bad flags, SEED with destinations or CONTINUE, or more
- *                 destinations than the handle limit,
+ *                 destinations than the user's handle limit,
  *         -EMSGSIZE more than TX_VECS_MAX iovecs, BUS1_FD_MAX fds, a payload
- *                 over 2 GiB, or a slice larger than a receiver's pool,
+ *                 over TX_BYTES_MAX, or a slice larger than a receiver's pool,
+ *         -EFAULT, -EBADF, -EOPNOTSUPP as @args says of its arrays and fds,
  *         -ENXIO unknown handle ID,
  *         -ENOTUNIQ the same destination twice,
  *         -EHOSTUNREACH a destination node was destroyed,
@@ -446,7 +461,19 @@ int peer_send(Peer *sender, const TxArgs *args) {
         /* one clock tick names the transaction and marks its handles */
         tx.seq = bus_tick(sender->bus);
 
-        r = tx_resolve(&tx);
+        r = tx_resolve_handles(&tx);
+        if (r < 0)
+                goto error;
+        r = args->fd_error;
+        if (r < 0)
+                goto error;
+        if ((args->flags & BUS1_SEND_FLAG_SEED) &&
+            (args->n_destinations || args->destinations_fault ||
+             (args->flags & BUS1_SEND_FLAG_CONTINUE))) {
+                r = -EINVAL;
+                goto error;
+        }
+        r = tx_resolve_destinations(&tx);
         if (r < 0)
                 goto error;
 

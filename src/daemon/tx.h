@@ -14,6 +14,7 @@
  * fails.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -21,7 +22,8 @@ typedef struct FdList FdList;
 typedef struct Peer Peer;
 
 #define TX_VECS_MAX 1024U
-#define TX_BYTES_MAX (2ULL * 1024 * 1024 * 1024)
+/* the kernel's MAX_RW_COUNT (INT_MAX rounded down to a 4 KiB page) */
+#define TX_BYTES_MAX (0x7fffffffULL & ~0xfffULL)
 
 /**
  * struct TxArgs - a validated SEND
@@ -34,6 +36,11 @@ typedef struct Peer Peer;
  * @handles:            handle IDs to attach
  * @n_handles:          their number
  * @fds:                fds to attach, or NULL; the transaction takes references
+ * @fd_error:           0, or the negative errno of an fd that could not be
+ *                      attached (after @fds): the send fails with it where the
+ *                      kernel imported fds, after the handles
+ * @destinations_fault: the destination array could not be read: the send
+ *                      fails with -EFAULT where the kernel read it
  */
 typedef struct TxArgs {
         uint64_t flags;
@@ -45,6 +52,8 @@ typedef struct TxArgs {
         const uint64_t *handles;
         uint64_t n_handles;
         FdList *fds;
+        int fd_error;
+        bool destinations_fault;
 } TxArgs;
 
 int peer_send(Peer *sender, const TxArgs *args);

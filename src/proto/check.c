@@ -119,14 +119,15 @@ int proto_check_nodes_destroy(uint64_t flags, uint64_t n_nodes) {
  * proto_check_slice_fds() - check the fd count of a SLICE_FDS
  * @n_fds:      the request's fd count
  *
- * A SLICE_FDS reports the fds a RECV installed, so it names at least one and
- * at most what one message can carry. Whether the count is that of the RECV
- * the broker answered last is the broker's question.
+ * A SLICE_FDS reports the fds a RECV installed (at most what one message can
+ * carry), or with a count of 0 that the client could not install them, so
+ * the entry stays queued. Whether the count is that of the RECV the broker
+ * answered last is the broker's question.
  *
- * Return: 0 on success, -EINVAL for 0 or more than BUS1_FD_MAX.
+ * Return: 0 on success, -EINVAL for more than BUS1_FD_MAX.
  */
 int proto_check_slice_fds(uint64_t n_fds) {
-        if (n_fds < 1 || n_fds > PROTO_FDS_MAX)
+        if (n_fds > PROTO_FDS_MAX)
                 return -EINVAL;
         return 0;
 }
@@ -147,13 +148,14 @@ int proto_check_slice_fd(int32_t fd) {
  * @send_req:   decoded request; its array pointers are not looked at
  *
  * Checks, in this order: flags, payload_mode, memfd_offset zero for an
- * inline payload, SEED without destinations and without CONTINUE, then the
- * counts against their limits, then that a memfd payload's range fits an
- * off_t.
+ * inline payload, then the counts against their limits, then that a memfd
+ * payload's range fits an off_t. SEED combined with destinations or
+ * CONTINUE is the broker's EINVAL, at the point the kernel checked it
+ * (after the handles and fds).
  *
  * Return: 0 on success, -EINVAL for unknown flags, an unknown payload_mode,
- *         a nonzero memfd_offset with an inline payload, SEED combined with
- *         destinations or CONTINUE, or more than PROTO_DESTINATIONS_MAX
+ *         a nonzero memfd_offset with an inline payload, or more than
+ *         PROTO_DESTINATIONS_MAX
  *         destinations; -EMSGSIZE for more than PROTO_HANDLES_MAX handles,
  *         more than BUS1_FD_MAX fds, more than 2 GiB of payload, or a memfd
  *         range ending beyond PROTO_OFFSET_MAX.
@@ -168,9 +170,6 @@ int proto_check_send(const ProtoSend *send_req) {
             send_req->payload_mode != PROTO_PAYLOAD_MEMFD)
                 return -EINVAL;
         if (send_req->payload_mode == PROTO_PAYLOAD_INLINE && send_req->memfd_offset != 0)
-                return -EINVAL;
-        if ((send_req->flags & BUS1_SEND_FLAG_SEED) &&
-            (send_req->n_destinations > 0 || (send_req->flags & BUS1_SEND_FLAG_CONTINUE)))
                 return -EINVAL;
         if (send_req->n_destinations > PROTO_DESTINATIONS_MAX)
                 return -EINVAL;

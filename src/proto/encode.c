@@ -324,12 +324,14 @@ int proto_encode_slice_release(void *buf, size_t cap, const ProtoSliceRelease *r
  * @cookie:     the request's cookie
  * @offset:     the slice offset the RECV returned
  * @fds:        the fd numbers the RECV's fds got in this process, in order
- * @n_fds:      their number, the RECV's msg.n_fds
+ * @n_fds:      their number, the RECV's msg.n_fds; 0 if the client could
+ *              not install them (the broker then leaves the entry queued)
  *
  * No fd is attached: the record carries the numbers only.
  *
- * Return: the record size on success, -EINVAL for a count of 0 or above
- *         BUS1_FD_MAX or a negative fd number, -EFAULT for a NULL @fds,
+ * Return: the record size on success, -EINVAL for a count above
+ *         BUS1_FD_MAX or a negative fd number, -EFAULT for a NULL @fds
+ *         with a non-zero count,
  *         -ENOBUFS if @cap is too small.
  */
 int proto_encode_slice_fds(void *buf, size_t cap, uint64_t cookie, uint64_t offset,
@@ -341,7 +343,7 @@ int proto_encode_slice_fds(void *buf, size_t cap, uint64_t cookie, uint64_t offs
         r = proto_check_slice_fds(n_fds);
         if (r < 0)
                 return r;
-        if (!fds)
+        if (!fds && n_fds)
                 return -EFAULT;
         for (i = 0; i < n_fds; ++i) {
                 r = proto_check_slice_fd(fds[i]);

@@ -135,6 +135,21 @@ enum {
 #define PROTO_SEND_FLAG_ERRORS          (((uint64_t)1) << 63)
 
 /*
+ * SEND flags of the protocol itself: the client could not read an array of
+ * the UAPI call, and the broker answers with that error where the kernel
+ * would meet it (after the handles, after the attached fds). FDS_EBADF: the
+ * fd after the n_fds attached ones is not open. FDS_EFAULT: the fd array is
+ * unreadable (no fds are attached). DESTINATIONS_EFAULT: the destination
+ * array is unreadable (n_destinations is 0). Such a send always fails; its
+ * payload may be left out.
+ */
+#define PROTO_SEND_FLAG_FDS_EBADF       (((uint64_t)1) << 62)
+#define PROTO_SEND_FLAG_FDS_EFAULT      (((uint64_t)1) << 61)
+#define PROTO_SEND_FLAG_DESTINATIONS_EFAULT (((uint64_t)1) << 60)
+#define PROTO_SEND_FLAGS_FAULT          (PROTO_SEND_FLAG_FDS_EBADF | PROTO_SEND_FLAG_FDS_EFAULT | \
+                                         PROTO_SEND_FLAG_DESTINATIONS_EFAULT)
+
+/*
  * Message flag of the protocol itself, in ENTRY only: the client must not
  * dequeue this entry locally but with a RECV, because the broker has to act
  * at the moment of dequeue. It never reaches the UAPI's msg.flags.
@@ -161,7 +176,7 @@ enum {
 #define PROTO_HANDLE_TRANSFER_FLAGS     ((uint64_t)0)
 #define PROTO_NODES_DESTROY_FLAGS       (BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES)
 #define PROTO_SEND_FLAGS                (BUS1_SEND_FLAG_CONTINUE | BUS1_SEND_FLAG_SEED | \
-                                         PROTO_SEND_FLAG_ERRORS)
+                                         PROTO_SEND_FLAG_ERRORS | PROTO_SEND_FLAGS_FAULT)
 #define PROTO_RECV_FLAGS                (BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_SEED | \
                                          BUS1_RECV_FLAG_INSTALL_FDS)
 #define PROTO_MSG_FLAGS                 (BUS1_MSG_FLAG_HAS_SECCTX | BUS1_MSG_FLAG_CONTINUE)
@@ -508,6 +523,8 @@ typedef struct ProtoFds {
 #define PROTO_RING_SIZE         4096U
 #define PROTO_RING_TAIL         0U      /* le64: values written; the client's */
 #define PROTO_RING_HEAD         64U     /* le64: values consumed; the broker's */
+#define PROTO_RING_RETIRED      128U    /* le64: 1 once another process adopted the
+                                         * connection (a later HELLO); the broker's */
 #define PROTO_RING_SLOTS        2048U   /* le64[PROTO_RING_N_SLOTS] */
 #define PROTO_RING_N_SLOTS      256U
 #define PROTO_RING_TAG_MASK     7ULL

@@ -201,7 +201,7 @@ static void test_multicast_atomic_destroyed(void **state) {
 /* atomic multicast: a disconnected owner fails the whole send with ESHUTDOWN */
 static void test_multicast_atomic_shutdown(void **state) {
         UapiFixture *f = *state;
-        uint64_t dst[2], zero = 0;
+        uint64_t dst[2];
         int a, b, c;
 
         a = uapi_peer(f);
@@ -210,7 +210,7 @@ static void test_multicast_atomic_shutdown(void **state) {
         dst[0] = uapi_give(a, 0x100, b);
         dst[1] = uapi_give(c, 0x200, b);
 
-        assert_int_equal(bus1_uapi_ioctl(c, BUS1_CMD_PEER_DISCONNECT, &zero), 0);
+        assert_int_equal(bus1_uapi_ioctl(c, BUS1_CMD_PEER_DISCONNECT, NULL), 0);
 
         assert_int_equal(uapi_send(b, dst, 2, 0, NULL, "m", 1, NULL, 0), -ESHUTDOWN);
         assert_int_equal(uapi_send(b, &dst[1], 1, 0, NULL, "m", 1, NULL, 0), -ESHUTDOWN);
@@ -229,7 +229,7 @@ static void test_multicast_atomic_shutdown(void **state) {
  */
 static void test_continue_errors(void **state) {
         UapiFixture *f = *state;
-        uint64_t dst[5], errors[5], zero = 0, node = 0x200;
+        uint64_t dst[5], errors[5], node = 0x200;
         int a, b, c, d, e, q;
 
         a = uapi_peer(f);
@@ -245,7 +245,7 @@ static void test_continue_errors(void **state) {
         dst[4] = uapi_give(q, 0x500, b);        /* over quota */
 
         assert_int_equal(uapi_destroy(c, 0, &node, 1), 0);
-        assert_int_equal(bus1_uapi_ioctl(d, BUS1_CMD_PEER_DISCONNECT, &zero), 0);
+        assert_int_equal(bus1_uapi_ioctl(d, BUS1_CMD_PEER_DISCONNECT, NULL), 0);
         assert_int_equal(uapi_reset(q, 0, UAPI_KEEP64, 0, UAPI_KEEP32, UAPI_KEEP32,
                                     UAPI_KEEP32), 0);
 

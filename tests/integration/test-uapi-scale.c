@@ -158,7 +158,7 @@ static void test_scale_fd_cost(void **state) {
         assert_int_equal(test_count_fds(0), n);
 
         /* PEER_DISCONNECT keeps the descriptor (it hangs up) but not more */
-        assert_int_equal(bus1_uapi_ioctl(peers[1].fd, BUS1_CMD_PEER_DISCONNECT, &(uint64_t){ 0 }),
+        assert_int_equal(bus1_uapi_ioctl(peers[1].fd, BUS1_CMD_PEER_DISCONNECT, NULL),
                          0);
         assert_true(test_count_fds(0) <= n);
 

@@ -1350,8 +1350,9 @@ static int stage_predict(Ctx *c, Slot *s, Slot *R, const SendArgs *a, SendPlan *
         refs = p->n_handle_refs + (R == s ? pl->n_new : 0);
         if (p->pool.n_busy + st->n + 1 > R->limits.max_slices ||
             p->pool.busy_bytes + st->bytes + size > R->limits.max_inflight_bytes ||
-            refs + st->handles + pl->n_valid > R->limits.max_handles ||
-            p->n_inflight_fds + st->fds + a->n_fds > R->limits.max_inflight_fds ||
+            /* a charge of zero always fits, even above a lowered limit */
+            (pl->n_valid && refs + st->handles + pl->n_valid > R->limits.max_handles) ||
+            (a->n_fds && p->n_inflight_fds + st->fds + a->n_fds > R->limits.max_inflight_fds) ||
             (a->n_fds && c->bus.n_inflight_fds + a->n_fds > c->bus.fd_budget)) {
                 *errp = EDQUOT;
                 return OUT_ERR;
@@ -1379,13 +1380,11 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
 
         if (s->down)
                 return ebit(ESHUTDOWN);
-        if ((a->flags & BUS1_SEND_FLAG_SEED) &&
-            (a->n_dsts || (a->flags & BUS1_SEND_FLAG_CONTINUE)))
-                return ebit(EINVAL);
-        if (a->n_dsts > s->limits.max_handles)
-                return ebit(EINVAL);
+        /* the kernel's order: counts, the user's bound, handles, SEED's rules, destinations */
         if (a->n_fds > BUS1_FD_MAX)
                 return ebit(EMSGSIZE);
+        if (a->n_dsts > s->peer->user->limits.max[USER_HANDLES])
+                return ebit(EINVAL);
 
         for (uint64_t j = 0; j < a->n_handles; ++j) {
                 r = sim_resolve(c, s, a->handles[j], pl->new_ids, pl->n_new, &pl->hrec[j]);
@@ -1397,6 +1396,9 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                         pl->new_ids[pl->n_new++] = a->handles[j];
                 }
         }
+        if ((a->flags & BUS1_SEND_FLAG_SEED) &&
+            (a->n_dsts || (a->flags & BUS1_SEND_FLAG_CONTINUE)))
+                return ebit(EINVAL);
         for (uint64_t i = 0; i < a->n_dsts; ++i) {
                 r = sim_resolve(c, s, a->dsts[i], pl->new_ids, pl->n_new, &pl->drec[i]);
                 if (r < 0)
@@ -2177,7 +2179,7 @@ static int do_nodes_destroy(Ctx *c, unsigned si, const DestroyArgs *a) {
                 expect = -ESHUTDOWN;
         } else if (a->flags & ~(uint64_t)BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES) {
                 expect = -EINVAL;
-        } else if (a->n_ids > s->limits.max_handles) {
+        } else if (a->n_ids > s->peer->user->limits.max[USER_HANDLES]) {
                 expect = -EINVAL;
         } else {
                 for (uint64_t i = 0; i < a->n_ids && !expect; ++i) {
