@@ -169,6 +169,7 @@ static int client_alloc(Client **clientp) {
         pthread_once(&client_once, client_watch_forks);
         pthread_mutex_init(&client->lock, NULL);
         client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
+        client->peeked = BUS1_OFFSET_INVALID;
         client->fd = -1;
         client->pool_fd = -1;
         *clientp = client;
@@ -591,6 +592,7 @@ static int client_hello(Client *client) {
         }
         client->pool_size = reply.pool_size;
         client->peer_id = reply.peer_id;
+        client->user_max_handles = reply.user_max_handles;
         return 0;
 }
 
@@ -905,7 +907,10 @@ int client_nodes_destroy(Client *client, uint64_t flags, const uint64_t *ids, si
         r = client_usable(client);
         if (r < 0)
                 return r;
-        r = proto_size_nodes_destroy(&size, n_ids);
+        /* an unreadable array travels as its count: the broker answers in turn */
+        if (!ids && n_ids)
+                flags |= PROTO_NODES_DESTROY_FLAG_EFAULT;
+        r = proto_size_nodes_destroy(&size, proto_nodes_destroy_n_ids(flags, n_ids));
         if (r < 0)
                 return r;
         buf = malloc(size);
@@ -942,6 +947,15 @@ int client_slice_release(Client *client, uint64_t offset) {
         if (offset_set_remove(&client->slices, offset) && client_ring_ack(client) &&
             client_ring_push(client, offset | PROTO_RING_RELEASE))
                 return 0;
+        /*
+         * The kernel's PEEK published the slice (message.c
+         * bus1_message_install()), so releasing it once succeeds; the entry
+         * stays queued and its RECV shows the slice again.
+         */
+        if (client->peeked != BUS1_OFFSET_INVALID && offset == client->peeked) {
+                client->peeked = BUS1_OFFSET_INVALID;
+                return 0;
+        }
 
         req.cookie = ++client->n_cookies;
         r = proto_encode_slice_release(buf, sizeof(buf), &req);
@@ -1010,7 +1024,7 @@ int client_send(Client *client, const ClientSend *s) {
         ProtoReplySend reply;
         ClientPacket pkt;
         uint64_t n_bytes = 0;
-        size_t size, n_fds = s->n_fds;
+        size_t size, n_ids, n_fds = s->n_fds;
         uint8_t *buf = stack;
         int r;
 
@@ -1036,7 +1050,7 @@ int client_send(Client *client, const ClientSend *s) {
                               : s->fds_fault ? PROTO_SEND_FLAG_FDS_EBADF : 0;
                 if (s->destinations_fault) {
                         args.flags |= PROTO_SEND_FLAG_DESTINATIONS_EFAULT;
-                        args.n_destinations = 0;
+                        args.destinations = NULL;
                 }
                 args.flags &= ~PROTO_SEND_FLAG_ERRORS;
                 args.vecs = NULL;
@@ -1044,8 +1058,8 @@ int client_send(Client *client, const ClientSend *s) {
                 args.n_bytes = 0;
         }
 
-        r = proto_size_send(&size, s->n_destinations, s->n_handles, PROTO_PAYLOAD_INLINE,
-                            n_bytes);
+        n_ids = (args.flags & PROTO_SEND_FLAG_DESTINATIONS_EFAULT) ? 0 : s->n_destinations;
+        r = proto_size_send(&size, n_ids, s->n_handles, PROTO_PAYLOAD_INLINE, args.n_bytes);
         if (r < 0 || size > PROTO_RECORD_MAX) {
                 r = client_payload_memfd(s->vecs, s->n_vecs, &memfd);
                 if (r < 0)
@@ -1053,8 +1067,8 @@ int client_send(Client *client, const ClientSend *s) {
                 args.payload_mode = PROTO_PAYLOAD_MEMFD;
                 args.vecs = NULL;
                 args.n_vecs = 0;
-                r = proto_size_send(&size, s->n_destinations, s->n_handles,
-                                    PROTO_PAYLOAD_MEMFD, n_bytes);
+                r = proto_size_send(&size, n_ids, s->n_handles, PROTO_PAYLOAD_MEMFD,
+                                    args.n_bytes);
                 if (r < 0)
                         return r;
         }
@@ -1254,18 +1268,9 @@ static int client_next(Client *client, bool consume, ProtoEntry *ep, bool *from_
         }
 }
 
-/**
- * client_recv() - RECV
- * @client:     client
- * @flags:      BUS1_RECV_FLAG_*
- * @max_offset: how much of the pool the caller has mapped
- * @recvp:      out: the entry; fds installed with INSTALL_FDS belong to the
- *              caller (free @recvp->fds)
- *
- * Return: 0, -EAGAIN nothing to receive, -ERANGE, -EINVAL, -ESHUTDOWN, or
- *         a connection error.
- */
-int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv *recvp) {
+/* RECV, without the bookkeeping of PEEK (client_recv()) */
+static int client_recv_entry(Client *client, uint64_t flags, uint64_t max_offset,
+                             ClientRecv *recvp) {
         ClientPacket pkt;
         ProtoEntry e;
         bool from_socket;
@@ -1326,4 +1331,30 @@ int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv 
         /* tell the broker now, without a system call, if the ring has room */
         (void)client_ring_ack(client);
         return 0;
+}
+
+/**
+ * client_recv() - RECV
+ * @client:     client
+ * @flags:      BUS1_RECV_FLAG_*
+ * @max_offset: how much of the pool the caller has mapped
+ * @recvp:      out: the entry; fds installed with INSTALL_FDS belong to the
+ *              caller (free @recvp->fds)
+ *
+ * An entry leaves the queue only once this process holds all of it: with
+ * INSTALL_FDS and no free descriptor for every fd, nothing is received.
+ *
+ * Return: 0, -EAGAIN nothing to receive, -ERANGE, -EINVAL, -EMFILE (the
+ *         entry stays queued), what client_usable() returns, or a
+ *         connection error.
+ */
+int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv *recvp) {
+        int r;
+
+        r = client_recv_entry(client, flags, max_offset, recvp);
+        if (r == 0)
+                client->peeked = (flags & BUS1_RECV_FLAG_PEEK) &&
+                                 recvp->entry.msg.type == BUS1_MSG_DATA
+                                         ? recvp->entry.msg.offset : BUS1_OFFSET_INVALID;
+        return r;
 }

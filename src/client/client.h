@@ -39,6 +39,7 @@ struct Client {
         const uint8_t *pool;
         uint64_t pool_size;
         uint64_t peer_id;
+        uint64_t user_max_handles;      /* bounds destinations and NODES_DESTROY IDs */
         uint64_t n_cookies;
         bool disconnected;      /* PEER_DISCONNECT succeeded */
         bool broken;            /* the connection failed: every call fails */
@@ -55,6 +56,9 @@ struct Client {
         uint8_t *ring;          /* the release ring (PROTO_RING_SIZE), shared */
         uint64_t ring_tail;     /* values written to it */
         OffsetSet slices;       /* offsets received and not released yet */
+        uint64_t peeked;        /* the slice the last RECV showed with PEEK, or
+                                 * BUS1_OFFSET_INVALID: one SLICE_RELEASE of it
+                                 * succeeds and changes nothing */
 };
 
 /* what a RECV returns */

@@ -322,7 +322,13 @@ static int uapi_send(Client *client, struct bus1_cmd_send *arg) {
         if (arg->n_destinations > INT32_MAX || arg->n_vecs > UAPI_VECS_MAX ||
             arg->n_fds > BUS1_FD_MAX)
                 return -EMSGSIZE;
-        if (arg->n_destinations > PROTO_DESTINATIONS_MAX)
+        /*
+         * The user's handle limit bounds the destinations. An unreadable
+         * array travels as its count alone; one request names at most
+         * PROTO_DESTINATIONS_MAX of them.
+         */
+        if (arg->n_destinations > client->user_max_handles ||
+            (arg->ptr_destinations && arg->n_destinations > PROTO_DESTINATIONS_MAX))
                 return -EINVAL;
         r = uapi_check_vecs(uvecs, arg->n_vecs);
         if (r < 0)
@@ -359,10 +365,10 @@ static int uapi_send(Client *client, struct bus1_cmd_send *arg) {
 static int uapi_nodes_destroy(Client *client, const struct bus1_cmd_nodes_destroy *arg) {
         if (arg->flags & ~(__u64)BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES)
                 return -EINVAL;
-        if (arg->n_nodes > PROTO_NODES_MAX)
+        /* the user's handle limit bounds the IDs; one request names PROTO_NODES_MAX */
+        if (arg->n_nodes > client->user_max_handles ||
+            (arg->ptr_nodes && arg->n_nodes > PROTO_NODES_MAX))
                 return -EINVAL;
-        if (uapi_bad_ptr(arg->ptr_nodes, arg->n_nodes))
-                return -EFAULT;
         return client_nodes_destroy(client, arg->flags,
                                     (const uint64_t *)(uintptr_t)arg->ptr_nodes, arg->n_nodes);
 }

@@ -462,6 +462,7 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
                                                                : hello.version_max;
         reply.peer_id = conn->peer->id;
         reply.pool_size = conn->peer->pool.max_size;
+        reply.user_max_handles = conn->peer->user->limits.max[USER_HANDLES];
         r = proto_encode_reply_hello(out, sizeof(out), &reply);
         len_out = r;
         if (r >= 0)
@@ -1084,8 +1085,8 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
                 if (r < 0)
                         break;
                 /* little-endian and 8-aligned in the receive buffer: use in place */
-                r = peer_nodes_destroy(peer, req.flags, (const uint64_t *)req.ids,
-                                       req.n_nodes);
+                r = peer_nodes_destroy(peer, req.flags & ~PROTO_NODES_DESTROY_FLAG_EFAULT,
+                                       (const uint64_t *)req.ids, req.n_nodes);
                 break;
         }
         case PROTO_TYPE_SLICE_RELEASE: {

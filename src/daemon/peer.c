@@ -584,15 +584,18 @@ error:
  * peer_nodes_destroy() - NODES_DESTROY: destroy own nodes, all or nothing
  * @peer:       peer
  * @flags:      BUS1_NODES_DESTROY_FLAG_*
- * @ids:        owner handle IDs (new IDs create a node and destroy it)
+ * @ids:        owner handle IDs (new IDs create a node and destroy it), or
+ *              NULL if the caller could not read them
  * @n_ids:      number of IDs
  *
  * All nodes are destroyed in one transaction: every holder of each gets a
  * NODE_DESTROY. With BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES each owner
- * handle loses one user reference afterwards.
+ * handle loses one user reference afterwards. Errors come in the kernel's
+ * order: flags, the count (bounded by the user's handle limit, not the
+ * peer's own), the array, then each ID.
  *
- * Return: 0, -ESHUTDOWN, -EINVAL bad flags or more IDs than the handle
- *         limit, -ENXIO unknown ID, -EREMOTE not an owner handle, -ESTALE
+ * Return: 0, -ESHUTDOWN, -EINVAL bad flags or more IDs than the user's
+ *         handle limit, -EFAULT a NULL @ids with IDs, -ENXIO unknown ID, -EREMOTE not an owner handle, -ESTALE
  *         already destroyed, -ENOTUNIQ the same ID twice, -EDQUOT, -ENOMEM.
  */
 int peer_nodes_destroy(Peer *peer, uint64_t flags, const uint64_t *ids, uint64_t n_ids) {
@@ -608,6 +611,9 @@ int peer_nodes_destroy(Peer *peer, uint64_t flags, const uint64_t *ids, uint64_t
         /* the kernel bounds the work by the user's limit, not the peer's own */
         if (n_ids > peer->user->limits.max[USER_HANDLES])
                 return -EINVAL;
+        /* the caller could not read its array (NULL): the kernel faulted here */
+        if (!ids && n_ids)
+                return -EFAULT;
 
         seq = bus_tick(peer->bus);
         for (uint64_t i = 0; i < n_ids; ++i) {

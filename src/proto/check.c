@@ -102,7 +102,7 @@ int proto_check_handle_transfer(const ProtoHandleTransfer *transfer) {
  * @n_nodes:    the request's node count
  *
  * Return: 0 on success, -EINVAL for unknown flags or more than
- *         PROTO_NODES_MAX nodes.
+ *         PROTO_NODES_MAX node IDs.
  */
 int proto_check_nodes_destroy(uint64_t flags, uint64_t n_nodes) {
         int r;
@@ -110,7 +110,7 @@ int proto_check_nodes_destroy(uint64_t flags, uint64_t n_nodes) {
         r = proto_check_flags(flags, PROTO_NODES_DESTROY_FLAGS);
         if (r < 0)
                 return r;
-        if (n_nodes > PROTO_NODES_MAX)
+        if (proto_nodes_destroy_n_ids(flags, n_nodes) > PROTO_NODES_MAX)
                 return -EINVAL;
         return 0;
 }
@@ -171,7 +171,8 @@ int proto_check_send(const ProtoSend *send_req) {
                 return -EINVAL;
         if (send_req->payload_mode == PROTO_PAYLOAD_INLINE && send_req->memfd_offset != 0)
                 return -EINVAL;
-        if (send_req->n_destinations > PROTO_DESTINATIONS_MAX)
+        if (proto_send_n_destination_ids(send_req->flags, send_req->n_destinations) >
+            PROTO_DESTINATIONS_MAX)
                 return -EINVAL;
         if (send_req->n_handles > PROTO_HANDLES_MAX)
                 return -EMSGSIZE;
@@ -212,12 +213,14 @@ int proto_check_error(uint64_t error) {
  *
  * Return: 0 on success, -EPROTONOSUPPORT for a version this implementation
  *         does not speak, -EINVAL for a pool size of 0 or beyond
- *         PROTO_OFFSET_MAX.
+ *         PROTO_OFFSET_MAX, or a user handle limit beyond PROTO_LIMIT_MAX.
  */
 int proto_check_reply_hello(const ProtoReplyHello *reply) {
         if (reply->version < PROTO_VERSION_MIN || reply->version > PROTO_VERSION_MAX)
                 return -EPROTONOSUPPORT;
         if (reply->pool_size == 0 || reply->pool_size > PROTO_OFFSET_MAX)
+                return -EINVAL;
+        if (reply->user_max_handles > PROTO_LIMIT_MAX)
                 return -EINVAL;
         return 0;
 }

@@ -466,6 +466,7 @@ int proto_decode_nodes_destroy(ProtoNodesDestroy *destroyp, const void *buf, siz
                                size_t n_fds) {
         ProtoWireNodesDestroy w;
         ProtoNodesDestroy destroy;
+        uint64_t n_ids;
         size_t size;
         int r;
 
@@ -479,13 +480,14 @@ int proto_decode_nodes_destroy(ProtoNodesDestroy *destroyp, const void *buf, siz
         r = proto_check_nodes_destroy(destroy.flags, destroy.n_nodes);
         if (r < 0)
                 return r;
-        r = proto_size_nodes_destroy(&size, destroy.n_nodes);
+        n_ids = proto_nodes_destroy_n_ids(destroy.flags, destroy.n_nodes);
+        r = proto_size_nodes_destroy(&size, n_ids);
         if (r < 0 || size != len)
                 return -EBADMSG;
         r = proto_check_n_fds(n_fds, 0);
         if (r < 0)
                 return r;
-        destroy.ids = proto_at(buf, PROTO_SIZE_NODES_DESTROY_MIN);
+        destroy.ids = n_ids ? proto_at(buf, PROTO_SIZE_NODES_DESTROY_MIN) : NULL;
         *destroyp = destroy;
         return 0;
 }
@@ -592,6 +594,7 @@ int proto_decode_send(ProtoSend *sendp, const void *buf, size_t len, size_t n_fd
         ProtoWireSend w;
         ProtoSend send_req;
         size_t size, pos;
+        uint32_t n_ids;
         int r;
 
         r = proto_decode_frame(&send_req.cookie, buf, len, PROTO_TYPE_SEND, PROTO_SIZE_SEND_MIN,
@@ -609,15 +612,16 @@ int proto_decode_send(ProtoSend *sendp, const void *buf, size_t len, size_t n_fd
         r = proto_check_send(&send_req);
         if (r < 0)
                 return r;
-        r = proto_size_send(&size, send_req.n_destinations, send_req.n_handles,
-                            send_req.payload_mode, send_req.n_bytes);
+        n_ids = proto_send_n_destination_ids(send_req.flags, send_req.n_destinations);
+        r = proto_size_send(&size, n_ids, send_req.n_handles, send_req.payload_mode,
+                            send_req.n_bytes);
         if (r < 0 || size != len)
                 return -EBADMSG;
 
         /* size == len, so every position below lies within the buffer */
         pos = PROTO_SIZE_SEND_MIN;
-        send_req.destinations = proto_at(buf, pos);
-        pos += (size_t)send_req.n_destinations * sizeof(uint64_t);
+        send_req.destinations = n_ids ? proto_at(buf, pos) : NULL;
+        pos += (size_t)n_ids * sizeof(uint64_t);
         send_req.handles = proto_at(buf, pos);
         pos += (size_t)send_req.n_handles * sizeof(uint64_t);
         send_req.payload = NULL;
@@ -754,11 +758,10 @@ int proto_decode_reply_hello(ProtoReplyHello *replyp, const void *buf, size_t le
         reply.error = frame.error;
         if (r == 0) {
                 memcpy(&w, proto_at(buf, PROTO_SIZE_REPLY), sizeof(w));
-                if (w.reserved != 0)
-                        return -EBADMSG;
                 reply.peer_id = le64toh(w.peer_id);
                 reply.pool_size = le64toh(w.pool_size);
                 reply.version = le32toh(w.version);
+                reply.user_max_handles = le32toh(w.user_max_handles);
                 r = proto_check_reply_hello(&reply);
                 if (r < 0)
                         return r;

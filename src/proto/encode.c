@@ -269,11 +269,12 @@ int proto_encode_handle_transfer(void *buf, size_t cap, const ProtoHandleTransfe
  * @cap:        its size
  * @cookie:     the request's cookie
  * @flags:      BUS1_NODES_DESTROY_FLAG_*
- * @ids:        owner handle IDs, host order
+ * @ids:        owner handle IDs, host order (none are written with
+ *              PROTO_NODES_DESTROY_FLAG_EFAULT)
  * @n_ids:      number of IDs
  *
  * Return: the record size on success, -EINVAL for unknown flags or more than
- *         PROTO_NODES_MAX IDs, -EFAULT for a NULL @ids with a nonzero count,
+ *         PROTO_NODES_MAX IDs written, -EFAULT for a NULL @ids with IDs to write,
  *         -ENOBUFS if @cap is too small.
  */
 int proto_encode_nodes_destroy(void *buf, size_t cap, uint64_t cookie, uint64_t flags,
@@ -282,23 +283,24 @@ int proto_encode_nodes_destroy(void *buf, size_t cap, uint64_t cookie, uint64_t 
                 .flags = htole64(flags),
                 .n_nodes = htole64((uint64_t)n_ids),
         };
-        size_t size;
+        size_t size, n_written;
         int r;
 
         r = proto_check_nodes_destroy(flags, n_ids);
         if (r < 0)
                 return r;
-        if (!ids && n_ids > 0)
+        n_written = proto_nodes_destroy_n_ids(flags, n_ids);
+        if (!ids && n_written > 0)
                 return -EFAULT;
         /* PROTO_NODES_MAX IDs always fit a record */
-        r = proto_size_nodes_destroy(&size, n_ids);
+        r = proto_size_nodes_destroy(&size, n_written);
         if (r < 0)
                 return r;
         r = proto_encode_begin(buf, cap, size, PROTO_TYPE_NODES_DESTROY, cookie);
         if (r < 0)
                 return r;
         memcpy(proto_at(buf, PROTO_SIZE_HEADER), &w, sizeof(w));
-        proto_write_u64s(proto_at(buf, PROTO_SIZE_NODES_DESTROY_MIN), ids, n_ids);
+        proto_write_u64s(proto_at(buf, PROTO_SIZE_NODES_DESTROY_MIN), ids, n_written);
         return (int)size;
 }
 
@@ -401,9 +403,8 @@ static uint32_t proto_count32(size_t n) {
  * memfd after the message's fds.
  *
  * Return: the record size on success; -EINVAL for unknown flags, an unknown
- *         payload_mode, a memfd_offset with an inline payload, SEED with
- *         destinations or CONTINUE, or more than PROTO_DESTINATIONS_MAX
- *         destinations; -EMSGSIZE for more than PROTO_HANDLES_MAX handles,
+ *         payload_mode, a memfd_offset with an inline payload, or more than
+ *         PROTO_DESTINATIONS_MAX destination IDs; -EMSGSIZE for more than PROTO_HANDLES_MAX handles,
  *         more than BUS1_FD_MAX fds, over 2 GiB of payload, a memfd range
  *         beyond PROTO_OFFSET_MAX, or a record beyond PROTO_RECORD_MAX;
  *         -EFAULT for a NULL array or iovec base with a nonzero length;
@@ -422,6 +423,7 @@ int proto_encode_send(void *buf, size_t cap, const ProtoSendArgs *args) {
         };
         ProtoWireSend w;
         size_t size, i;
+        uint32_t n_ids;
         uint8_t *p;
         int r;
 
@@ -433,11 +435,11 @@ int proto_encode_send(void *buf, size_t cap, const ProtoSendArgs *args) {
         r = proto_check_send(&send_req);
         if (r < 0)
                 return r;
-        if ((!args->destinations && args->n_destinations > 0) ||
-            (!args->handles && args->n_handles > 0))
+        n_ids = proto_send_n_destination_ids(send_req.flags, send_req.n_destinations);
+        if ((!args->destinations && n_ids > 0) || (!args->handles && args->n_handles > 0))
                 return -EFAULT;
-        r = proto_size_send(&size, send_req.n_destinations, send_req.n_handles,
-                            send_req.payload_mode, send_req.n_bytes);
+        r = proto_size_send(&size, n_ids, send_req.n_handles, send_req.payload_mode,
+                            send_req.n_bytes);
         if (r < 0)
                 return r;
         r = proto_encode_begin(buf, cap, size, PROTO_TYPE_SEND, send_req.cookie);
@@ -455,8 +457,8 @@ int proto_encode_send(void *buf, size_t cap, const ProtoSendArgs *args) {
         };
         memcpy(proto_at(buf, PROTO_SIZE_HEADER), &w, sizeof(w));
         p = proto_at(buf, PROTO_SIZE_SEND_MIN);
-        proto_write_u64s(p, args->destinations, send_req.n_destinations);
-        p += (size_t)send_req.n_destinations * sizeof(uint64_t);
+        proto_write_u64s(p, args->destinations, n_ids);
+        p += (size_t)n_ids * sizeof(uint64_t);
         proto_write_u64s(p, args->handles, send_req.n_handles);
         p += (size_t)send_req.n_handles * sizeof(uint64_t);
         if (send_req.payload_mode == PROTO_PAYLOAD_INLINE) {
@@ -558,6 +560,7 @@ int proto_encode_reply_hello(void *buf, size_t cap, const ProtoReplyHello *reply
                 .peer_id = htole64(reply->peer_id),
                 .pool_size = htole64(reply->pool_size),
                 .version = htole32(reply->version),
+                .user_max_handles = htole32(reply->user_max_handles),
         };
         int r;
 

@@ -131,6 +131,19 @@ enum {
         PROTO_PAYLOAD_MEMFD             = 1,    /* bytes are in the last attached fd */
 };
 
+/*
+ * NODES_DESTROY flag of the protocol itself: the UAPI call's ID array was
+ * unreadable. n_nodes still counts the IDs (the broker checks it against the
+ * user's handle limit, where the kernel did, then answers EFAULT) but none
+ * follows, and PROTO_NODES_MAX does not apply.
+ */
+#define PROTO_NODES_DESTROY_FLAG_EFAULT (((uint64_t)1) << 63)
+
+/* node IDs a NODES_DESTROY record carries: none when the array was unreadable */
+static inline uint64_t proto_nodes_destroy_n_ids(uint64_t flags, uint64_t n_nodes) {
+        return (flags & PROTO_NODES_DESTROY_FLAG_EFAULT) ? 0 : n_nodes;
+}
+
 /* SEND flag of the protocol itself: the REPLY carries per-destination errors */
 #define PROTO_SEND_FLAG_ERRORS          (((uint64_t)1) << 63)
 
@@ -140,7 +153,9 @@ enum {
  * would meet it (after the handles, after the attached fds). FDS_EBADF: the
  * fd after the n_fds attached ones is not open. FDS_EFAULT: the fd array is
  * unreadable (no fds are attached). DESTINATIONS_EFAULT: the destination
- * array is unreadable (n_destinations is 0). Such a send always fails; its
+ * array is unreadable: n_destinations still counts the destinations (the
+ * broker checks it against the user's handle limit) but no ID follows, and
+ * PROTO_DESTINATIONS_MAX does not apply. Such a send always fails; its
  * payload may be left out.
  */
 #define PROTO_SEND_FLAG_FDS_EBADF       (((uint64_t)1) << 62)
@@ -174,7 +189,8 @@ enum {
                                          BUS1_PEER_RESET_FLAG_FLUSH_SEED)
 #define PROTO_PEER_FLAGS                (BUS1_PEER_FLAG_WANT_SECCTX)
 #define PROTO_HANDLE_TRANSFER_FLAGS     ((uint64_t)0)
-#define PROTO_NODES_DESTROY_FLAGS       (BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES)
+#define PROTO_NODES_DESTROY_FLAGS       (BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES | \
+                                         PROTO_NODES_DESTROY_FLAG_EFAULT)
 #define PROTO_SEND_FLAGS                (BUS1_SEND_FLAG_CONTINUE | BUS1_SEND_FLAG_SEED | \
                                          PROTO_SEND_FLAG_ERRORS | PROTO_SEND_FLAGS_FAULT)
 #define PROTO_RECV_FLAGS                (BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_SEED | \
@@ -334,7 +350,7 @@ typedef struct ProtoWireReplyHello {
         uint64_t peer_id;
         uint64_t pool_size;
         uint32_t version;               /* the negotiated version */
-        uint32_t reserved;
+        uint32_t user_max_handles;      /* the peer's user's handle limit */
 } ProtoWireReplyHello;
 
 typedef struct ProtoWireReplySend {
@@ -653,6 +669,7 @@ typedef struct ProtoReplyHello {
         uint32_t version;
         uint64_t peer_id;
         uint64_t pool_size;
+        uint32_t user_max_handles;      /* bounds a SEND's destinations and NODES_DESTROY */
 } ProtoReplyHello;
 
 typedef struct ProtoReplyPeerQuery {
@@ -811,6 +828,11 @@ static inline bool proto_error_is_fatal(int r) {
 }
 
 /* fds a decoded record comes with (carriers included) */
+/* destination IDs a SEND record carries: none when the array was unreadable */
+static inline uint32_t proto_send_n_destination_ids(uint64_t flags, uint32_t n_destinations) {
+        return (flags & PROTO_SEND_FLAG_DESTINATIONS_EFAULT) ? 0 : n_destinations;
+}
+
 static inline size_t proto_send_n_fds(const ProtoSend *send_req) {
         return (size_t)send_req->n_fds + (send_req->payload_mode == PROTO_PAYLOAD_MEMFD);
 }
