@@ -84,12 +84,13 @@ static int client_hello(Client *client);
 static int client_adopt(Client *client) {
         int r;
 
-        client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
         client->n_entries = 0;
         client->entries_head = 0;
         offset_set_clear(&client->slices);
-        if (client->disconnected || client->broken)
+        if (client->disconnected || client->broken) {
+                client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
                 return 0;
+        }
         /* this process's copies of the parent's mappings; the HELLO maps anew */
         if (client->ring)
                 munmap(client->ring, PROTO_RING_SIZE);
@@ -99,7 +100,11 @@ static int client_adopt(Client *client) {
         client->pool = NULL;
         client->pool_fd = safe_close(client->pool_fd);
         r = client_hello(client);
-        if (r < 0 && r != -ENOMEM)
+        /* out of memory or descriptors: the next call adopts again */
+        if (r == -ENOMEM || r == -EMFILE)
+                return r;
+        client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
+        if (r < 0)
                 client->broken = true;
         return r;
 }
@@ -464,7 +469,9 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                 if (pkt->hdr.type == PROTO_TYPE_PUSH_FDS) {
                         ProtoFds f;
 
-                        r = proto_decode_fds(&f, client_rx, pkt->len, pkt->n_fds);
+                        /* fds the process could not take: the RECV reply reports it */
+                        r = proto_decode_fds(&f, client_rx, pkt->len,
+                                             pkt->fds_lost ? PROTO_FDS_LOST : pkt->n_fds);
                         if (r < 0 || n_carried + pkt->n_fds > PROTO_RECORD_FDS_MAX) {
                                 client_close_fds(pkt->fds, pkt->n_fds);
                                 r = -EBADMSG;

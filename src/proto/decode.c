@@ -195,7 +195,8 @@ int proto_decode_hello(ProtoHello *hellop, const void *buf, size_t len, size_t n
  * @fdsp:       output: the decoded carrier
  * @buf:        the packet
  * @len:        its length
- * @n_fds:      fds that came with this packet
+ * @n_fds:      fds that came with this packet, or PROTO_FDS_LOST if the
+ *              receiver could not take them all (MSG_CTRUNC)
  *
  * A carrier holds fds for the next record that is not a carrier; its own
  * count must be between 1 and PROTO_PACKET_FDS_MAX and equal @n_fds. The
@@ -226,9 +227,11 @@ int proto_decode_fds(ProtoFds *fdsp, const void *buf, size_t len, size_t n_fds) 
         fds.n_fds = le32toh(w.n_fds);
         if (fds.n_fds < 1 || fds.n_fds > PROTO_PACKET_FDS_MAX)
                 return -EBADMSG;
-        r = proto_check_n_fds(n_fds, fds.n_fds);
-        if (r < 0)
-                return r;
+        if (n_fds != PROTO_FDS_LOST) {
+                r = proto_check_n_fds(n_fds, fds.n_fds);
+                if (r < 0)
+                        return r;
+        }
         *fdsp = fds;
         return 0;
 }

@@ -247,6 +247,8 @@ enum {
 #define PROTO_RECORD_MAX                (128U * 1024U)
 #define PROTO_FDS_MAX                   ((uint64_t)BUS1_FD_MAX)
 #define PROTO_RECORD_FDS_MAX            (BUS1_FD_MAX + 1U)
+/* a decoder's @n_fds when the receiver lost some of them (MSG_CTRUNC) */
+#define PROTO_FDS_LOST                  SIZE_MAX
 #define PROTO_PACKET_FDS_MAX            253U
 #define PROTO_DESTINATIONS_MAX          ((uint64_t)8192)
 #define PROTO_HANDLES_MAX               ((uint64_t)8192)

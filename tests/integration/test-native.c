@@ -11,6 +11,17 @@
  * a connection in a child that this binary re-executes, and the two
  * example programs running end to end.
  *
+ * Delivery (as test-uapi-delivery.c does through the UAPI): a receive whose
+ * fds do not fit the descriptor table is -EMFILE and dequeues nothing, and
+ * the same message arrives once descriptors are free; and a peer used
+ * across fork() belongs to one process at a time. In a forked child, the
+ * first call on an inherited peer adopts the connection: the child then
+ * sees every entry still queued at the broker, including entries the
+ * parent's library had read ahead but not delivered. From then on every
+ * call of the parent on that peer fails with -EBADFD, so the parent never
+ * receives what the child received. A child that never touches a peer
+ * leaves it to the parent.
+ *
  * Each test starts its own broker (util-broker.c) and ends with
  * native_finish(), which drops every peer, checks that the test process
  * holds the descriptors it had at the start, and stops the broker, which
@@ -34,7 +45,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +55,7 @@
 #include <systemd/sd-event.h>
 #include "bus1/client.h"
 #include "util-broker.h"
+#include "util-delivery.h"
 
 #define NATIVE_PEERS_MAX 16
 #define NATIVE_REMOTE_BITS (BUS1_HANDLE_FLAG_MANAGED | BUS1_HANDLE_FLAG_REMOTE)
@@ -1222,6 +1236,355 @@ static void test_examples(void **state) {
         native_finish(f);
 }
 
+/* ---- delivery: EMFILE ---- */
+
+/* @n memfds with their index as content; their inodes in @ino */
+static void native_memfds(int *fds, ino_t *ino, size_t n) {
+        struct stat st;
+        char buf[16];
+        int l;
+
+        for (size_t i = 0; i < n; ++i) {
+                fds[i] = memfd_create("test-native", MFD_CLOEXEC);
+                assert_true(fds[i] >= 0);
+                l = snprintf(buf, sizeof(buf), "fd-%zu", i);
+                assert_int_equal(write(fds[i], buf, (size_t)l), l);
+                assert_int_equal(fstat(fds[i], &st), 0);
+                ino[i] = st.st_ino;
+        }
+}
+
+/*
+ * B sends @n memfds and a handle to A's node 0x100; A's receive with only
+ * @spare free descriptors is -EMFILE (twice), A stays healthy, and with
+ * descriptors back the same message arrives once, owning the fds.
+ */
+static void native_emfile_roundtrip(Bus1Peer *a, Bus1Peer *b, uint64_t h, size_t n,
+                                    unsigned int spare, bool peek_first) {
+        Bus1Message *m, *m1 = NULL, *m2 = NULL;
+        int fds[BUS1_FD_MAX], res[3] = { 1, 1, 1 }, sq;
+        ino_t ino[BUS1_FD_MAX];
+        unsigned int n0;
+        struct stat st;
+        char buf[16], want[16];
+        short ev = 0;
+        int l;
+
+        native_memfds(fds, ino, n);
+        assert_int_equal(native_send(b, h, "emfile", &h, 1, fds, n), 0);
+        for (size_t i = 0; i < n; ++i)
+                close(fds[i]);
+
+        n0 = test_count_fds(0);
+        if (peek_first) {
+                /* a PEEK installs nothing */
+                m = native_expect_data(a, BUS1_RECV_FLAG_PEEK, 0x100, "emfile");
+                assert_int_equal(bus1_message_get_fd(m, 0), -1);
+                bus1_message_unref(m);
+                assert_int_equal(test_count_fds(0), n0);
+        }
+
+        sq = delivery_squeeze(spare);
+        if (sq == 0) {
+                res[0] = bus1_peer_recv(a, 0, &m1);
+                res[1] = bus1_peer_recv(a, 0, &m2);
+                res[2] = bus1_peer_query(a, NULL, NULL);
+                ev = delivery_poll(bus1_peer_get_fd(a), POLLIN, 0);
+                delivery_unsqueeze();
+        }
+        assert_int_equal(sq, 0);
+        assert_int_equal(res[0], -EMFILE);
+        assert_null(m1);
+        assert_int_equal(res[1], -EMFILE);
+        assert_null(m2);
+        assert_int_equal(res[2], 0);
+        assert_true(ev > 0 && (ev & POLLIN));
+        assert_int_equal(test_count_fds(0), n0);
+
+        m = native_expect_data(a, 0, 0x100, "emfile");
+        assert_int_equal(bus1_message_get_n_handles(m), 1);
+        assert_int_equal(bus1_message_get_handle(m, 0), 0x100);
+        assert_int_equal(bus1_message_get_n_fds(m), n);
+        assert_int_equal(test_count_fds(0), n0 + n);
+        for (size_t i = 0; i < n; ++i) {
+                int fd = bus1_message_get_fd(m, i);
+
+                assert_true(fd >= 0);
+                assert_int_equal(fstat(fd, &st), 0);
+                assert_int_equal(st.st_ino, ino[i]);
+                l = snprintf(want, sizeof(want), "fd-%zu", i);
+                assert_int_equal(pread(fd, buf, sizeof(buf), 0), l);
+                assert_memory_equal(buf, want, (size_t)l);
+        }
+        bus1_message_unref(m);
+        assert_int_equal(test_count_fds(0), n0);
+        /* the reference the message brought */
+        assert_int_equal(bus1_peer_handle_release(a, 0x100), 0);
+        native_expect_empty(a);
+}
+
+/* 1 and 3 fds with none free, 3 with one free, after a PEEK, 256 with 254 free */
+static void test_emfile(void **state) {
+        NativeFixture *f = *state;
+        Bus1Peer *a, *b;
+        uint64_t h;
+
+        a = native_peer(f);
+        b = native_peer(f);
+        h = native_give(a, 0x100, b);
+        native_emfile_roundtrip(a, b, h, 1, 0, false);
+        native_emfile_roundtrip(a, b, h, 3, 0, false);
+        native_emfile_roundtrip(a, b, h, 3, 1, false);
+        native_emfile_roundtrip(a, b, h, 3, 0, true);
+        native_emfile_roundtrip(a, b, h, BUS1_FD_MAX, BUS1_FD_MAX - 2, false);
+        native_finish(f);
+}
+
+/* 256 fds (more than one sendmsg() carries) with none and with one free */
+static void test_emfile_max(void **state) {
+        NativeFixture *f = *state;
+        Bus1Peer *a, *b;
+        uint64_t h;
+
+        a = native_peer(f);
+        b = native_peer(f);
+        h = native_give(a, 0x100, b);
+        native_emfile_roundtrip(a, b, h, BUS1_FD_MAX, 0, false);
+        native_emfile_roundtrip(a, b, h, BUS1_FD_MAX, 1, false);
+        native_finish(f);
+}
+
+/* ---- delivery: fork ---- */
+
+typedef struct NativeForkCtx {
+        Bus1Peer *a, *b;
+        uint64_t h;
+} NativeForkCtx;
+
+/* in a child: the next entry of @peer is the string @text to @dst */
+static void native_child_expect(Bus1Peer *peer, uint64_t dst, const char *text) {
+        Bus1Message *m = NULL;
+        const void *data;
+        size_t size = 0;
+
+        CHILD_EQ(bus1_peer_recv(peer, 0, &m), 0);
+        CHILD_CHECK(m);
+        CHILD_EQ(bus1_message_get_type(m), BUS1_MSG_DATA);
+        CHILD_EQ(bus1_message_get_destination(m), dst);
+        data = bus1_message_get_data(m, &size);
+        CHILD_EQ(size, strlen(text));
+        CHILD_CHECK(!memcmp(data, text, size));
+        bus1_message_unref(m);
+}
+
+static void native_child_expect_empty(Bus1Peer *peer) {
+        Bus1Message *m = NULL;
+
+        CHILD_EQ(bus1_peer_recv(peer, 0, &m), -EAGAIN);
+        CHILD_CHECK(!m);
+}
+
+/* @peer becomes readable within 5 s */
+static void native_wait_readable(Bus1Peer *peer) {
+        short ev = delivery_poll(bus1_peer_get_fd(peer), POLLIN, 5000);
+
+        assert_true(ev > 0 && (ev & POLLIN));
+}
+
+/* every call of the parent on a peer a child adopted is -EBADFD */
+static void native_assert_locked_out(Bus1Peer *a, uint64_t h) {
+        Bus1Message *m = NULL;
+        uint64_t id = 0x100, dst = 0;
+
+        assert_int_equal(bus1_peer_recv(a, 0, &m), -EBADFD);
+        assert_null(m);
+        assert_int_equal(bus1_peer_recv(a, BUS1_RECV_FLAG_PEEK, &m), -EBADFD);
+        assert_null(m);
+        assert_int_equal(bus1_peer_query(a, NULL, NULL), -EBADFD);
+        assert_int_equal(bus1_peer_reset(a, 0, UINT64_MAX, NULL), -EBADFD);
+        assert_int_equal(native_send(a, h, "x", NULL, 0, NULL, 0), -EBADFD);
+        assert_int_equal(bus1_peer_handle_transfer(a, 0x100, NULL, &dst), -EBADFD);
+        assert_int_equal(bus1_peer_handle_release(a, h), -EBADFD);
+        assert_int_equal(bus1_peer_nodes_destroy(a, 0, &id, 1), -EBADFD);
+        assert_int_equal(bus1_peer_disconnect(a), -EBADFD);
+}
+
+/* adopts A: "2" and "3" (read ahead by the parent), in order, then nothing */
+static int native_child_readahead(void *userdata) {
+        NativeForkCtx *c = userdata;
+
+        native_child_expect(c->a, 0x100, "2");
+        native_child_expect(c->a, 0x100, "3");
+        native_child_expect_empty(c->a);
+        return 0;
+}
+
+/*
+ * The parent received "1" and its library read "2" and "3" ahead; the child
+ * gets exactly those two, the parent is locked out afterwards.
+ */
+static void test_fork_readahead(void **state) {
+        NativeFixture *f = *state;
+        NativeForkCtx c;
+        Bus1Message *m;
+        pid_t pid;
+
+        c.a = native_peer(f);
+        c.b = native_peer(f);
+        c.h = native_give(c.a, 0x100, c.b);
+        assert_int_equal(native_send(c.b, c.h, "1", NULL, 0, NULL, 0), 0);
+        assert_int_equal(native_send(c.b, c.h, "2", NULL, 0, NULL, 0), 0);
+        assert_int_equal(native_send(c.b, c.h, "3", NULL, 0, NULL, 0), 0);
+        /* a round trip: the library reads every pushed entry ahead */
+        assert_int_equal(bus1_peer_query(c.a, NULL, NULL), 0);
+        m = native_expect_data(c.a, 0, 0x100, "1");
+        bus1_message_unref(m);
+
+        pid = delivery_fork(native_child_readahead, &c);
+        assert_true(pid > 0);
+        delivery_reap(pid);
+
+        native_assert_locked_out(c.a, c.h);
+        assert_int_equal(bus1_peer_query(c.b, NULL, NULL), 0);
+        native_expect_empty(c.b);
+        native_finish(f);
+}
+
+static int native_child_idle(void *userdata) {
+        (void)userdata;
+        return 0;
+}
+
+/* a child that never touches A: the parent keeps receiving on it normally */
+static void test_fork_untouched(void **state) {
+        NativeFixture *f = *state;
+        NativeForkCtx c;
+        Bus1Message *m;
+        pid_t pid;
+
+        c.a = native_peer(f);
+        c.b = native_peer(f);
+        c.h = native_give(c.a, 0x100, c.b);
+        assert_int_equal(native_send(c.b, c.h, "1", NULL, 0, NULL, 0), 0);
+        assert_int_equal(native_send(c.b, c.h, "2", NULL, 0, NULL, 0), 0);
+        assert_int_equal(bus1_peer_query(c.a, NULL, NULL), 0);
+        m = native_expect_data(c.a, 0, 0x100, "1");
+        bus1_message_unref(m);
+
+        pid = delivery_fork(native_child_idle, &c);
+        assert_true(pid > 0);
+        delivery_reap(pid);
+
+        m = native_expect_data(c.a, 0, 0x100, "2");
+        bus1_message_unref(m);
+        assert_int_equal(native_send(c.b, c.h, "3", NULL, 0, NULL, 0), 0);
+        m = native_expect_data(c.a, 0, 0x100, "3");
+        bus1_message_unref(m);
+        native_expect_empty(c.a);
+        assert_int_equal(bus1_peer_query(c.a, NULL, NULL), 0);
+        assert_int_equal(bus1_peer_query(c.b, NULL, NULL), 0);
+        native_finish(f);
+}
+
+/* adopts A, sends to B's node and to itself, receives */
+static int native_child_sends(void *userdata) {
+        NativeForkCtx *c = userdata;
+
+        CHILD_EQ(native_send(c->a, c->h, "child to b", NULL, 0, NULL, 0), 0);
+        CHILD_EQ(native_send(c->a, 0x100, "child to itself", NULL, 0, NULL, 0), 0);
+        CHILD_EQ(bus1_peer_query(c->a, NULL, NULL), 0);
+        native_child_expect(c->a, 0x100, "child to itself");
+        native_child_expect_empty(c->a);
+        return 0;
+}
+
+/*
+ * The child adopts A and uses it; the parent is locked out, and its last
+ * unref of A still releases everything (the child being gone, the peer
+ * ends: B sees A's handle released).
+ */
+static void test_fork_child_sends(void **state) {
+        NativeFixture *f = *state;
+        NativeForkCtx c;
+        Bus1Message *m;
+        pid_t pid;
+
+        c.a = native_peer(f);
+        c.b = native_peer(f);
+        c.h = native_give(c.b, 0x200, c.a);
+
+        pid = delivery_fork(native_child_sends, &c);
+        assert_true(pid > 0);
+        delivery_reap(pid);
+
+        native_assert_locked_out(c.a, c.h);
+        m = native_expect_data(c.b, 0, 0x200, "child to b");
+        bus1_message_unref(m);
+        native_expect_empty(c.b);
+
+        native_forget(f, c.a);
+        bus1_peer_unref(c.a);
+        native_wait_readable(c.b);
+        native_expect_notification(c.b, BUS1_MSG_NODE_RELEASE, 0x200);
+        native_expect_empty(c.b);
+        native_finish(f);
+}
+
+/* adopts A and disconnects it */
+static int native_child_disconnects(void *userdata) {
+        NativeForkCtx *c = userdata;
+
+        CHILD_EQ(bus1_peer_disconnect(c->a), 0);
+        CHILD_EQ(bus1_peer_query(c->a, NULL, NULL), -ESHUTDOWN);
+        CHILD_EQ(bus1_peer_disconnect(c->a), -ESHUTDOWN);
+        return 0;
+}
+
+/*
+ * The child's disconnect of A is the peer's: B sees A's node destroyed and
+ * A's handle released, sends to A's node are -ESHUTDOWN, the parent's calls
+ * on A are -EBADFD.
+ */
+static void test_fork_child_disconnects(void **state) {
+        NativeFixture *f = *state;
+        NativeForkCtx c;
+        unsigned int seen = 0;
+        Bus1Message *m;
+        uint64_t ha;
+        pid_t pid;
+
+        c.a = native_peer(f);
+        c.b = native_peer(f);
+        ha = native_give(c.a, 0x100, c.b);
+        c.h = native_give(c.b, 0x200, c.a);
+
+        pid = delivery_fork(native_child_disconnects, &c);
+        assert_true(pid > 0);
+        delivery_reap(pid);
+
+        native_wait_readable(c.b);
+        for (int i = 0; i < 2; ++i) {
+                m = native_recv(c.b, 0);
+                if (bus1_message_get_type(m) == BUS1_MSG_NODE_DESTROY)
+                        assert_int_equal(bus1_message_get_destination(m), ha);
+                else
+                        assert_int_equal(bus1_message_get_destination(m), 0x200);
+                seen |= 1U << bus1_message_get_type(m);
+                bus1_message_unref(m);
+        }
+        assert_int_equal(seen, (1U << BUS1_MSG_NODE_DESTROY) | (1U << BUS1_MSG_NODE_RELEASE));
+        native_expect_empty(c.b);
+        assert_int_equal(native_send(c.b, ha, "x", NULL, 0, NULL, 0), -ESHUTDOWN);
+
+        native_assert_locked_out(c.a, c.h);
+        native_finish(f);
+}
+
+static int native_delivery_teardown(void **state) {
+        delivery_cleanup();
+        return native_teardown(state);
+}
+
 int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_peer_lifecycle, native_setup,
@@ -1242,6 +1605,18 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_setup_teardown(test_threads, native_setup, native_teardown),
                 cmocka_unit_test_setup_teardown(test_adopt_child, native_setup, native_teardown),
                 cmocka_unit_test_setup_teardown(test_examples, native_setup, native_teardown),
+                cmocka_unit_test_setup_teardown(test_emfile, native_setup,
+                                                native_delivery_teardown),
+                cmocka_unit_test_setup_teardown(test_emfile_max, native_setup,
+                                                native_delivery_teardown),
+                cmocka_unit_test_setup_teardown(test_fork_readahead, native_setup,
+                                                native_delivery_teardown),
+                cmocka_unit_test_setup_teardown(test_fork_untouched, native_setup,
+                                                native_delivery_teardown),
+                cmocka_unit_test_setup_teardown(test_fork_child_sends, native_setup,
+                                                native_delivery_teardown),
+                cmocka_unit_test_setup_teardown(test_fork_child_disconnects, native_setup,
+                                                native_delivery_teardown),
         };
 
         if (argc == 3 && !strcmp(argv[1], "--adopt"))
