@@ -251,9 +251,10 @@ static int encode_handle_transfer(void *buf, size_t cap, const void *in) {
 
 static int encode_nodes_destroy(void *buf, size_t cap, const void *in) {
         const ProtoNodesDestroy *v = in;
-        /* more than the limit is refused before the IDs are read */
-        size_t n = v->n_nodes > PROTO_NODES_MAX ? PROTO_NODES_MAX : (size_t)v->n_nodes;
-        uint64_t *ids = fuzz_u64s(v->ids, n);
+        /* more than the limit is refused before the IDs are read; EFAULT carries none */
+        uint64_t n_ids = proto_nodes_destroy_n_ids(v->flags, v->n_nodes);
+        size_t n = n_ids > PROTO_NODES_MAX ? PROTO_NODES_MAX : (size_t)n_ids;
+        uint64_t *ids = fuzz_u64s(v->ids, v->ids ? n : 0);
         int r;
 
         r = proto_encode_nodes_destroy(buf, cap, v->cookie, v->flags, ids, (size_t)v->n_nodes);
@@ -282,8 +283,9 @@ static int encode_slice_fds(void *buf, size_t cap, const void *in) {
 
 static int encode_send(void *buf, size_t cap, const void *in) {
         const ProtoSend *v = in;
-        size_t n_dst = v->n_destinations > PROTO_DESTINATIONS_MAX ? PROTO_DESTINATIONS_MAX
-                                                                   : v->n_destinations;
+        uint32_t n_ids = proto_send_n_destination_ids(v->flags, v->n_destinations);
+        size_t n_dst = !v->destinations ? 0
+                       : n_ids > PROTO_DESTINATIONS_MAX ? PROTO_DESTINATIONS_MAX : n_ids;
         size_t n_handles = v->n_handles > PROTO_HANDLES_MAX ? PROTO_HANDLES_MAX : v->n_handles;
         uint64_t *dst = fuzz_u64s(v->destinations, n_dst);
         uint64_t *handles = fuzz_u64s(v->handles, n_handles);

@@ -216,7 +216,11 @@ struct bus1_cmd_recv {
 
 /*
  * The calls that replace open(2), ioctl(2) and close(2) on /dev/bus1
- * (libbus1-client). Each returns a negative errno on failure.
+ * (libbus1-client). Each returns a negative errno on failure;
+ * bus1_uapi_ioctl() also stores it in errno, so wrappers written for
+ * ioctl(2) work unchanged. A peer belongs to one process at a time: a
+ * forked child's first call on an inherited peer takes it over, and the
+ * parent's calls then fail with -EBADFD (bus1_uapi_open(3)).
  */
 int bus1_uapi_open(const char *address);
 int bus1_uapi_ioctl(int peer, unsigned long cmd, void *arg);
