@@ -155,8 +155,8 @@ static int broker_accept_fn(Listener *listener, int fd, void *userdata) {
         int r;
 
         /* a connection must leave room for the fds already in flight */
-        if (2 * (broker->n_connections + 1) + BROKER_FD_RESERVE + broker->bus.n_inflight_fds >
-            broker->fd_limit) {
+        if (2 * (broker->n_connections + 1) + BROKER_FD_RESERVE + broker->bus.n_inflight_fds +
+            broker->bus.n_parked_fds > broker->fd_limit) {
                 safe_close(fd);
                 return -EMFILE;
         }

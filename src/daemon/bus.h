@@ -119,7 +119,8 @@ struct Bus {
         PeerLimits limits;      /* caps on what a new peer starts with */
         uint64_t pool_size;     /* pool region of a new peer; 0: its user's byte limit */
         uint64_t n_inflight_fds;        /* fds all queued messages hold */
-        uint64_t fd_budget;     /* at most this many; set by the broker */
+        uint64_t n_parked_fds;  /* fds on FDS carriers awaiting their record (I/O layer) */
+        uint64_t fd_budget;     /* inflight and parked together at most; set by the broker */
         BusPoolSetupFn pool_setup;
         BusDrainFn drain;       /* optional */
         FreeList message_cache; /* freed messages without handles, for reuse */

@@ -45,6 +45,7 @@
 #include "daemon/queue.h"
 #include "daemon/sockdiag.h"
 #include "daemon/tx.h"
+#include "util/closer.h"
 #include "util/fdlist.h"
 #include "util/log.h"
 #include "util/macro.h"
@@ -425,9 +426,12 @@ static void connection_reply_error(Connection *conn, uint64_t cookie, int error)
         connection_reply(conn, buf, (size_t)r, NULL, -1);
 }
 
+/* fds a client sent: closing one may block (a FUSE file), so the closer does it */
 static void connection_close_fds(int *fds, size_t n_fds) {
-        for (size_t i = 0; i < n_fds; ++i)
-                fds[i] = safe_close(fds[i]);
+        for (size_t i = 0; i < n_fds; ++i) {
+                closer_close(fds[i]);
+                fds[i] = -1;
+        }
 }
 
 static int connection_handle_hello(Connection *conn, const void *buf, size_t len, int *fds,
@@ -493,22 +497,25 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
 }
 
 /* an fd a message may carry: AF_UNIX sockets only as O_PATH */
+/*
+ * Whether a client may pass this fd: not an AF_UNIX socket unless O_PATH
+ * (util.c bus1_import_fd() of the kernel). Never fstat(2): on a FUSE file
+ * that asks the file's server and may wait for ever; getsockopt(2) tells a
+ * socket from anything else without asking a file system.
+ */
 static int connection_check_fd(int fd) {
         int flags, domain;
         socklen_t len = sizeof(domain);
-        struct stat st;
 
+        if (fd == CONNECTION_FD_REFUSED)
+                return -EOPNOTSUPP;
         flags = fcntl(fd, F_GETFL);
         if (flags < 0)
                 return -EBADF;
         if (flags & O_PATH)
                 return 0;
-        if (fstat(fd, &st) < 0)
-                return -EBADF;
-        if (!S_ISSOCK(st.st_mode))
-                return 0;
         if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
-                return -EBADF;
+                return errno == ENOTSOCK ? 0 : -EBADF;
         return domain == AF_UNIX ? -EOPNOTSUPP : 0;
 }
 
@@ -775,7 +782,7 @@ static int connection_handle_transfer(Connection *conn, uint64_t *cookiep, const
 
                 /* the fd proves the caller holds that connection */
                 r = sockdiag_peer_inode(fds[0], &ino);
-                fds[0] = safe_close(fds[0]);
+                connection_close_fds(fds, 1);
                 if (r < 0)
                         return -EOPNOTSUPP;
                 other = broker_find_connection(conn->broker, ino);
@@ -1162,6 +1169,53 @@ static ssize_t connection_recv(Connection *conn, int *fds, size_t *n_fdsp) {
         return l;
 }
 
+/*
+ * Park the fds of an FDS carrier until their record comes. They count
+ * against the user's fd limit and the broker's descriptor budget as fds in
+ * flight do. An AF_UNIX socket is closed at once (no record may pass one,
+ * and one naming this very connection would keep it open for ever); its
+ * place says CONNECTION_FD_REFUSED. Return: 0, or -EDQUOT (the fds are
+ * closed, and the record they were for fails with it).
+ */
+static int connection_park_fds(Connection *conn, int *fds, size_t n_fds) {
+        User *user = conn->peer->user;
+        Bus *bus = conn->peer->bus;
+        uint64_t n_open = 0;
+
+        for (size_t i = 0; i < n_fds; ++i) {
+                if (connection_check_fd(fds[i]) == -EOPNOTSUPP) {
+                        closer_close(fds[i]);
+                        fds[i] = CONNECTION_FD_REFUSED;
+                } else {
+                        ++n_open;
+                }
+        }
+        if (user->used[USER_FDS] + user->n_parked_fds + n_open > user->limits.max[USER_FDS] ||
+            bus->n_inflight_fds + bus->n_parked_fds + n_open > bus->fd_budget) {
+                connection_close_fds(fds, n_fds);
+                return -EDQUOT;
+        }
+        user->n_parked_fds += n_open;
+        bus->n_parked_fds += n_open;
+        conn->n_parked += n_open;
+        memcpy(conn->carried + conn->n_carried, fds, n_fds * sizeof(int));
+        conn->n_carried += n_fds;
+        return 0;
+}
+
+/* the carried fds go to their record (or are closed): no longer parked */
+static void connection_unpark_fds(Connection *conn) {
+        if (conn->n_parked) {
+                conn->peer->user->n_parked_fds -= conn->n_parked;
+                conn->peer->bus->n_parked_fds -= conn->n_parked;
+        }
+        conn->n_parked = 0;
+        conn->n_carried = 0;
+        conn->carried_error = 0;
+        free(conn->carried);
+        conn->carried = NULL;
+}
+
 /* handle one packet: a carrier, or a request with the carried fds */
 static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fds,
                                        size_t n_pkt_fds) {
@@ -1196,8 +1250,10 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                                 return;
                         }
                 }
-                memcpy(conn->carried + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
-                conn->n_carried += n_pkt_fds;
+                if (!conn->carried_error)
+                        conn->carried_error = connection_park_fds(conn, pkt_fds, n_pkt_fds);
+                else
+                        connection_close_fds(pkt_fds, n_pkt_fds);
                 return;
         }
 
@@ -1206,14 +1262,24 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                 conn->dead = true;
                 return;
         }
+        /* a refused carrier: its record fails (a request is answered), nothing else */
+        if (conn->carried_error) {
+                int error = conn->carried_error;
+
+                connection_close_fds(pkt_fds, n_pkt_fds);
+                connection_close_fds(conn->carried, conn->n_carried);
+                connection_unpark_fds(conn);
+                if (hdr.type != PROTO_TYPE_ACK && proto_check_request_type(hdr.type) == 0)
+                        connection_reply_error(conn, hdr.cookie, -error);
+                connection_push_dirty(conn->broker, NULL);
+                return;
+        }
         /* carried fds come first; the request's fds are in one broker-wide array */
         if (conn->n_carried)
                 memcpy(fds, conn->carried, conn->n_carried * sizeof(int));
         memcpy(fds + conn->n_carried, pkt_fds, n_pkt_fds * sizeof(int));
         n_fds = conn->n_carried + n_pkt_fds;
-        conn->n_carried = 0;
-        free(conn->carried);
-        conn->carried = NULL;
+        connection_unpark_fds(conn);
 
         /* what the client released and dequeued before this request comes first */
         connection_drain(conn);
@@ -1245,6 +1311,14 @@ static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *
                         connection_flush_monitor(conn);
                 }
         }
+
+        /*
+         * A client that hung up with a full backlog will never read it:
+         * nothing more can be done for it (and level-triggered EPOLLHUP
+         * would wake us for ever).
+         */
+        if ((revents & (EPOLLHUP | EPOLLERR)) && conn->n_out_bytes >= CONNECTION_OUT_MAX)
+                conn->dead = true;
 
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 size_t n_fds = 0;
@@ -1426,6 +1500,10 @@ Connection *connection_free(Connection *conn) {
         list_unlink(&conn->dirty_link);
 
         conn->monitor = monitor_free(conn->monitor);
+        /* parked fds are charged to the peer's user */
+        if (conn->carried)
+                connection_close_fds(conn->carried, conn->n_carried);
+        connection_unpark_fds(conn);
         if (conn->peer) {
                 queue_set_hooks(&conn->peer->queue, NULL, NULL);
                 peer_free(conn->peer);
@@ -1434,9 +1512,6 @@ Connection *connection_free(Connection *conn) {
         free(conn->cmdline);
         while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
                 out_record_free(rec);
-        if (conn->carried)
-                connection_close_fds(conn->carried, conn->n_carried);
-        free(conn->carried);
         safe_close(conn->fd);
         free(conn);
 

@@ -13,6 +13,7 @@
  * non-blocking; what cannot be written now waits in an output queue.
  */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -53,8 +54,11 @@ struct Connection {
         uint64_t n_out_bytes;
         uint64_t push_cursor;   /* entries up to this id were pushed */
 
-        int *carried;           /* fds of FDS carriers so far (PROTO_RECORD_FDS_MAX), or NULL */
+        int *carried;           /* fds of FDS carriers so far (PROTO_RECORD_FDS_MAX), or NULL;
+                                 * CONNECTION_FD_REFUSED for one closed at arrival */
         size_t n_carried;
+        uint64_t n_parked;      /* of those, open and charged (user, bus) */
+        int carried_error;      /* a carrier was refused: the record fails with it */
 
         Ring ring;              /* the client's release ring, from the HELLO on */
         bool ring_broken;       /* the client broke it: close at the next wakeup */
@@ -70,6 +74,9 @@ struct Connection {
         uint64_t fd_offset;     /* its slice */
         uint64_t fd_count;
 };
+
+/* in place of a carried fd closed at arrival: an AF_UNIX socket (EOPNOTSUPP) */
+#define CONNECTION_FD_REFUSED (-EOPNOTSUPP)
 
 int connection_new(Connection **connp, Broker *broker, int fd);
 Connection *connection_free(Connection *conn);

@@ -15,8 +15,8 @@
  * --check-config reads all of it, prints the effective limits and exits.
  *
  * Once it listens, the broker drops every capability (caps.h), after
- * switching to --user=NAME if given, and only then tells systemd it is
- * ready. Logs go to the journal's native protocol when stderr is the
+ * switching to --user=NAME if given, starts the thread that closes client
+ * descriptors (util/closer.h), and only then tells systemd it is ready. Logs go to the journal's native protocol when stderr is the
  * journal (or --log-target=journal), else to stderr (util/log.h).
  */
 
@@ -37,10 +37,13 @@
 #include "daemon/caps.h"
 #include "daemon/config.h"
 #include "daemon/journal.h"
+#include "util/closer.h"
 #include "util/log.h"
 
 /* --config may be repeated; the files are read in order */
 #define MAIN_CONFIG_MAX 16
+/* at exit, how long to wait for client descriptors still being closed */
+#define MAIN_CLOSE_TIMEOUT_MS 2000
 
 static const char *main_arg_listen = NULL;
 static const char *main_arg_config[MAIN_CONFIG_MAX];
@@ -408,6 +411,13 @@ int main(int argc, char **argv) {
                 return EXIT_FAILURE;
         }
 
+        /* the event loop never close(2)s a client's fd itself: that may block */
+        r = closer_start();
+        if (r < 0) {
+                log_error("cannot start the closing thread: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+
         if (main_arg_listen)
                 log_notice("listening on %s (clients: BUS1_ADDRESS=%s)", main_arg_listen,
                            main_arg_listen);
@@ -415,9 +425,11 @@ int main(int argc, char **argv) {
 
         r = broker_run(broker);
         sd_notify(0, "STOPPING=1");
-        if (r < 0) {
+        if (r < 0)
                 log_error("event loop failed: %s", strerror(-r));
-                return EXIT_FAILURE;
-        }
-        return EXIT_SUCCESS;
+        broker = broker_free(broker);
+        /* an fd whose close(2) never returns must not keep the broker from exiting */
+        if (!closer_flush(MAIN_CLOSE_TIMEOUT_MS))
+                log_warning("%zu client descriptors still closing at exit", closer_pending());
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

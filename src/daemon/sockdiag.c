@@ -51,13 +51,22 @@ int sockdiag_peer_inode(int fd, uint64_t *inodep) {
                 struct nlmsghdr nlh;
                 uint8_t bytes[4096];
         } reply;
+        socklen_t dlen = sizeof(int);
+        int domain = 0;
         struct stat st;
         ssize_t len;
 
+        /*
+         * A client's fd: fstat(2) of a FUSE file asks its server and may
+         * wait for ever. Only a socket's is answered by the kernel alone,
+         * and getsockopt(2) tells a socket without asking any file system.
+         */
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0)
+                return errno == ENOTSOCK ? -EOPNOTSUPP : -errno;
+        if (domain != AF_UNIX)
+                return -EOPNOTSUPP;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (!S_ISSOCK(st.st_mode))
-                return -EOPNOTSUPP;
         request.req.udiag_ino = (uint32_t)st.st_ino;
 
         nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);

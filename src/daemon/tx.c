@@ -221,7 +221,8 @@ static int tx_check_limits(Peer *receiver, uint32_t actor, uint64_t size, uint64
         if (n_fds && receiver->n_inflight_fds + n_fds > l->max_inflight_fds)
                 return -EDQUOT;
         /* fds the broker holds are its own descriptors: the table is finite */
-        if (n_fds && receiver->bus->n_inflight_fds + n_fds > receiver->bus->fd_budget)
+        if (n_fds && receiver->bus->n_inflight_fds + receiver->bus->n_parked_fds + n_fds >
+                             receiver->bus->fd_budget)
                 return -EDQUOT;
         return 0;
 }

@@ -95,6 +95,9 @@ struct User {
         uint64_t n_peers;
         UserLimits limits;
         uint64_t used[_USER_N];
+        uint64_t n_parked_fds;  /* fds of the user's FDS carriers whose record has
+                                 * not come yet (the I/O layer's; within max[USER_FDS]
+                                 * together with used[USER_FDS]) */
         RBTree usages;          /* UserUsage of foreign actors, by actor UID */
         uint64_t n_actors[_USER_N];     /* actors with a share > 0 */
         uint64_t n_own_refusals;        /* refusals of the user's own charges */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/closer.h"
 #include "util/fdlist.h"
 
 /**
@@ -26,7 +27,7 @@ int fdlist_new(FdList **listp, const int *fds, size_t n_fds) {
         list = malloc(sizeof(*list) + n_fds * sizeof(int));
         if (!list) {
                 for (size_t i = 0; i < n_fds; ++i)
-                        safe_close(fds[i]);
+                        closer_close(fds[i]);
                 return -ENOMEM;
         }
 
@@ -60,8 +61,9 @@ FdList *fdlist_unref(FdList *list) {
         if (!list || --list->n_refs > 0)
                 return NULL;
 
+        /* a client's fd may block in close(2) (a FUSE file): the closer does it */
         for (size_t i = 0; i < list->n_fds; ++i)
-                safe_close(list->fds[i]);
+                closer_close(list->fds[i]);
         free(list);
         return NULL;
 }

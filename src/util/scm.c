@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include "util/closer.h"
 #include "util/macro.h"
 #include "util/scm.h"
 
@@ -99,7 +100,7 @@ ssize_t scm_recv(int fd, void *buf, size_t size, int flags, int *fds, size_t max
                         if (n_fds < max_fds)
                                 fds[n_fds++] = f;
                         else
-                                safe_close(f);
+                                closer_close(f);        /* a sender's: may block */
                 }
         }
         *n_fdsp = n_fds;

@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Hostile connections: attacks on the broker's I/O layer played against the
+ * real bus1d, each while a victim pair of peers measures its round trips.
+ *
+ *  - fds parked on FDS carrier records whose record never comes count
+ *    against the sender's fd limit (and the broker's descriptor budget);
+ *    the record after a refused carrier fails with EDQUOT;
+ *  - a carrier that holds the attacker's own connection does not keep that
+ *    connection open after the attacker is gone;
+ *  - a client that fills its output backlog and hangs up neither keeps the
+ *    broker busy nor keeps its connection.
+ *
+ * The attacker speaks the wire protocol by hand (src/proto), as a hostile
+ * client would. The victim must stay served: p50 under 20 ms and no round
+ * trip over 1 s (a thousand times the idle figures, so a loaded machine
+ * never flakes, while a stalled broker always fails). Every case ends with
+ * test_broker_stop(), which checks the broker's descriptors are back to
+ * where they were before any client came.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "bus1/uapi.h"
+#include "proto/proto.h"
+#include "util-broker.h"
+
+#define VICTIM_ROUNDS 50
+#define VICTIM_P50_MAX_NS (20ULL * 1000 * 1000)
+#define VICTIM_WORST_MAX_NS (1000ULL * 1000 * 1000)
+#define ATTACKERS_MAX 8
+
+typedef struct Hostile {
+        TestBroker broker;
+        bool running;
+        int attackers[ATTACKERS_MAX];   /* raw connections, -1: none */
+} Hostile;
+
+static Hostile hostile;
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned int ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}
+
+/* start a broker with extra arguments (NULL-terminated), or none */
+static void hostile_start(const char *const *args) {
+        for (size_t i = 0; i < ATTACKERS_MAX; ++i)
+                hostile.attackers[i] = -1;
+        if (args)
+                test_broker_start_args(&hostile.broker, args);
+        else
+                test_broker_start(&hostile.broker);
+        hostile.running = true;
+}
+
+static void hostile_close_attackers(void) {
+        for (size_t i = 0; i < ATTACKERS_MAX; ++i) {
+                if (hostile.attackers[i] >= 0)
+                        close(hostile.attackers[i]);
+                hostile.attackers[i] = -1;
+        }
+}
+
+/* after a failed assertion: leave nothing behind for the next case */
+static int hostile_teardown(void **state) {
+        (void)state;
+        hostile_close_attackers();
+        if (hostile.running) {
+                kill(hostile.broker.pid, SIGKILL);
+                waitpid(hostile.broker.pid, NULL, 0);
+                hostile.running = false;
+        }
+        return 0;
+}
+
+static void hostile_stop(void) {
+        hostile_close_attackers();
+        test_broker_stop(&hostile.broker);
+        hostile.running = false;
+}
+
+/* the broker's descriptor count once it is @expected, or after 10 s */
+static unsigned int broker_fds_settle(unsigned int expected) {
+        unsigned int n = 0;
+
+        for (int i = 0; i < 2000; ++i) {
+                n = test_count_fds(hostile.broker.pid);
+                if (n == expected)
+                        break;
+                sleep_ms(5);
+        }
+        return n;
+}
+
+/* the broker's CPU time (user + system) in ms, from /proc */
+static uint64_t broker_cpu_ms(void) {
+        unsigned long utime = 0, stime = 0;
+        char path[64], buf[1024], *p;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)hostile.broker.pid);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        /* fields 14 and 15, after the command name in parentheses */
+        p = strrchr(buf, ')');
+        assert_non_null(p);
+        assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                                &utime, &stime), 2);
+        return (uint64_t)(utime + stime) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+}
+
+/* a raw connection to the broker, remembered for the teardown */
+static int attacker_connect(void) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_true(strlen(hostile.broker.path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, hostile.broker.path, strlen(hostile.broker.path) + 1);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        for (size_t i = 0; i < ATTACKERS_MAX; ++i) {
+                if (hostile.attackers[i] < 0) {
+                        hostile.attackers[i] = fd;
+                        return fd;
+                }
+        }
+        fail_msg("too many attackers");
+        return -1;
+}
+
+static void attacker_forget(int fd) {
+        for (size_t i = 0; i < ATTACKERS_MAX; ++i)
+                if (hostile.attackers[i] == fd)
+                        hostile.attackers[i] = -1;
+}
+
+/* one packet with @n_fds fds; returns what sendmsg(2) said (0 or -errno) */
+static int attacker_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (n_fds) {
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(&control.cmsg), fds, sizeof(int) * n_fds);
+        }
+        return sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? -errno : 0;
+}
+
+/* read one packet (waiting up to 5 s), closing any fds; returns its length */
+static ssize_t attacker_read(int fd, uint8_t *buf, size_t size) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = size };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                              .msg_controllen = sizeof(control) };
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t l;
+
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        l = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); l >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+                size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                for (size_t i = 0; i < n; ++i) {
+                        int f;
+
+                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        close(f);
+                }
+        }
+        return l;
+}
+
+/* HELLO, and its reply (whose pool and ring fds are closed at once) */
+static void attacker_hello(int fd) {
+        uint8_t buf[PROTO_RECORD_MAX];
+        ProtoReplyHello reply;
+        int r;
+
+        r = proto_encode_hello(buf, sizeof(buf), &(ProtoHello){
+                .cookie = 1, .version_min = PROTO_VERSION_MIN, .version_max = PROTO_VERSION_MAX });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, NULL, 0), 0);
+        r = (int)attacker_read(fd, buf, sizeof(buf));
+        assert_true(r > 0);
+        assert_int_equal(proto_decode_reply_hello(&reply, buf, (size_t)r, 2), 0);
+        assert_int_equal(reply.error, 0);
+}
+
+/* an FDS carrier with @n_fds fds, whose record is never sent */
+static void attacker_park(int fd, const int *fds, size_t n_fds) {
+        uint8_t buf[PROTO_SIZE_FDS];
+        int r;
+
+        r = proto_encode_fds(buf, sizeof(buf),
+                             &(ProtoFds){ .type = PROTO_TYPE_FDS, .n_fds = (uint32_t)n_fds });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, fds, n_fds), 0);
+}
+
+/* a PEER_QUERY; returns the errno its REPLY carries */
+static int attacker_query(int fd, uint64_t cookie) {
+        uint8_t buf[PROTO_RECORD_MAX];
+        ProtoReplyPeerQuery reply;
+        ssize_t l;
+        int r;
+
+        r = proto_encode_peer_query(buf, sizeof(buf), &(ProtoPeerQuery){ .cookie = cookie });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, NULL, 0), 0);
+        /* pushed records (none here) would come first */
+        l = attacker_read(fd, buf, sizeof(buf));
+        assert_true(l > 0);
+        assert_int_equal(proto_decode_reply_peer_query(&reply, buf, (size_t)l, 0), 0);
+        assert_int_equal(reply.cookie, cookie);
+        return (int)reply.error;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/*
+ * The victim: two peers of its own, VICTIM_ROUNDS send-recv round trips.
+ * Fails if the median or the worst round trip is over its bound.
+ */
+static void victim_check(void) {
+        uint64_t rtt[VICTIM_ROUNDS], node = 0x100;
+        struct bus1_cmd_handle_transfer t;
+        struct bus1_cmd_send s;
+        struct bus1_cmd_recv r;
+        struct iovec v = { .iov_base = "ping", .iov_len = 4 };
+        int a, b;
+
+        a = bus1_uapi_open(NULL);
+        b = bus1_uapi_open(NULL);
+        assert_true(a >= 0 && b >= 0);
+        t = (struct bus1_cmd_handle_transfer){ .src_handle = node, .dst_fd = (uint64_t)b };
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &t), 0);
+        s = (struct bus1_cmd_send){ .ptr_destinations = (uintptr_t)&t.dst_handle,
+                                    .n_destinations = 1, .ptr_vecs = (uintptr_t)&v,
+                                    .n_vecs = 1 };
+
+        for (size_t i = 0; i < VICTIM_ROUNDS; ++i) {
+                uint64_t start = now_ns();
+                struct pollfd p = { .fd = a, .events = POLLIN };
+
+                assert_int_equal(bus1_uapi_ioctl(b, BUS1_CMD_SEND, &s), 0);
+                assert_int_equal(poll(&p, 1, 5000), 1);
+                r = (struct bus1_cmd_recv){ .max_offset = UINT64_MAX };
+                assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_RECV, &r), 0);
+                assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_SLICE_RELEASE, &r.msg.offset), 0);
+                rtt[i] = now_ns() - start;
+        }
+        assert_int_equal(bus1_uapi_close(b), 0);
+        assert_int_equal(bus1_uapi_close(a), 0);
+
+        qsort(rtt, VICTIM_ROUNDS, sizeof(rtt[0]), cmp_u64);
+        print_message("victim: p50 %llu us, worst %llu us\n",
+                      (unsigned long long)rtt[VICTIM_ROUNDS / 2] / 1000,
+                      (unsigned long long)rtt[VICTIM_ROUNDS - 1] / 1000);
+        assert_true(rtt[VICTIM_ROUNDS / 2] < VICTIM_P50_MAX_NS);
+        assert_true(rtt[VICTIM_ROUNDS - 1] < VICTIM_WORST_MAX_NS);
+}
+
+/* @n dups of /dev/null */
+static void open_nulls(int *fds, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                assert_true(fds[i] >= 0);
+        }
+}
+
+static void close_all(int *fds, size_t n) {
+        for (size_t i = 0; i < n; ++i)
+                close(fds[i]);
+}
+
+/*
+ * Parked fds count against the sender's fd limit: with 64 allowed, a second
+ * connection's carrier of 40 is refused and closed, and the record after it
+ * fails with EDQUOT. Nothing parked outlives the connections.
+ */
+static void test_carriers_charged(void **state) {
+        static const char *const args[] = { "--max-inflight-fds=64", NULL };
+        int fds[40], c1, c2, c3;
+        unsigned int base;
+
+        (void)state;
+        hostile_start(args);
+        c1 = attacker_connect();
+        c2 = attacker_connect();
+        c3 = attacker_connect();
+        attacker_hello(c1);
+        attacker_hello(c2);
+        attacker_hello(c3);
+        sleep_ms(50);
+        base = test_count_fds(hostile.broker.pid);
+
+        open_nulls(fds, 40);
+        attacker_park(c1, fds, 40);
+        attacker_park(c2, fds, 40);
+        attacker_park(c3, fds, 40);
+        close_all(fds, 40);
+        /* only the first 40 are held: 80 would pass the UID's 64 */
+        assert_int_equal(broker_fds_settle(base + 40), base + 40);
+        victim_check();
+
+        /* the records those carriers were for fail */
+        assert_int_equal(attacker_query(c2, 7), EDQUOT);
+        assert_int_equal(attacker_query(c3, 8), EDQUOT);
+        /* the refusals cost nothing: the same connections are served again */
+        assert_int_equal(attacker_query(c2, 9), 0);
+
+        hostile_stop();
+}
+
+/*
+ * A carrier may hold the attacker's own connection (an AF_UNIX socket, which
+ * no record may pass): kept, it would keep the connection open after the
+ * attacker is gone. The broker closes it at once.
+ */
+static void test_carrier_own_socket(void **state) {
+        int c;
+
+        (void)state;
+        hostile_start(NULL);
+        c = attacker_connect();
+        attacker_hello(c);
+        attacker_park(c, &c, 1);
+        close(c);
+        attacker_forget(c);
+        assert_int_equal(broker_fds_settle(hostile.broker.n_fds_idle),
+                         hostile.broker.n_fds_idle);
+        victim_check();
+        hostile_stop();
+}
+
+/*
+ * A client pipelines requests without reading the replies until the broker
+ * stops reading it (its backlog is full), then hangs up. The broker must
+ * neither spin on the hang-up nor keep the connection.
+ */
+static void test_full_backlog_hangup(void **state) {
+        uint8_t buf[PROTO_SIZE_PEER_QUERY];
+        uint64_t cookie = 1, cpu;
+        unsigned int stuck_ms = 0;
+        int c, r;
+
+        (void)state;
+        hostile_start(NULL);
+        c = attacker_connect();
+        attacker_hello(c);
+
+        /* until nothing more goes in for a while: the broker stopped reading */
+        while (stuck_ms < 300) {
+                r = proto_encode_peer_query(buf, sizeof(buf), &(ProtoPeerQuery){
+                        .cookie = ++cookie });
+                assert_true(r > 0);
+                r = attacker_send(c, buf, (size_t)r, NULL, 0);
+                if (r == -EAGAIN) {
+                        sleep_ms(10);
+                        stuck_ms += 10;
+                        continue;
+                }
+                assert_int_equal(r, 0);
+                stuck_ms = 0;
+        }
+        print_message("backlog: %llu requests sent\n", (unsigned long long)cookie);
+        assert_int_equal(shutdown(c, SHUT_RDWR), 0);
+
+        cpu = broker_cpu_ms();
+        sleep_ms(1000);
+        cpu = broker_cpu_ms() - cpu;
+        print_message("backlog: broker CPU %llu ms in the second after the hang-up\n",
+                      (unsigned long long)cpu);
+        assert_true(cpu < 300);
+        victim_check();
+
+        close(c);
+        attacker_forget(c);
+        assert_int_equal(broker_fds_settle(hostile.broker.n_fds_idle),
+                         hostile.broker.n_fds_idle);
+        hostile_stop();
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_carriers_charged, hostile_teardown),
+                cmocka_unit_test_teardown(test_carrier_own_socket, hostile_teardown),
+                cmocka_unit_test_teardown(test_full_backlog_hangup, hostile_teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
