@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <systemd/sd-daemon.h>
 #include "daemon/broker.h"
 #include "daemon/connection.h"
@@ -33,11 +34,20 @@ static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
 }
 
 /*
- * The first refusal of each (receiver, actor) pair is worth a line; in the
- * journal its fields let `journalctl BUS1_UID=1000` find who was refused.
+ * The first refusal of each (receiver, actor) pair is worth a line, once
+ * per REFUSAL_LOG_INTERVAL_USEC however often its users come and go; in
+ * the journal its fields let `journalctl BUS1_UID=1000` find who was
+ * refused.
  */
 static void broker_on_refusal(UserRegistry *registry, const UserRefusal *refusal) {
+        Broker *broker = container_of(registry, Broker, bus.users);
         char actor[16], receiver[16], amount[24];
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (!refusal_log_admit(&broker->refusals, refusal->receiver, refusal->actor,
+                               (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000))
+                return;
 
         snprintf(actor, sizeof(actor), "%u", refusal->actor);
         snprintf(receiver, sizeof(receiver), "%u", refusal->receiver);

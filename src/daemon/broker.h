@@ -13,6 +13,7 @@
 #include <systemd/sd-event.h>
 #include "daemon/bus.h"
 #include "daemon/control.h"
+#include "daemon/refusal-log.h"
 #include "proto/proto.h"
 #include "util/list.h"
 #include "util/macro.h"
@@ -30,6 +31,7 @@ struct Broker {
         sd_event *event;
         Bus bus;
         Control control;        /* bus1ctl's requests, counters and monitors */
+        RefusalLog refusals;    /* quota refusals logged lately */
         Listener *listeners[BROKER_LISTENERS_MAX];
         unsigned int n_listeners;
         List connections;

@@ -368,6 +368,44 @@ static void test_journal_fields(void **state) {
                 fail_msg("with the journal, bus1d wrote to stderr:\n%s", out);
 }
 
+/*
+ * A client that connects, is refused and disconnects in a loop: its pair is
+ * logged once, not once per connection (the users' accounting, which
+ * counts refusals, goes away with their last peers every time).
+ */
+static void test_journal_refusal_reconnects(void **state) {
+        static const char *const args[] = { "--log-target=journal", "--max-slices=16", NULL };
+        JournalBroker *b = &journal_broker;
+        char out[4096];
+        Entry e;
+
+        if (!journal_is_root() || !journal_start(b, true, JOURNAL_STREAM_UNSET, args))
+                skip();
+
+        assert_true(entry_recv(b->jfd, &e, 5000));
+        expect_listening(b, &e);
+
+        for (int cycle = 0; cycle < 5; ++cycle) {
+                int a = peer_as(0), bp = peer_as(JOURNAL_UID_B), r = 0;
+                uint64_t h = uapi_give(a, 0x100, bp);
+
+                for (int i = 0; i < 64 && r == 0; ++i)
+                        r = uapi_send_str(bp, h, "fill");
+                assert_int_equal(r, -EDQUOT);
+                assert_int_equal(bus1_uapi_close(bp), 0);
+                assert_int_equal(bus1_uapi_close(a), 0);
+        }
+
+        /* exactly one line for the pair */
+        assert_true(entry_recv(b->jfd, &e, 5000));
+        entry_expect(&e, "CODE_FUNC", "broker_on_refusal");
+        entry_expect(&e, "BUS1_UID", "65534");
+        journal_stop(b, out, sizeof(out));
+        assert_false(entry_recv(b->jfd, &e, 0));
+        if (out[0])
+                fail_msg("with the journal, bus1d wrote to stderr:\n%s", out);
+}
+
 static void test_journal_stream_detection(void **state) {
         JournalBroker *b = &journal_broker;
         char out[4096], text[1024];
@@ -444,6 +482,7 @@ static void test_bad_log_target(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_journal_fields, journal_teardown),
+                cmocka_unit_test_teardown(test_journal_refusal_reconnects, journal_teardown),
                 cmocka_unit_test_teardown(test_journal_stream_detection, journal_teardown),
                 cmocka_unit_test_teardown(test_journal_missing, journal_teardown),
                 cmocka_unit_test(test_bad_log_target),
