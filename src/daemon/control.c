@@ -727,6 +727,23 @@ int control_report(Control *control, Connection *caller, const ProtoCtl *req, ch
 
 /* monitors */
 
+/* whether @uid may start one more monitor */
+static bool monitor_slot_free(Control *control, uint32_t uid) {
+        uint64_t n_uid = 0, n_unprivileged = 0;
+        Monitor *monitor;
+
+        if (control->n_monitors >= CONTROL_MONITORS_MAX)
+                return false;
+        list_for_each_entry(monitor, &control->monitors, link) {
+                n_uid += monitor->caller_uid == uid;
+                n_unprivileged += !monitor->privileged;
+        }
+        if (control_is_privileged(control, uid))
+                return true;
+        return n_uid < CONTROL_MONITORS_PER_UID &&
+               n_unprivileged < CONTROL_MONITORS_MAX - CONTROL_MONITORS_RESERVED;
+}
+
 /**
  * monitor_new() - make a connection a monitor
  * @monitorp:   out: the monitor
@@ -734,13 +751,16 @@ int control_report(Control *control, Connection *caller, const ProtoCtl *req, ch
  * @conn:       the connection that sent MONITOR
  * @req:        the request, with its filter
  *
- * Return: 0, -EBUSY if CONTROL_MONITORS_MAX monitors exist, -ENOMEM.
+ * Return: 0, -EBUSY if no slot is left for the caller (CONTROL_MONITORS_MAX;
+ *         for an unprivileged caller also CONTROL_MONITORS_PER_UID of its
+ *         UID, and CONTROL_MONITORS_RESERVED kept for privileged ones),
+ *         -ENOMEM.
  */
 int monitor_new(Monitor **monitorp, Control *control, Connection *conn,
                 const ProtoCtlMonitor *req) {
         Monitor *monitor;
 
-        if (control->n_monitors >= CONTROL_MONITORS_MAX)
+        if (!monitor_slot_free(control, conn->peer->creds.uid))
                 return -EBUSY;
         monitor = calloc(1, sizeof(*monitor));
         if (!monitor)
@@ -784,6 +804,18 @@ Monitor *monitor_free(Monitor *monitor) {
         return NULL;
 }
 
+/*
+ * Whether the event involves the peer the monitor filters on, on a side
+ * it may see (an unprivileged monitor cannot probe for another UID's peer
+ * IDs with its filter).
+ */
+static bool monitor_names_peer(Monitor *monitor, const ProtoEvent *e) {
+        bool own = monitor->privileged || e->uid == monitor->caller_uid;
+        bool own_target = monitor->privileged || e->target_uid == monitor->caller_uid;
+
+        return (own && e->peer == monitor->peer) || (own_target && e->target == monitor->peer);
+}
+
 /* whether a monitor may see an event, and wants to */
 static bool monitor_wants(Monitor *monitor, const ProtoEvent *e) {
         if (!monitor->privileged && e->uid != monitor->caller_uid &&
@@ -794,7 +826,7 @@ static bool monitor_wants(Monitor *monitor, const ProtoEvent *e) {
         if (monitor->uid != PROTO_CTL_UID_ANY && e->uid != monitor->uid &&
             e->target_uid != monitor->uid)
                 return false;
-        if (monitor->peer && e->peer != monitor->peer && e->target != monitor->peer)
+        if (monitor->peer && !monitor_names_peer(monitor, e))
                 return false;
         if (monitor->node && e->node != monitor->node)
                 return false;
@@ -821,16 +853,40 @@ static void monitor_report_lost(Monitor *monitor, uint64_t seq, uint64_t time) {
         monitor->n_lost = 0;
 }
 
-static void monitor_push(Monitor *monitor, const ProtoEvent *e) {
+/*
+ * What an unprivileged monitor may see of an event: of another UID's peer
+ * its UID only, and a seq of its own (the bus's clock would tell how much
+ * other users do).
+ */
+static ProtoEvent monitor_redact(Monitor *monitor, const ProtoEvent *e) {
+        ProtoEvent r = *e;
+
+        if (monitor->privileged)
+                return r;
+        r.seq = ++monitor->n_numbered;
+        if (r.uid != monitor->caller_uid) {
+                r.peer = 0;
+                r.pid = 0;
+        }
+        if (r.target_uid != monitor->caller_uid) {
+                r.target = 0;
+                r.target_pid = 0;
+        }
+        return r;
+}
+
+static void monitor_push(Monitor *monitor, const ProtoEvent *event) {
+        ProtoEvent e = monitor_redact(monitor, event);
+
         /* what was lost comes first, then this, and only if both fit */
         if (monitor->n_lost && monitor->n_events + 2 <= CONTROL_MONITOR_RING)
-                monitor_report_lost(monitor, e->seq, e->time);
+                monitor_report_lost(monitor, e.seq, e.time);
         if (monitor->n_lost || monitor->n_events >= CONTROL_MONITOR_RING) {
                 ++monitor->n_lost;
                 ++monitor->control->n_events_lost;
                 return;
         }
-        monitor_append(monitor, e);
+        monitor_append(monitor, &e);
 }
 
 /**
@@ -850,7 +906,9 @@ size_t monitor_peek(Monitor *monitor, const ProtoEvent **eventsp, size_t max) {
         size_t n;
 
         if (!monitor->n_events && monitor->n_lost)
-                monitor_report_lost(monitor, monitor->control->broker->bus.clock,
+                monitor_report_lost(monitor,
+                                    monitor->privileged ? monitor->control->broker->bus.clock
+                                                        : monitor->n_numbered,
                                     control_now_nsec());
         n = MIN(max, monitor->n_events);
         n = MIN(n, CONTROL_MONITOR_RING - monitor->head);

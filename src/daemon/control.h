@@ -21,6 +21,13 @@
  * A monitor never slows the bus: each has a ring of CONTROL_MONITOR_RING
  * events. When it is full, further events are dropped and counted, and a
  * LOST event with the count goes into the ring as soon as there is room.
+ * An unprivileged monitor sees of the other party of an event (another
+ * UID's peer) its UID only, not its peer ID or PID, and its events are
+ * numbered by the monitor itself, not by the bus's clock, whose jumps would
+ * tell how busy other users are. An unprivileged UID holds at most
+ * CONTROL_MONITORS_PER_UID monitors, and unprivileged UIDs together at most
+ * CONTROL_MONITORS_MAX - CONTROL_MONITORS_RESERVED, so root and the broker's
+ * UID always find one.
  */
 
 #include <stdbool.h>
@@ -37,8 +44,10 @@ typedef struct Monitor Monitor;
 
 /* events a monitor buffers before it loses some */
 #define CONTROL_MONITOR_RING 4096U
-/* monitors a broker serves at once */
+/* monitors a broker serves at once; per UID; kept for privileged callers */
 #define CONTROL_MONITORS_MAX 64U
+#define CONTROL_MONITORS_PER_UID 4U
+#define CONTROL_MONITORS_RESERVED 8U
 /* entries of one list in a report (peers, nodes, handles, queue, slices, actors) */
 #define CONTROL_LIST_MAX 4096U
 /* bytes of a command line kept per connection */
@@ -60,6 +69,7 @@ struct Monitor {
         size_t head;
         size_t n_events;
         uint64_t n_lost;        /* dropped since the last LOST went into the ring */
+        uint64_t n_numbered;    /* unprivileged: the seq of the last event it got */
         uint8_t *wire;          /* PROTO_RECORD_MAX bytes to encode EVENTS records in */
 };
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -53,6 +54,39 @@ typedef struct CtlRun {
 } CtlRun;
 
 static TestBroker ctl_broker;
+
+/*
+ * Children a case started and has not reaped: a failed assertion leaves
+ * them (a monitor runs until told to stop), and the teardown kills them so
+ * that nothing waits for them.
+ */
+#define CTL_CHILDREN_MAX 64
+static pid_t ctl_children[CTL_CHILDREN_MAX];
+
+static void ctl_child_add(pid_t pid) {
+        for (size_t i = 0; i < CTL_CHILDREN_MAX; ++i) {
+                if (!ctl_children[i]) {
+                        ctl_children[i] = pid;
+                        return;
+                }
+        }
+}
+
+static void ctl_child_forget(pid_t pid) {
+        for (size_t i = 0; i < CTL_CHILDREN_MAX; ++i)
+                if (ctl_children[i] == pid)
+                        ctl_children[i] = 0;
+}
+
+static void ctl_children_kill(void) {
+        for (size_t i = 0; i < CTL_CHILDREN_MAX; ++i) {
+                if (!ctl_children[i])
+                        continue;
+                kill(ctl_children[i], SIGKILL);
+                waitpid(ctl_children[i], NULL, 0);
+                ctl_children[i] = 0;
+        }
+}
 
 static const char *ctl_path(void) {
         const char *p = getenv("BUS1CTL_TEST_PATH");
@@ -82,6 +116,8 @@ static void ctl_spawn(CtlRun *run, uid_t uid, const char *const *args) {
 
         run->pid = fork();
         assert_true(run->pid >= 0);
+        if (run->pid > 0)
+                ctl_child_add(run->pid);
         if (run->pid == 0) {
                 const char *argv[CTL_ARGS_MAX + 3] = { ctl_path() };
                 char address[200];
@@ -104,6 +140,7 @@ static void ctl_spawn(CtlRun *run, uid_t uid, const char *const *args) {
 
 static void ctl_wait(CtlRun *run) {
         assert_int_equal(waitpid(run->pid, &run->status, 0), run->pid);
+        ctl_child_forget(run->pid);
         run->out = ctl_read_fd(run->out_fd);
         run->err = ctl_read_fd(run->err_fd);
         close(run->out_fd);
@@ -236,6 +273,7 @@ static int ctl_setup(void **state) {
 }
 
 static int ctl_teardown(void **state) {
+        ctl_children_kill();
         test_broker_stop(&ctl_broker);
         return 0;
 }
@@ -626,6 +664,7 @@ static void ctl_foreign_start(CtlForeign *f, uid_t uid) {
                 bus1_uapi_close(peer);
                 _exit(0);
         }
+        ctl_child_add(f->pid);
         close(ready[1]);
         close(release[0]);
         f->release = release[1];
@@ -638,6 +677,7 @@ static void ctl_foreign_stop(CtlForeign *f) {
 
         close(f->release);
         assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+        ctl_child_forget(f->pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -905,6 +945,129 @@ static void test_monitor_filters(void **state) {
         ctl_peers_close(&p);
 }
 
+/* a peer of @uid in a child, whose connection comes back through @sock */
+static pid_t ctl_foreign_connection(uid_t uid, int *connp, int *releasep) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        int sp[2], release[2], peer;
+        char c = 'x';
+        struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                              .msg_controllen = sizeof(control) };
+        pid_t pid;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(pipe2(release, O_CLOEXEC), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+                    setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                peer = bus1_uapi_open(NULL);
+                if (peer < 0)
+                        _exit(3);
+                control.cmsg.cmsg_level = SOL_SOCKET;
+                control.cmsg.cmsg_type = SCM_RIGHTS;
+                control.cmsg.cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(&control.cmsg), &peer, sizeof(int));
+                if (sendmsg(sp[1], &msg, 0) != 1)
+                        _exit(4);
+                close(release[1]);
+                while (read(release[0], &c, 1) > 0)
+                        ;
+                _exit(0);
+        }
+        close(sp[1]);
+        close(release[0]);
+        assert_int_equal(recvmsg(sp[0], &msg, MSG_CMSG_CLOEXEC), 1);
+        memcpy(connp, CMSG_DATA(&control.cmsg), sizeof(int));
+        close(sp[0]);
+        *releasep = release[1];
+        return pid;
+}
+
+/*
+ * An unprivileged monitor: at most CONTROL_MONITORS_PER_UID (4) per UID,
+ * while root still gets one; of another UID's peer it sees the UID only
+ * (no peer ID, no PID); and its events are numbered by itself, so the
+ * bus's traffic in between does not show.
+ */
+static void test_monitor_unprivileged(void **state) {
+        CtlRun mon[4], fifth, root_mon;
+        JsonValue **lines;
+        int conn, release, status;
+        CtlPeers p;
+        pid_t child;
+        size_t n;
+
+        if (geteuid() != 0) {
+                print_message("test_monitor_unprivileged: skipped, switching UIDs needs root\n");
+                skip();
+        }
+        assert_int_equal(chmod(ctl_broker.dir, 0755), 0);
+        assert_int_equal(chmod(ctl_broker.path, 0666), 0);
+        ctl_peers_setup(&p);
+
+        for (size_t i = 0; i < 4; ++i)
+                ctl_spawn(&mon[i], CTL_NOBODY, CTL_ARGS("--json", "monitor"));
+        ctl_wait_monitors(4);
+        /* a fifth must be refused at once: never wait for a monitor that runs */
+        ctl_spawn(&fifth, CTL_NOBODY, CTL_ARGS("--json", "monitor"));
+        for (int i = 0; i < 500 && waitpid(fifth.pid, &status, WNOHANG) == 0; ++i)
+                nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        if (waitpid(fifth.pid, &status, WNOHANG) == 0)
+                fail_msg("a fifth monitor of one unprivileged UID was not refused");
+        ctl_child_forget(fifth.pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        close(fifth.out_fd);
+        close(fifth.err_fd);
+        ctl_spawn(&root_mon, (uid_t)-1, CTL_ARGS("--json", "monitor"));
+        ctl_wait_monitors(5);
+
+        /* bus traffic nobody takes part in, then a transfer from root's a to nobody */
+        for (int i = 0; i < 20; ++i)
+                assert_int_equal(ctl_send(p.b, p.handle_b, "busy"), 0);
+        child = ctl_foreign_connection(CTL_NOBODY, &conn, &release);
+        ctl_child_add(child);
+        (void)ctl_transfer(p.a, 0x100, conn);
+        close(conn);
+        ctl_wait_output(&root_mon, "\"transfer\"");
+        ctl_wait_output(&mon[0], "\"transfer\"");
+
+        lines = ctl_monitor_stop(&mon[0], &n);
+        assert_int_equal(n, 1);
+        assert_string_equal(json_get_string(lines[0], "type", ""), "transfer");
+        assert_int_equal(json_get_u64(lines[0], "seq", 0), 1);
+        assert_int_equal(json_get_u64(lines[0], "uid", 1), 0);
+        assert_int_equal(json_get_u64(lines[0], "peer", 1), 0);
+        assert_int_equal(json_get_u64(lines[0], "pid", 1), 0);
+        assert_int_equal(json_get_u64(lines[0], "target_uid", 0), CTL_NOBODY);
+        assert_true(json_get_u64(lines[0], "target", 0) > 0);
+        ctl_lines_free(lines, n);
+        ctl_free(&mon[0]);
+        /* root sees both sides and the bus's clock */
+        lines = ctl_monitor_stop(&root_mon, &n);
+        assert_true(n >= 21);
+        assert_int_equal(json_get_u64(lines[n - 1], "peer", 0), p.id_a);
+        assert_true(json_get_u64(lines[n - 1], "seq", 0) > 20);
+        ctl_lines_free(lines, n);
+        ctl_free(&root_mon);
+        for (size_t i = 1; i < 4; ++i) {
+                lines = ctl_monitor_stop(&mon[i], &n);
+                ctl_lines_free(lines, n);
+                ctl_free(&mon[i]);
+        }
+
+        close(release);
+        assert_int_equal(waitpid(child, &status, 0), child);
+        ctl_child_forget(child);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ctl_peers_close(&p);
+}
+
 static double ctl_now(void) {
         struct timespec ts;
 
@@ -1020,6 +1183,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_loss, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_unprivileged, ctl_setup,
+                                                ctl_teardown),
         };
 
         /* children are reaped by the tests; a closed pipe must not kill us */

@@ -181,7 +181,15 @@ void test_broker_stop(TestBroker *broker) {
                         break;
                 nanosleep(&ts, NULL);
         }
-        assert_int_equal(n, broker->n_fds_idle);
+        /* a failed check must not leave the broker running (it holds our stdout) */
+        if (n != broker->n_fds_idle) {
+                kill(broker->pid, SIGKILL);
+                waitpid(broker->pid, &status, 0);
+                unlink(broker->path);
+                rmdir(broker->dir);
+                fail_msg("bus1d held %u descriptors at the end, %u when idle", n,
+                         broker->n_fds_idle);
+        }
 
         kill(broker->pid, SIGTERM);
         if (waitpid(broker->pid, &status, 0) != broker->pid)
