@@ -89,6 +89,7 @@ int peer_new(Peer **peerp, Bus *bus, const PeerCreds *creds) {
         rbtree_init(&peer->handles_by_node);
         list_init(&peer->nodes);
         list_init(&peer->bus_link);
+        list_init(&peer->user_link);
         queue_init(&peer->queue);
 
         pool_size = bus->pool_size ?: user->limits.max[USER_BYTES];
@@ -99,6 +100,7 @@ int peer_new(Peer **peerp, Bus *bus, const PeerCreds *creds) {
                 return r;
         }
         ++user->n_peers;
+        list_link_tail(&user->peers, &peer->user_link);
 
         peer->id = ++bus->n_peer_ids;
         list_link_tail(&bus->peers, &peer->bus_link);
@@ -221,6 +223,7 @@ Peer *peer_free(Peer *peer) {
                 peer_disconnect(peer);
 
         list_unlink(&peer->bus_link);
+        list_unlink(&peer->user_link);
         --peer->bus->n_peers;
         --peer->user->n_peers;
         peer->user = user_unref(peer->user);

@@ -45,6 +45,7 @@ struct Peer {
         User *user;             /* the UID it connected with; charged for it */
         uint64_t id;            /* bus-unique, for introspection only */
         List bus_link;          /* in bus->peers */
+        List user_link;         /* in user->peers */
         PeerCreds creds;
         char *secctx;           /* security context (SO_PEERSEC), may be NULL */
         uint64_t n_secctx;

@@ -246,11 +246,13 @@ static void tx_drain(Tx *tx, Peer *peer) {
 static void tx_drain_user(Tx *tx, Peer *receiver) {
         Peer *peer;
 
-        if (!receiver->bus->drain)
+        /* once per user and send: a multicast may meet the user many times */
+        if (!receiver->bus->drain || receiver->user->drain_seq == tx->seq)
                 return;
-        list_for_each_entry(peer, &receiver->bus->peers, bus_link)
-                if (peer->user == receiver->user)
-                        tx_drain(tx, peer);
+        receiver->user->drain_seq = tx->seq;
+        /* the user's own peers: never the whole bus */
+        list_for_each_entry(peer, &receiver->user->peers, user_link)
+                tx_drain(tx, peer);
 }
 
 /*

@@ -133,6 +133,7 @@ int user_get(User **userp, UserRegistry *registry, uint32_t uid) {
         user->uid = uid;
         user->limits = *user_registry_limits(registry, uid);
         rbtree_init(&user->usages);
+        list_init(&user->peers);
         rbnode_init(&user->registry_node);
         rbtree_add(&registry->users, parent, slot, &user->registry_node);
         ++registry->n_users;

@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "util/list.h"
 #include "util/rbtree.h"
 
 typedef struct User User;
@@ -93,6 +94,8 @@ struct User {
         uint64_t n_refs;
         uint32_t uid;
         uint64_t n_peers;
+        List peers;             /* Peer.user_link: the user's peers, n_peers of them */
+        uint64_t drain_seq;     /* the send that last drained all of them (tx.c) */
         UserLimits limits;
         uint64_t used[_USER_N];
         uint64_t n_parked_fds;  /* fds of the user's FDS carriers whose record has

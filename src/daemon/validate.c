@@ -294,6 +294,10 @@ static bool validate_users(Bus *bus) {
                         held[USER_FDS] += peer->n_inflight_fds;
                 }
                 CHECK(n_peers == user->n_peers, "user %u peers", user->uid);
+                n_peers = 0;
+                list_for_each_entry(peer, &user->peers, user_link)
+                        n_peers += peer->user == user;
+                CHECK(n_peers == user->n_peers, "user %u peer list", user->uid);
                 for (unsigned int r = 0; r < _USER_N; ++r)
                         CHECK(held[r] == user->used[r], "user %u %s used %" PRIu64
                               " != held %" PRIu64, user->uid, user_resource_name(r),

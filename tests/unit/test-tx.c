@@ -1943,6 +1943,55 @@ static void test_disconnected_sender_eshutdown(void **state) {
         free_peers(&bus, peers, 2);
 }
 
+/* the drain hook's calls, by peer: which peers a send asked to drain */
+static Peer *drain_counted[64];
+static unsigned int drain_counts[64];
+
+static void drain_count(Bus *bus, Peer *peer) {
+        for (size_t i = 0; i < 64; ++i)
+                if (drain_counted[i] == peer)
+                        ++drain_counts[i];
+}
+
+/*
+ * A multicast refused by every destination drains the peers of the
+ * refusing user (their releases may make room), each once, and never
+ * the unrelated peers of the bus: a send costs what it touches, not what
+ * the bus holds.
+ */
+static void test_refusals_drain_the_user_once(void **state) {
+        Peer *peers[64] = {}, *s, *r;
+        uint64_t dsts[8], errors[8];
+        Bus bus;
+
+        bus_init(&bus);
+        bus.drain = drain_count;
+        s = peers[0] = test_peer_new(&bus, 1);
+        r = peers[1] = test_peer_new(&bus, 2);
+        for (size_t i = 0; i < 8; ++i)
+                dsts[i] = test_transfer(r, (0x100 + i) << 3, s);
+        set_limits(&bus, r, 0, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP);
+        /* three siblings of the refusing user, and forty bystanders */
+        for (size_t i = 2; i < 5; ++i)
+                peers[i] = test_peer_new(&bus, 2);
+        for (size_t i = 5; i < 45; ++i)
+                peers[i] = test_peer_new(&bus, 3);
+        memcpy(drain_counted, peers, sizeof(peers));
+        memset(drain_counts, 0, sizeof(drain_counts));
+
+        assert_int_equal(test_send(s, BUS1_SEND_FLAG_CONTINUE, dsts, 8, errors, "x", 1, NULL, 0,
+                                   NULL), 0);
+        assert_valid(&bus);
+        for (size_t i = 0; i < 8; ++i)
+                assert_int_equal(errors[i], EDQUOT);
+        for (size_t i = 1; i < 5; ++i)
+                assert_int_equal(drain_counts[i], 1);
+        for (size_t i = 5; i < 45; ++i)
+                assert_int_equal(drain_counts[i], 0);
+
+        free_peers(&bus, peers, 45);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_unicast_payload_and_metadata),
@@ -1970,6 +2019,7 @@ int main(void) {
                 cmocka_unit_test(test_seed_flag_einval),
                 cmocka_unit_test(test_unknown_flags_einval),
                 cmocka_unit_test(test_too_many_destinations_einval),
+                cmocka_unit_test(test_refusals_drain_the_user_once),
                 cmocka_unit_test(test_unknown_id_enxio),
                 cmocka_unit_test(test_several_nodes_one_peer),
                 cmocka_unit_test(test_too_many_iovecs_emsgsize),
