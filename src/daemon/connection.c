@@ -519,39 +519,57 @@ static int connection_check_fd(int fd) {
         return domain == AF_UNIX ? -EOPNOTSUPP : 0;
 }
 
-/* map the payload of a PROTO_PAYLOAD_MEMFD send */
-static int connection_map_payload(int fd, uint64_t offset, uint64_t n_bytes, void **mapp,
-                                  size_t *map_lenp, const void **payloadp) {
-        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), start, end;
+/* where a PROTO_PAYLOAD_MEMFD send's payload is */
+typedef struct PayloadFile {
+        int fd;
+        uint64_t offset;
+} PayloadFile;
+
+/*
+ * Check a PROTO_PAYLOAD_MEMFD payload: a memfd (only shmem has seals: no
+ * other file system is asked anything) that cannot shrink under us, with
+ * the range inside it.
+ */
+static int connection_check_payload(int fd, uint64_t offset, uint64_t n_bytes) {
         struct stat st;
+        uint64_t end;
         int seals;
-        void *p;
 
         seals = fcntl(fd, F_GET_SEALS);
         if (seals < 0)
                 return -EBADF;
-        /* a payload that could shrink under us would fault the broker */
         if (!(seals & F_SEAL_SHRINK))
                 return -EINVAL;
         if (fstat(fd, &st) < 0)
                 return -EBADF;
         if (__builtin_add_overflow(offset, n_bytes, &end) || end > (uint64_t)st.st_size)
                 return -EFAULT;
-        if (n_bytes == 0) {
-                *mapp = NULL;
-                *map_lenp = 0;
-                *payloadp = NULL;
-                return 0;
-        }
-
-        start = offset - offset % page;
-        p = mmap(NULL, end - start, PROT_READ, MAP_SHARED, fd, (off_t)start);
-        if (p == MAP_FAILED)
-                return -ENOMEM;
-        *mapp = p;
-        *map_lenp = end - start;
-        *payloadp = (const uint8_t *)p + (offset - start);
         return 0;
+}
+
+/*
+ * Copy a memfd payload into a slice (PoolFillFn). pread(2) reads holes as
+ * zeros without giving them pages, so a sparse memfd costs the broker
+ * nothing; a mapping would fault a page in for every one. A memfd sealed
+ * against shrinking always has the range; should a read fail anyway, the
+ * rest is zeroes.
+ */
+static void connection_fill_payload(void *dst, uint64_t len, void *userdata) {
+        const PayloadFile *f = userdata;
+        uint8_t *p = dst;
+        uint64_t done = 0;
+
+        while (done < len) {
+                ssize_t l = pread(f->fd, p + done, len - done, (off_t)(f->offset + done));
+
+                if (l < 0 && errno == EINTR)
+                        continue;
+                if (l <= 0)
+                        break;
+                done += (uint64_t)l;
+        }
+        if (done < len)
+                memset(p + done, 0, len - done);
 }
 
 static int connection_handle_send(Connection *conn, uint64_t *cookiep, const void *buf,
@@ -560,8 +578,8 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
         _cleanup_(freep) uint64_t *errors = NULL;
         uint8_t small[PROTO_SIZE_REPLY_SEND_MIN];
         _cleanup_(freep) uint8_t *out = NULL;
-        void *map = NULL;
-        size_t map_len = 0, out_len;
+        PayloadFile payload_file = { .fd = -1 };
+        size_t out_len;
         struct iovec vec;
         int fd_error = 0;
         ProtoSend s;
@@ -583,13 +601,11 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
 
         vec = (struct iovec){ .iov_base = (void *)s.payload, .iov_len = s.n_bytes };
         if (s.payload_mode == PROTO_PAYLOAD_MEMFD) {
-                const void *payload;
-
-                r = connection_map_payload(fds[s.n_fds], s.memfd_offset, s.n_bytes, &map,
-                                           &map_len, &payload);
+                r = connection_check_payload(fds[s.n_fds], s.memfd_offset, s.n_bytes);
                 if (r < 0)
                         return r;
-                vec.iov_base = (void *)payload;
+                payload_file = (PayloadFile){ .fd = fds[s.n_fds], .offset = s.memfd_offset };
+                vec.iov_base = NULL;
         }
 
         if (s.n_fds) {
@@ -619,6 +635,8 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
                 .handles = (const uint64_t *)s.handles,
                 .n_handles = s.n_handles,
                 .fds = fdlist,
+                .fill = payload_file.fd >= 0 ? connection_fill_payload : NULL,
+                .fill_userdata = &payload_file,
                 .fd_error = fd_error,
                 .destinations_fault = s.flags & PROTO_SEND_FLAG_DESTINATIONS_EFAULT,
         };
@@ -645,8 +663,6 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
         connection_reply(conn, out ?: small, (size_t)r, NULL, -1);
         r = 0;
 out:
-        if (map)
-                munmap(map, map_len);
         return r;
 }
 

@@ -90,6 +90,11 @@ PoolSlice *pool_find(Pool *pool, uint64_t offset);
 int pool_release_published(Pool *pool, uint64_t offset);
 
 int pool_write(Pool *pool, PoolSlice *slice, uint64_t at, const void *data, size_t len);
+/* writes @len bytes at @dst; never fails (what it cannot get, it zeroes) */
+typedef void (*PoolFillFn)(void *dst, uint64_t len, void *userdata);
+
+int pool_fill(Pool *pool, PoolSlice *slice, uint64_t at, uint64_t len, PoolFillFn fn,
+              void *userdata);
 int pool_write_iovec(Pool *pool, PoolSlice *slice, uint64_t at,
                      const struct iovec *vecs, size_t n_vecs);
 

@@ -359,7 +359,12 @@ static void tx_commit_message(Tx *tx, Message *m) {
         uint64_t at, n_valid = 0;
         int r;
 
-        r = pool_write_iovec(&receiver->pool, m->slice, 0, tx->args->vecs, tx->args->n_vecs);
+        if (tx->args->fill)
+                r = pool_fill(&receiver->pool, m->slice, 0, m->n_bytes, tx->args->fill,
+                              tx->args->fill_userdata);
+        else
+                r = pool_write_iovec(&receiver->pool, m->slice, 0, tx->args->vecs,
+                                     tx->args->n_vecs);
         assert(r >= 0);
 
         at = align8(m->n_bytes);

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include "daemon/pool.h"
 
 typedef struct FdList FdList;
 typedef struct Peer Peer;
@@ -41,6 +42,10 @@ typedef struct Peer Peer;
  *                      kernel imported fds, after the handles
  * @destinations_fault: the destination array could not be read: the send
  *                      fails with -EFAULT where the kernel read it
+ * @fill:               NULL, or what writes the payload into each slice in
+ *                      place of copying @vecs (which then only give its
+ *                      length: their bases are not read)
+ * @fill_userdata:      passed to @fill
  */
 typedef struct TxArgs {
         uint64_t flags;
@@ -54,6 +59,8 @@ typedef struct TxArgs {
         FdList *fds;
         int fd_error;
         bool destinations_fault;
+        PoolFillFn fill;
+        void *fill_userdata;
 } TxArgs;
 
 int peer_send(Peer *sender, const TxArgs *args);

@@ -9,7 +9,9 @@
  *  - a carrier that holds the attacker's own connection does not keep that
  *    connection open after the attacker is gone;
  *  - a client that fills its output backlog and hangs up neither keeps the
- *    broker busy nor keeps its connection.
+ *    broker busy nor keeps its connection;
+ *  - a payload in a sparse memfd is read without giving its holes pages
+ *    (which would be charged to the broker, and to nobody's quota).
  *
  * The attacker speaks the wire protocol by hand (src/proto), as a hostile
  * client would. The victim must stay served: p50 under 20 ms and no round
@@ -30,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -423,11 +427,75 @@ static void test_full_backlog_hangup(void **state) {
         hostile_stop();
 }
 
+/* a SEND to @dst of @n_bytes at @offset of @memfd; returns the reply's errno */
+static int attacker_send_memfd(int fd, uint64_t cookie, uint64_t dst, int memfd,
+                               uint64_t offset, uint64_t n_bytes) {
+        uint8_t buf[PROTO_RECORD_MAX];
+        ProtoReplySend reply;
+        ssize_t l;
+        int r;
+
+        r = proto_encode_send(buf, sizeof(buf), &(ProtoSendArgs){
+                .cookie = cookie,
+                .destinations = &dst,
+                .n_destinations = 1,
+                .payload_mode = PROTO_PAYLOAD_MEMFD,
+                .n_bytes = n_bytes,
+                .memfd_offset = offset,
+        });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, &memfd, 1), 0);
+        /* the entry it queued on this very peer is pushed ahead of the reply */
+        for (;;) {
+                ProtoHeader hdr;
+
+                l = attacker_read(fd, buf, sizeof(buf));
+                assert_true(l > 0);
+                assert_int_equal(proto_decode_header(&hdr, buf, (size_t)l), 0);
+                if (hdr.type == PROTO_TYPE_REPLY)
+                        break;
+        }
+        assert_int_equal(proto_decode_reply_send(&reply, buf, (size_t)l, 0), 0);
+        return (int)reply.error;
+}
+
+/*
+ * Six sends of 1 MiB each from the middle of a 1 TiB memfd that was never
+ * written: the broker reads the holes as zeros, and the memfd still has no
+ * page (a mapping would have faulted in one for every page read).
+ */
+static void test_sparse_payload(void **state) {
+        struct stat st;
+        int c, memfd;
+
+        (void)state;
+        hostile_start(NULL);
+        c = attacker_connect();
+        attacker_hello(c);
+        memfd = memfd_create("sparse", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        assert_true(memfd >= 0);
+        assert_int_equal(ftruncate(memfd, 1ULL << 40), 0);
+        assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+
+        /* to a node of its own (0x100, created by the first send); a peer holds half its quota */
+        for (uint64_t i = 0; i < 6; ++i)
+                assert_int_equal(attacker_send_memfd(c, 10 + i, 0x100, memfd,
+                                                     (1ULL << 39) + (i << 20), 1 << 20), 0);
+        assert_int_equal(fstat(memfd, &st), 0);
+        print_message("sparse: %llu blocks allocated in the payload memfd\n",
+                      (unsigned long long)st.st_blocks);
+        assert_int_equal(st.st_blocks, 0);
+        close(memfd);
+        victim_check();
+        hostile_stop();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_carriers_charged, hostile_teardown),
                 cmocka_unit_test_teardown(test_carrier_own_socket, hostile_teardown),
                 cmocka_unit_test_teardown(test_full_backlog_hangup, hostile_teardown),
+                cmocka_unit_test_teardown(test_sparse_payload, hostile_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
