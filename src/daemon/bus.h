@@ -120,6 +120,8 @@ struct Bus {
         uint64_t pool_size;     /* pool region of a new peer; 0: its user's byte limit */
         uint64_t n_inflight_fds;        /* fds all queued messages hold */
         uint64_t n_parked_fds;  /* fds on FDS carriers awaiting their record (I/O layer) */
+        uint64_t n_unread_fds;  /* fds of HELLO replies behind a connection's latest,
+                                 * maybe unread (I/O layer): at most fd_budget / 2 */
         uint64_t fd_budget;     /* inflight and parked together at most; set by the broker */
         BusPoolSetupFn pool_setup;
         BusDrainFn drain;       /* optional */

@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -57,6 +59,8 @@
 
 /* stop reading requests while this much output waits */
 #define CONNECTION_OUT_MAX (1024 * 1024)
+/* HELLO replies (two fds each) a client may leave unread */
+#define CONNECTION_HELLOS_UNREAD_MAX 8
 /* past this many RETRACTs in one request, RESYNC instead */
 #define CONNECTION_RETRACTS_MAX 64
 
@@ -434,6 +438,37 @@ static void connection_close_fds(int *fds, size_t n_fds) {
         }
 }
 
+/* HELLO replies found no longer in the socket: their fds are not in flight */
+static void connection_forget_hellos(Connection *conn) {
+        if (conn->n_hellos_unread)
+                conn->peer->bus->n_unread_fds -= 2 * (conn->n_hellos_unread - 1);
+        conn->n_hellos_unread = 0;
+}
+
+/*
+ * Whether a HELLO may be answered with two more fds. Each reply's fds stay
+ * in flight, charged by the kernel to the broker's UID, until the client
+ * reads it; a client that pipelines HELLOs and never reads would pile them
+ * up until every sendmsg() with fds of the broker fails. The replies of a
+ * connection whose socket holds nothing unread (SIOCOUTQ) were read; else
+ * at most CONNECTION_HELLOS_UNREAD_MAX may be. A connection's latest reply
+ * is what any client has in flight for a moment; the ones before it count
+ * in Bus.n_unread_fds, which stays within half the descriptor budget.
+ * Return: 0, or -EBUSY.
+ */
+static int connection_check_hello_fds(Connection *conn) {
+        Bus *bus = conn->peer->bus;
+        int unread = 0;
+
+        if (conn->n_hellos_unread && ioctl(conn->fd, SIOCOUTQ, &unread) == 0 && unread == 0)
+                connection_forget_hellos(conn);
+        if (conn->n_hellos_unread >= CONNECTION_HELLOS_UNREAD_MAX)
+                return -EBUSY;
+        if (conn->n_hellos_unread && bus->n_unread_fds + 2 > bus->fd_budget / 2)
+                return -EBUSY;
+        return 0;
+}
+
 static int connection_handle_hello(Connection *conn, const void *buf, size_t len, int *fds,
                                    size_t n_fds) {
         uint8_t out[PROTO_SIZE_REPLY_HELLO];
@@ -452,6 +487,9 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
 
         if (conn->peer->disconnected)
                 return -ESHUTDOWN;
+        r = connection_check_hello_fds(conn);
+        if (r < 0)
+                return r;
         r = pool_open_readonly(&conn->peer->pool, &fds_out[0]);
         if (r < 0)
                 return r;
@@ -491,12 +529,14 @@ static int connection_handle_hello(Connection *conn, const void *buf, size_t len
         conn->push_cursor = 0;
         conn->push_blocked = false;
         conn->fd_pending = false;
+        /* its two fds are in flight until the client is seen to have read it */
+        if (conn->n_hellos_unread++)
+                conn->peer->bus->n_unread_fds += 2;
         connection_write(conn, out, (size_t)len_out, fds_reply, -1);
         connection_mark_dirty(conn);
         return 0;
 }
 
-/* an fd a message may carry: AF_UNIX sockets only as O_PATH */
 /*
  * Whether a client may pass this fd: not an AF_UNIX socket unless O_PATH
  * (util.c bus1_import_fd() of the kernel). Never fstat(2): on a FUSE file
@@ -1010,9 +1050,16 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
                 goto reply;
         }
 
-        /* fds a RECV handed over are confirmed by the very next request */
-        if (hdr->type != PROTO_TYPE_SLICE_FDS && hdr->type != PROTO_TYPE_ACK)
-                conn->fd_pending = false;
+        /*
+         * fds a RECV handed over are confirmed by the very next request:
+         * anything else means the client did not read them, and pipelining
+         * RECVs would hand the same fds over again and again
+         */
+        if (conn->fd_pending && hdr->type != PROTO_TYPE_SLICE_FDS &&
+            hdr->type != PROTO_TYPE_ACK) {
+                r = -EBADMSG;
+                goto reply;
+        }
 
         switch (hdr->type) {
         case PROTO_TYPE_HELLO:
@@ -1521,6 +1568,7 @@ Connection *connection_free(Connection *conn) {
                 connection_close_fds(conn->carried, conn->n_carried);
         connection_unpark_fds(conn);
         if (conn->peer) {
+                connection_forget_hellos(conn);
                 queue_set_hooks(&conn->peer->queue, NULL, NULL);
                 peer_free(conn->peer);
         }

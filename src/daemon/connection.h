@@ -59,6 +59,7 @@ struct Connection {
         size_t n_carried;
         uint64_t n_parked;      /* of those, open and charged (user, bus) */
         int carried_error;      /* a carrier was refused: the record fails with it */
+        unsigned int n_hellos_unread;   /* HELLO replies maybe not read yet (2 fds each) */
 
         Ring ring;              /* the client's release ring, from the HELLO on */
         bool ring_broken;       /* the client broke it: close at the next wakeup */

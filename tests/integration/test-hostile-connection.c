@@ -11,7 +11,10 @@
  *  - a client that fills its output backlog and hangs up neither keeps the
  *    broker busy nor keeps its connection;
  *  - a payload in a sparse memfd is read without giving its holes pages
- *    (which would be charged to the broker, and to nobody's quota).
+ *    (which would be charged to the broker, and to nobody's quota);
+ *  - replies with fds piled up unread: pipelined HELLOs get EBUSY past a
+ *    few unread ones, and a second RECV before the SLICE_FDS that confirms
+ *    a hand-over of fds is a protocol violation.
  *
  * The attacker speaks the wire protocol by hand (src/proto), as a hostile
  * client would. The victim must stay served: p50 under 20 ms and no round
@@ -23,6 +26,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <endian.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -32,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -490,12 +496,178 @@ static void test_sparse_payload(void **state) {
         hostile_stop();
 }
 
+/* send a HELLO without reading its reply */
+static void attacker_hello_unread(int fd, uint64_t cookie) {
+        uint8_t buf[PROTO_SIZE_HELLO];
+        int r;
+
+        r = proto_encode_hello(buf, sizeof(buf), &(ProtoHello){
+                .cookie = cookie, .version_min = PROTO_VERSION_MIN,
+                .version_max = PROTO_VERSION_MAX });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, NULL, 0), 0);
+}
+
+/* read the next REPLY (skipping pushed records); returns its errno and fd count */
+static int attacker_reply(int fd, size_t *n_fdsp) {
+        union {
+                struct cmsghdr cmsg;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * PROTO_PACKET_FDS_MAX)];
+        } control;
+        uint8_t buf[PROTO_RECORD_MAX];
+        ProtoHeader hdr;
+        ProtoReply reply;
+
+        for (;;) {
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                                      .msg_control = &control,
+                                      .msg_controllen = sizeof(control) };
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t l;
+
+                *n_fdsp = 0;
+                assert_int_equal(poll(&p, 1, 5000), 1);
+                l = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+                assert_true(l > 0);
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                        for (size_t i = 0; i < n; ++i) {
+                                int f;
+
+                                memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                close(f);
+                        }
+                        *n_fdsp += n;
+                }
+                assert_int_equal(proto_decode_header(&hdr, buf, (size_t)l), 0);
+                if (hdr.type != PROTO_TYPE_REPLY)
+                        continue;
+                /* the body, if any, is not looked at: only the errno */
+                memcpy(&reply.error, buf + 16, sizeof(reply.error));
+                return (int)le32toh(reply.error);
+        }
+}
+
+/*
+ * HELLOs pipelined and never read: each reply would leave two fds in
+ * flight, charged by the kernel to the broker's UID, until every sendmsg()
+ * with fds failed. Past a few unread, the broker answers EBUSY, without fds.
+ */
+static void test_hellos_unread(void **state) {
+        size_t n_fds, n_busy = 0, n_answered = 0;
+        int c;
+
+        (void)state;
+        hostile_start(NULL);
+        c = attacker_connect();
+        attacker_hello(c);
+        for (uint64_t i = 0; i < 200; ++i)
+                attacker_hello_unread(c, 100 + i);
+        /* the broker took them all (it answers each as it reads it) */
+        for (int i = 0, queued = 1; queued; ++i) {
+                assert_true(i < 1000);
+                assert_int_equal(ioctl(c, SIOCOUTQ, &queued), 0);
+                if (queued)
+                        sleep_ms(5);
+        }
+        victim_check();
+
+        /* now read what came: a handful of real answers, the rest EBUSY */
+        for (uint64_t i = 0; i < 200; ++i) {
+                int error = attacker_reply(c, &n_fds);
+
+                if (error == EBUSY) {
+                        assert_int_equal(n_fds, 0);
+                        ++n_busy;
+                } else {
+                        assert_int_equal(error, 0);
+                        assert_int_equal(n_fds, 2);
+                        ++n_answered;
+                }
+        }
+        print_message("hellos: %zu answered, %zu refused\n", n_answered, n_busy);
+        assert_true(n_answered <= 8);
+        assert_int_equal(n_answered + n_busy, 200);
+        /* read now: the next HELLO is answered again */
+        attacker_hello_unread(c, 1000);
+        assert_int_equal(attacker_reply(c, &n_fds), 0);
+        assert_int_equal(n_fds, 2);
+        hostile_stop();
+}
+
+/* a RECV with INSTALL_FDS, not waiting for its reply */
+static void attacker_recv_fds(int fd, uint64_t cookie) {
+        uint8_t buf[PROTO_SIZE_RECV];
+        int r;
+
+        r = proto_encode_recv(buf, sizeof(buf), &(ProtoRecv){
+                .cookie = cookie, .flags = BUS1_RECV_FLAG_INSTALL_FDS,
+                .max_offset = UINT64_MAX });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(fd, buf, (size_t)r, NULL, 0), 0);
+}
+
+/*
+ * A RECV hands a message's fds over and waits for SLICE_FDS to dequeue it;
+ * RECVs pipelined instead would hand the same fds over again and again. The
+ * second is a protocol violation: the connection is closed, and nothing it
+ * held stays behind.
+ */
+static void test_recv_fds_pipelined(void **state) {
+        uint8_t buf[PROTO_RECORD_MAX];
+        uint64_t dst = 0x100;
+        size_t n_fds;
+        int c, null_fd, r;
+
+        (void)state;
+        hostile_start(NULL);
+        c = attacker_connect();
+        attacker_hello(c);
+        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(null_fd >= 0);
+        r = proto_encode_send(buf, sizeof(buf), &(ProtoSendArgs){
+                .cookie = 2, .destinations = &dst, .n_destinations = 1, .n_fds = 1 });
+        assert_true(r > 0);
+        assert_int_equal(attacker_send(c, buf, (size_t)r, &null_fd, 1), 0);
+        close(null_fd);
+        assert_int_equal(attacker_reply(c, &n_fds), 0);
+
+        attacker_recv_fds(c, 3);
+        attacker_recv_fds(c, 4);
+        assert_int_equal(attacker_reply(c, &n_fds), 0);
+        assert_int_equal(n_fds, 1);
+        /* the second RECV ends the connection: no other REPLY, then EOF */
+        for (int i = 0;; ++i) {
+                struct pollfd p = { .fd = c, .events = POLLIN };
+                ProtoHeader hdr;
+                ssize_t l;
+
+                assert_true(i < 16);
+                assert_int_equal(poll(&p, 1, 5000), 1);
+                l = recv(c, buf, sizeof(buf), 0);
+                if (l <= 0)
+                        break;
+                assert_int_equal(proto_decode_header(&hdr, buf, (size_t)l), 0);
+                assert_int_not_equal(hdr.type, PROTO_TYPE_REPLY);
+        }
+        close(c);
+        attacker_forget(c);
+        victim_check();
+        assert_int_equal(broker_fds_settle(hostile.broker.n_fds_idle),
+                         hostile.broker.n_fds_idle);
+        hostile_stop();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_carriers_charged, hostile_teardown),
                 cmocka_unit_test_teardown(test_carrier_own_socket, hostile_teardown),
                 cmocka_unit_test_teardown(test_full_backlog_hangup, hostile_teardown),
                 cmocka_unit_test_teardown(test_sparse_payload, hostile_teardown),
+                cmocka_unit_test_teardown(test_hellos_unread, hostile_teardown),
+                cmocka_unit_test_teardown(test_recv_fds_pipelined, hostile_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
