@@ -39,6 +39,7 @@ typedef struct CapsBroker {
         char dir[32];
         char path[64];
         char notify[64];
+        char exe[64];           /* a copy of bus1d another UID can run, or "" */
         int nfd;                /* bound to @notify */
         int err;                /* read end of the broker's stderr */
         pid_t pid;
@@ -81,6 +82,26 @@ static void status_field(pid_t pid, const char *key, char *value, size_t size) {
  * arguments, stderr to a pipe, and a NOTIFY_SOCKET that any user may write
  * to (the broker may have become another user before it notifies).
  */
+/*
+ * Copy @from to @to (mode 0755): a broker started as another UID must be
+ * able to run it, and the build tree may lie in a private (0700) folder.
+ */
+static void caps_copy_exe(const char *from, const char *to) {
+        char buf[65536];
+        int in, out;
+        ssize_t l;
+
+        in = open(from, O_RDONLY | O_CLOEXEC);
+        assert_true(in >= 0);
+        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+        assert_true(out >= 0);
+        while ((l = read(in, buf, sizeof(buf))) > 0)
+                assert_int_equal(write(out, buf, (size_t)l), l);
+        assert_true(l == 0);
+        close(in);
+        assert_int_equal(close(out), 0);
+}
+
 static void caps_start(CapsBroker *b, const char *const *args, uid_t as_uid) {
         const char *exe = getenv("BUS1D_TEST_BROKER");
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -95,6 +116,12 @@ static void caps_start(CapsBroker *b, const char *const *args, uid_t as_uid) {
                 assert_int_equal(chown(b->dir, as_uid, as_uid), 0);
         snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
         snprintf(b->notify, sizeof(b->notify), "%s/notify", b->dir);
+        b->exe[0] = '\0';
+        if (as_uid != 0) {
+                snprintf(b->exe, sizeof(b->exe), "%s/bus1d", b->dir);
+                caps_copy_exe(exe, b->exe);
+                exe = b->exe;
+        }
 
         b->nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         assert_true(b->nfd >= 0);
@@ -189,6 +216,8 @@ static int caps_teardown(void **state) {
         if (b->dir[0]) {
                 unlink(b->path);
                 unlink(b->notify);
+                if (b->exe[0])
+                        unlink(b->exe);
                 rmdir(b->dir);
         }
         *b = (CapsBroker){ .nfd = -1, .err = -1, .pid = -1 };
