@@ -78,6 +78,35 @@ static void broker_update_fd_budget(Broker *broker) {
         broker->bus.fd_budget = broker->fd_limit > used ? broker->fd_limit - used : 0;
 }
 
+/*
+ * Every second: a pool that was idle (no slice queued or held) at two
+ * sweeps in a row gives its pages back, so a peer that filled its pool once
+ * does not keep that memory for ever. At most one hole punch per pool and
+ * second; pools in use are left alone.
+ */
+static int broker_sweep_fn(sd_event_source *s, uint64_t usec, void *userdata) {
+        Broker *broker = userdata;
+        Connection *conn, *tmp;
+
+        list_for_each_entry(conn, &broker->connections, broker_link) {
+                Pool *pool = &conn->peer->pool;
+
+                /* releases the client wrote into its ring count as made */
+                connection_drain(conn);
+                if (pool->n_busy) {
+                        conn->pool_idle = false;
+                        continue;
+                }
+                if (conn->pool_idle)
+                        pool_trim(pool);
+                conn->pool_idle = true;
+        }
+        /* the ACKs among them may have queued notifications */
+        list_for_each_entry_safe(conn, tmp, &broker->dirty, dirty_link)
+                connection_push(conn);
+        return sd_event_source_set_time_relative(s, BROKER_SWEEP_USEC);
+}
+
 /**
  * broker_new() - create a broker with an event loop and an empty bus
  * @brokerp:    out: the broker
@@ -130,6 +159,13 @@ int broker_new(Broker **brokerp) {
         r = sd_event_set_signal_exit(broker->event, true);
         if (r < 0)
                 return r;
+        r = sd_event_add_time_relative(broker->event, &broker->sweep, CLOCK_MONOTONIC,
+                                       BROKER_SWEEP_USEC, 0, broker_sweep_fn, broker);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_enabled(broker->sweep, SD_EVENT_ON);
+        if (r < 0)
+                return r;
 
         *brokerp = TAKE_PTR(broker);
         return 0;
@@ -153,6 +189,7 @@ Broker *broker_free(Broker *broker) {
                 listener_free(broker->listeners[i]);
         control_deinit(&broker->control);
         bus_deinit(&broker->bus);
+        sd_event_source_disable_unref(broker->sweep);
         sd_event_unref(broker->event);
         free(broker->rx_buf);
         free(broker);

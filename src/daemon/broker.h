@@ -26,15 +26,18 @@ typedef struct Listener Listener;
 #define BROKER_LISTENERS_MAX 16
 /* descriptors kept free for the event loop, listeners, sock_diag and logging */
 #define BROKER_FD_RESERVE 32
+/* how often idle pools are looked for, to give their pages back */
+#define BROKER_SWEEP_USEC (1000ULL * 1000)
 
 struct Broker {
         sd_event *event;
+        sd_event_source *sweep;         /* gives idle pools' pages back, every second */
         Bus bus;
         Control control;        /* bus1ctl's requests, counters and monitors */
         RefusalLog refusals;    /* quota refusals logged lately */
         Listener *listeners[BROKER_LISTENERS_MAX];
         unsigned int n_listeners;
-        List connections;
+        List connections;               /* Connection.broker_link */
         RBTree by_inode;        /* connections by the inode of their socket */
         List dirty;             /* connections with entries to push */
         uint64_t n_connections;

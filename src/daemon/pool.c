@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "daemon/pool.h"
 #include "util/freelist.h"
@@ -264,7 +265,7 @@ static int pool_memfd_grow(Pool *pool, uint64_t size) {
          * The file has its full size from the start (sparse); backing more
          * of it means allocating the pages now, which turns a later
          * out-of-memory into this error instead of a SIGBUS on the store.
-         * fallocate() is allowed under F_SEAL_FUTURE_WRITE and F_SEAL_GROW.
+         * fallocate() within the size is allowed under F_SEAL_GROW.
          */
         r = fallocate(pool->memfd, 0, (off_t)old, (off_t)(size - old));
         if (r < 0 && errno != EOPNOTSUPP)
@@ -279,12 +280,14 @@ static int pool_memfd_grow(Pool *pool, uint64_t size) {
  *
  * Creates a memfd of @max_size bytes (sparse: no page is allocated yet),
  * maps it shared and writable, and then seals it with F_SEAL_SHRINK |
- * F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL: from then on only this
- * mapping can store into it, nobody can shrink it (so the broker's stores
- * never fault) or grow it, and write(2) or a new writable mapping fails for
- * everyone, even a descriptor re-opened read-write through /proc. The pool
- * allocates pages on demand (fallocate). On failure @pool is an empty
- * pool.
+ * F_SEAL_GROW | F_SEAL_SEAL: nobody can shrink it (so the broker's stores
+ * never fault) or grow it. Its mode is 0400, so the read-only descriptor a
+ * peer gets (pool_open_readonly()) cannot be re-opened for writing through
+ * /proc (but by root). No write seal: it would keep the broker from
+ * punching holes (pool_trim()); a root peer that writes its pool can only
+ * scribble on what it receives itself.
+ * The pool allocates pages on demand (fallocate) and gives them back when
+ * it is trimmed. On failure @pool is an empty pool.
  *
  * Return: 0 on success,
  *         -ENOMEM if the region cannot be mapped,
@@ -311,8 +314,12 @@ int pool_init_memfd(Pool *pool, uint64_t max_size) {
         if (p == MAP_FAILED)
                 return -ENOMEM;
 
-        if (fcntl(fd, F_ADD_SEALS,
-                  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+        /*
+         * Read-only for everybody: no descriptor can be re-opened for writing
+         * through /proc (this mapping and fd stay writable); root excepted.
+         */
+        if (fchmod(fd, 0400) < 0 ||
+            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
                 int r = -errno;
 
                 munmap(p, (size_t)max_size);
@@ -362,6 +369,9 @@ int pool_open_readonly(Pool *pool, int *fdp) {
 void pool_deinit(Pool *pool) {
         PoolSlice *slice, *next;
 
+        /* a descriptor the peer kept must not keep the pages */
+        pool_trim(pool);
+
         list_for_each_entry_safe(slice, next, &pool->extents, extent_link) {
                 list_unlink(&slice->extent_link);
                 freelist_push(&pool_slice_cache, slice);
@@ -372,6 +382,28 @@ void pool_deinit(Pool *pool) {
         safe_close(pool->memfd);
 
         pool_init(pool, NULL, 0, NULL, NULL);
+}
+
+/**
+ * pool_trim() - give the pages of an idle pool back
+ * @pool:       pool
+ *
+ * A pool with no busy slice punches a hole over everything it backed, so
+ * its pages go back to the system (also those a descriptor the peer holds
+ * would keep), and starts backing afresh with the next slice. A pool that
+ * holds slices is left alone. Nothing happens for pools that are not over
+ * a memfd.
+ *
+ * Return: true if pages were given back.
+ */
+bool pool_trim(Pool *pool) {
+        if (pool->memfd < 0 || pool->n_busy || !pool->backed_size)
+                return false;
+        if (fallocate(pool->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                      (off_t)pool->backed_size) < 0)
+                return false;
+        pool->backed_size = 0;
+        return true;
 }
 
 /**

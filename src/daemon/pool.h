@@ -18,9 +18,10 @@
  * pool_init_anonymous() sets up an anonymous private mapping, for tests and
  * for anything that needs no file behind the pool. pool_init_memfd() is the
  * broker's backing: a memfd mapped shared and writable by the broker, then
- * sealed (F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE) so that no other mapping or
- * descriptor can ever write or shrink it; peers get a read-only descriptor
- * re-opened through /proc (pool_open_readonly()).
+ * sealed (F_SEAL_SHRINK | F_SEAL_GROW) so that nobody can shrink or grow
+ * it, mode 0400; peers get a read-only descriptor re-opened through /proc
+ * (pool_open_readonly()). pool_trim() punches out the pages of an idle
+ * pool, which a write seal would forbid.
  *
  * A slice is "published" once its message was received; only published
  * slices can be released by the peer (pool_release_published()), which is
@@ -82,6 +83,7 @@ int pool_init_anonymous(Pool *pool, uint64_t max_size);
 int pool_init_memfd(Pool *pool, uint64_t max_size);
 int pool_open_readonly(Pool *pool, int *fdp);
 void pool_deinit(Pool *pool);
+bool pool_trim(Pool *pool);
 
 int pool_alloc(Pool *pool, PoolSlice **slicep, uint64_t size);
 void pool_free(Pool *pool, PoolSlice *slice);

@@ -93,7 +93,7 @@ static void fd_print(const char *what, const FdEntry *fds, size_t n) {
  * descriptor the units' LimitNOFILE= reasoning does not know about.
  */
 static bool fd_is_baseline(const FdEntry *fds, size_t n) {
-        unsigned int n_epoll = 0, n_signal = 0, n_listen = 0;
+        unsigned int n_epoll = 0, n_signal = 0, n_listen = 0, n_timer = 0;
 
         for (size_t i = 0; i < n; ++i) {
                 if (fds[i].fd <= 2)
@@ -104,10 +104,12 @@ static bool fd_is_baseline(const FdEntry *fds, size_t n) {
                         ++n_epoll;
                 else if (strcmp(fds[i].target, "anon_inode:[signalfd]") == 0)
                         ++n_signal;
+                else if (strcmp(fds[i].target, "anon_inode:[timerfd]") == 0)
+                        ++n_timer;      /* the sweep that trims idle pools */
                 else
                         return false;
         }
-        return n_listen == 1 && n_epoll == 1 && n_signal == 1;
+        return n_listen == 1 && n_epoll == 1 && n_signal == 1 && n_timer == 1;
 }
 
 /* wait (the broker sees hang-ups asynchronously) until @pid holds its baseline */

@@ -14,7 +14,9 @@
  *    (which would be charged to the broker, and to nobody's quota);
  *  - replies with fds piled up unread: pipelined HELLOs get EBUSY past a
  *    few unread ones, and a second RECV before the SLICE_FDS that confirms
- *    a hand-over of fds is a protocol violation.
+ *    a hand-over of fds is a protocol violation;
+ *  - pool pages: a pool filled once and emptied gives its pages back, and a
+ *    pool descriptor a client keeps after its peer is gone holds none.
  *
  * The attacker speaks the wire protocol by hand (src/proto), as a hostile
  * client would. The victim must stay served: p50 under 20 ms and no round
@@ -660,6 +662,78 @@ static void test_recv_fds_pipelined(void **state) {
         hostile_stop();
 }
 
+/* pages allocated in a pool, as the pool descriptor @fd shows them */
+static uint64_t pool_blocks(int fd) {
+        struct stat st;
+
+        assert_int_equal(fstat(fd, &st), 0);
+        return (uint64_t)st.st_blocks;
+}
+
+/* wait up to 5 s until the pool behind @fd has no page */
+static uint64_t pool_blocks_settle(int fd) {
+        uint64_t n = pool_blocks(fd);
+
+        for (int i = 0; i < 500 && n; ++i) {
+                sleep_ms(10);
+                n = pool_blocks(fd);
+        }
+        return n;
+}
+
+/* @n messages of 1 MiB from @b to @a's node, received and released */
+static void fill_and_drain(int a, int b, unsigned int n) {
+        static uint8_t big[1 << 20];
+        struct iovec v = { .iov_base = big, .iov_len = sizeof(big) };
+        struct bus1_cmd_handle_transfer t = { .src_handle = 0x100, .dst_fd = (uint64_t)b };
+        struct bus1_cmd_send s;
+        struct bus1_cmd_recv r;
+
+        assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_HANDLE_TRANSFER, &t), 0);
+        s = (struct bus1_cmd_send){ .ptr_destinations = (uintptr_t)&t.dst_handle,
+                                    .n_destinations = 1, .ptr_vecs = (uintptr_t)&v,
+                                    .n_vecs = 1 };
+        memset(big, 0x5a, sizeof(big));
+        for (unsigned int i = 0; i < n; ++i)
+                assert_int_equal(bus1_uapi_ioctl(b, BUS1_CMD_SEND, &s), 0);
+        for (unsigned int i = 0; i < n; ++i) {
+                r = (struct bus1_cmd_recv){ .max_offset = UINT64_MAX };
+                assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_RECV, &r), 0);
+                assert_int_equal(bus1_uapi_ioctl(a, BUS1_CMD_SLICE_RELEASE, &r.msg.offset), 0);
+        }
+}
+
+/*
+ * A peer that filled its pool and released everything keeps no pages for
+ * long (the broker gives idle pools' pages back within a couple of
+ * seconds), and a pool descriptor kept after the peer is gone holds none.
+ */
+static void test_pool_pages(void **state) {
+        int a, b, kept;
+
+        (void)state;
+        hostile_start(NULL);
+        a = bus1_uapi_open(NULL);
+        b = bus1_uapi_open(NULL);
+        assert_true(a >= 0 && b >= 0);
+        fill_and_drain(a, b, 6);
+        print_message("pool: %llu blocks right after the release\n",
+                      (unsigned long long)pool_blocks(bus1_uapi_pool_fd(a)));
+        assert_true(pool_blocks(bus1_uapi_pool_fd(a)) > 0);
+        assert_int_equal(pool_blocks_settle(bus1_uapi_pool_fd(a)), 0);
+
+        /* filled again, then gone: the descriptor kept holds nothing */
+        fill_and_drain(a, b, 6);
+        kept = fcntl(bus1_uapi_pool_fd(a), F_DUPFD_CLOEXEC, 3);
+        assert_true(kept >= 0);
+        assert_int_equal(bus1_uapi_close(a), 0);
+        assert_int_equal(pool_blocks_settle(kept), 0);
+        close(kept);
+        assert_int_equal(bus1_uapi_close(b), 0);
+        victim_check();
+        hostile_stop();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_carriers_charged, hostile_teardown),
@@ -668,6 +742,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_sparse_payload, hostile_teardown),
                 cmocka_unit_test_teardown(test_hellos_unread, hostile_teardown),
                 cmocka_unit_test_teardown(test_recv_fds_pipelined, hostile_teardown),
+                cmocka_unit_test_teardown(test_pool_pages, hostile_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -496,10 +496,9 @@ static void test_fds_quota_at_dequeue(void **state) {
  * write(2) and ftruncate(2) fail and change nothing, a read-only shared
  * mapping works, sees what the broker writes, and cannot be made writable.
  *
- * SPEC 5 and 9 give EPERM for a writable mapping, which is what a sealed
- * (F_SEAL_FUTURE_WRITE) descriptor opened for writing answers; SPEC 10 hands
- * the client a read-only descriptor, for which Linux answers EACCES
- * (LINUX-NOTES). Either is accepted until the SPEC settles on one.
+ * The kernel gave EPERM for a writable mapping; the client here has a
+ * read-only descriptor, for which Linux answers EACCES (bus1(7)
+ * DIFFERENCES). Either is accepted.
  */
 static void test_pool_readonly(void **state) {
         UapiFixture *f = *state;
@@ -561,8 +560,10 @@ static void test_pool_readonly(void **state) {
 }
 
 /*
- * The pool can be re-opened through /proc (same user). Whatever access that
- * gives, the peer still cannot write, shrink or grow its pool (SPEC 5).
+ * The pool can be re-opened through /proc. Its mode (0400) refuses a
+ * writable descriptor to everybody but root; root can write it (no write
+ * seal: the broker punches holes into idle pools), but nobody can shrink
+ * or grow it.
  */
 static void test_pool_reopen(void **state) {
         UapiFixture *f = *state;
@@ -589,13 +590,11 @@ static void test_pool_reopen(void **state) {
                 return;
         }
 
-        errno = 0;
-        assert_int_equal(write(fd, "x", 1), -1);
-        assert_int_equal(errno, EPERM);
-        errno = 0;
+        /* only root gets this far (CAP_DAC_OVERRIDE) */
+        assert_int_equal(geteuid(), 0);
         p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        assert_true(p == MAP_FAILED);
-        assert_int_equal(errno, EPERM);
+        if (p != MAP_FAILED)
+                munmap(p, 4096);
         errno = 0;
         assert_int_equal(ftruncate(fd, 0), -1);
         assert_int_equal(errno, EPERM);
