@@ -163,6 +163,7 @@ static void connection_write(Connection *conn, const void *data, size_t len, FdL
         rec->own_fd = own_fd;
         list_link_tail(&conn->out, &rec->link);
         conn->n_out_bytes += len;
+        conn->peer->user->n_out_bytes += len;
         connection_update_events(conn);
         return;
 
@@ -190,6 +191,7 @@ static bool connection_flush_out(Connection *conn) {
                         return false;
                 }
                 conn->n_out_bytes -= rec->len;
+                conn->peer->user->n_out_bytes -= rec->len;
                 out_record_free(rec);
         }
         return true;
@@ -992,6 +994,16 @@ static int connection_handle_ctl(Connection *conn, uint64_t *cookiep, const void
                 return r;
         *cookiep = req.cookie;
 
+        /*
+         * A report is built whole (up to PROTO_CTL_BYTES_MAX): one at a time
+         * per connection, asked for only once the last one left for the
+         * socket, and none while the UID's connections have
+         * CONTROL_OUT_PER_UID queued, so a client that never reads holds
+         * little of the broker's memory.
+         */
+        if (conn->n_out_bytes || conn->peer->user->n_out_bytes >= CONTROL_OUT_PER_UID)
+                return -EBUSY;
+
         /* usage as it is: every release a client made counts */
         {
                 Connection *c;
@@ -1566,6 +1578,10 @@ Connection *connection_free(Connection *conn) {
         if (conn->carried)
                 connection_close_fds(conn->carried, conn->n_carried);
         connection_unpark_fds(conn);
+        while ((rec = list_entry(list_first(&conn->out), OutRecord, link))) {
+                conn->peer->user->n_out_bytes -= rec->len;
+                out_record_free(rec);
+        }
         if (conn->peer) {
                 connection_forget_hellos(conn);
                 queue_set_hooks(&conn->peer->queue, NULL, NULL);
@@ -1573,8 +1589,6 @@ Connection *connection_free(Connection *conn) {
         }
         ring_deinit(&conn->ring);
         free(conn->cmdline);
-        while ((rec = list_entry(list_first(&conn->out), OutRecord, link)))
-                out_record_free(rec);
         safe_close(conn->fd);
         free(conn);
 

@@ -50,6 +50,8 @@ typedef struct Monitor Monitor;
 #define CONTROL_MONITORS_RESERVED 8U
 /* entries of one list in a report (peers, nodes, handles, queue, slices, actors) */
 #define CONTROL_LIST_MAX 4096U
+/* output queued for one UID's connections beyond which no report is built */
+#define CONTROL_OUT_PER_UID (32U * 1024 * 1024)
 /* bytes of a command line kept per connection */
 #define CONTROL_CMDLINE_MAX 4096U
 

@@ -98,6 +98,8 @@ struct User {
         uint64_t drain_seq;     /* the send that last drained all of them (tx.c) */
         UserLimits limits;
         uint64_t used[_USER_N];
+        uint64_t n_out_bytes;   /* output queued for the user's connections, not yet
+                                 * taken by their sockets (the I/O layer's) */
         uint64_t n_parked_fds;  /* fds of the user's FDS carriers whose record has
                                  * not come yet (the I/O layer's; within max[USER_FDS]
                                  * together with used[USER_FDS]) */

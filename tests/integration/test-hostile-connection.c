@@ -16,7 +16,9 @@
  *    few unread ones, and a second RECV before the SLICE_FDS that confirms
  *    a hand-over of fds is a protocol violation;
  *  - pool pages: a pool filled once and emptied gives its pages back, and a
- *    pool descriptor a client keeps after its peer is gone holds none.
+ *    pool descriptor a client keeps after its peer is gone holds none;
+ *  - control reports asked for and never read: one at a time per
+ *    connection, the rest EBUSY, so the broker's memory stays small.
  *
  * The attacker speaks the wire protocol by hand (src/proto), as a hostile
  * client would. The victim must stay served: p50 under 20 ms and no round
@@ -28,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <endian.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -734,6 +737,65 @@ static void test_pool_pages(void **state) {
         hostile_stop();
 }
 
+/* the broker's resident memory in KiB */
+static uint64_t broker_rss_kib(void) {
+        char path[64], line[256];
+        uint64_t kib = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)hostile.broker.pid);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+/*
+ * Many connections ask for the PEERS report over and over and never read
+ * the answers. Each report is built whole; queued whole for every request
+ * they would pile up to the output limit of every connection. One at a
+ * time per connection is built; the rest get EBUSY.
+ */
+static void test_ctl_reports_unread(void **state) {
+        int peers[200], attackers[ATTACKERS_MAX];
+        uint64_t rss0, rss1;
+
+        (void)state;
+        hostile_start(NULL);
+        for (size_t i = 0; i < 200; ++i) {
+                peers[i] = bus1_uapi_open(NULL);
+                assert_true(peers[i] >= 0);
+        }
+        rss0 = broker_rss_kib();
+        for (size_t i = 0; i < ATTACKERS_MAX; ++i)
+                attackers[i] = attacker_connect();
+        for (uint64_t k = 0; k < 400; ++k) {
+                for (size_t i = 0; i < ATTACKERS_MAX; ++i) {
+                        uint8_t buf[PROTO_RECORD_MAX];
+                        int r;
+
+                        r = proto_encode_ctl(buf, sizeof(buf), &(ProtoCtl){
+                                .type = PROTO_TYPE_CTL_PEERS, .cookie = k + 1 });
+                        assert_true(r > 0);
+                        r = attacker_send(attackers[i], buf, (size_t)r, NULL, 0);
+                        assert_true(r == 0 || r == -EAGAIN);
+                }
+        }
+        sleep_ms(500);
+        rss1 = broker_rss_kib();
+        print_message("reports: broker RSS %llu KiB before, %llu KiB after\n",
+                      (unsigned long long)rss0, (unsigned long long)rss1);
+        assert_true(rss1 < rss0 + 8 * 1024);
+        victim_check();
+
+        for (size_t i = 0; i < 200; ++i)
+                assert_int_equal(bus1_uapi_close(peers[i]), 0);
+        hostile_stop();
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_carriers_charged, hostile_teardown),
@@ -743,6 +805,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_hellos_unread, hostile_teardown),
                 cmocka_unit_test_teardown(test_recv_fds_pipelined, hostile_teardown),
                 cmocka_unit_test_teardown(test_pool_pages, hostile_teardown),
+                cmocka_unit_test_teardown(test_ctl_reports_unread, hostile_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
