@@ -80,9 +80,9 @@ static void broker_update_fd_budget(Broker *broker) {
 
 /*
  * Every second: a pool that was idle (no slice queued or held) at two
- * sweeps in a row gives its pages back, so a peer that filled its pool once
- * does not keep that memory for ever. At most one hole punch per pool and
- * second; pools in use are left alone.
+ * sweeps in a row, with no slice placed in between, gives its pages back,
+ * so a peer that filled its pool once does not keep that memory for ever.
+ * At most one hole punch per pool and second; pools in use are left alone.
  */
 static int broker_sweep_fn(sd_event_source *s, uint64_t usec, void *userdata) {
         Broker *broker = userdata;
@@ -97,9 +97,10 @@ static int broker_sweep_fn(sd_event_source *s, uint64_t usec, void *userdata) {
                         conn->pool_idle = false;
                         continue;
                 }
-                if (conn->pool_idle)
+                if (conn->pool_idle && conn->pool_allocs == pool->n_allocs)
                         pool_trim(pool);
                 conn->pool_idle = true;
+                conn->pool_allocs = pool->n_allocs;
         }
         /* the ACKs among them may have queued notifications */
         list_for_each_entry_safe(conn, tmp, &broker->dirty, dirty_link)

@@ -61,6 +61,7 @@ struct Connection {
         int carried_error;      /* a carrier was refused: the record fails with it */
         unsigned int n_hellos_unread;   /* HELLO replies maybe not read yet (2 fds each) */
         bool pool_idle;         /* the pool had no busy slice at the last sweep */
+        uint64_t pool_allocs;   /* its n_allocs then */
 
         Ring ring;              /* the client's release ring, from the HELLO on */
         bool ring_broken;       /* the client broke it: close at the next wakeup */

@@ -469,6 +469,7 @@ int pool_alloc(Pool *pool, PoolSlice **slicep, uint64_t size) {
         slice->published = false;
         pool_busy_link(pool, slice);
         ++pool->n_busy;
+        ++pool->n_allocs;
         pool->busy_bytes += need;
 
         *slicep = slice;

@@ -73,6 +73,7 @@ struct Pool {
         RBTree busy;            /* busy slices by offset */
         RBTree free;            /* free extents by (size, offset) */
         uint64_t n_busy;        /* number of busy slices */
+        uint64_t n_allocs;      /* slices ever allocated: tells a pool that was used */
         uint64_t busy_bytes;    /* bytes in busy slices */
 };
 
