@@ -655,14 +655,13 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
                 for (size_t i = 0; i < s.n_fds; ++i)
                         fds[i] = -1;
                 if (r < 0)
-                        goto out;
+                        return r;
         }
 
         if (s.flags & PROTO_SEND_FLAG_ERRORS) {
                 errors = calloc(s.n_destinations ?: 1, sizeof(*errors));
                 if (!errors) {
-                        r = -ENOMEM;
-                        goto out;
+                        return -ENOMEM;
                 }
         }
 
@@ -683,28 +682,25 @@ static int connection_handle_send(Connection *conn, uint64_t *cookiep, const voi
         };
         r = peer_send(conn->peer, &args);
         if (r < 0)
-                goto out;
+                return r;
 
         r = proto_size_reply_send(&out_len, errors ? s.n_destinations : 0);
         if (r < 0)
-                goto out;
+                return r;
         if (out_len > sizeof(small)) {
                 out = malloc(out_len);
                 if (!out) {
-                        r = -ENOMEM;
-                        goto out;
+                        return -ENOMEM;
                 }
         }
         r = proto_encode_reply_send(out ?: small, out_len, s.cookie, errors,
                                     errors ? s.n_destinations : 0);
         if (r < 0)
-                goto out;
+                return r;
 
         connection_push_dirty(conn->broker, conn);
         connection_reply(conn, out ?: small, (size_t)r, NULL, -1);
-        r = 0;
-out:
-        return r;
+        return 0;
 }
 
 /*
