@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
@@ -22,6 +23,7 @@
 #include "daemon/pool.h"
 #include "proto/proto.h"
 #include "util/log.h"
+#include "util/macro.h"
 
 /* BusDrainFn: the peer's connection applies its client's release ring */
 static void broker_drain(Bus *bus, Peer *peer) {
@@ -121,6 +123,7 @@ int broker_new(Broker **brokerp) {
         broker = calloc(1, sizeof(*broker));
         if (!broker)
                 return -ENOMEM;
+        broker->epfd = -1;
 
         bus_init(&broker->bus);
         broker->bus.pool_setup = broker_pool_setup;
@@ -154,9 +157,22 @@ int broker_new(Broker **brokerp) {
         }
         broker_update_fd_budget(broker);
 
+        scheduler_init(&broker->sched, BROKER_QUANTUM_NSEC);
+        broker->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (broker->epfd < 0)
+                return -errno;
+
         r = sd_event_new(&broker->event);
         if (r < 0)
                 return r;
+        {
+                /* data.ptr NULL: sd-event's own descriptor */
+                struct epoll_event ev = { .events = EPOLLIN };
+
+                if (epoll_ctl(broker->epfd, EPOLL_CTL_ADD, sd_event_get_fd(broker->event),
+                              &ev) < 0)
+                        return -errno;
+        }
         r = sd_event_set_signal_exit(broker->event, true);
         if (r < 0)
                 return r;
@@ -192,6 +208,8 @@ Broker *broker_free(Broker *broker) {
         bus_deinit(&broker->bus);
         sd_event_source_disable_unref(broker->sweep);
         sd_event_unref(broker->event);
+        scheduler_deinit(&broker->sched);
+        safe_close(broker->epfd);
         free(broker->rx_buf);
         free(broker);
         return NULL;
@@ -265,6 +283,87 @@ int broker_listen_activated(Broker *broker, int n_fds) {
         return 0;
 }
 
+/*
+ * Let sd-event run what is pending until it has nothing to do now, then arm
+ * it (timers) for the wait. Return: 0 armed, 1 the loop was told to exit,
+ * or a negative errno.
+ */
+static int broker_settle_event(Broker *broker) {
+        int r;
+
+        while (!broker->event_armed) {
+                if (sd_event_get_state(broker->event) == SD_EVENT_FINISHED)
+                        return 1;
+                r = sd_event_prepare(broker->event);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        broker->event_armed = true;
+                        break;
+                }
+                r = sd_event_dispatch(broker->event);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/*
+ * Collect what epoll has, waiting up to @timeout ms: connections are woken
+ * (their turn comes), sd-event runs what its descriptor announced. Return:
+ * 0, or a negative errno.
+ */
+static int broker_harvest(Broker *broker, int timeout) {
+        struct epoll_event events[BROKER_EVENTS_MAX];
+        bool event_ready = false;
+        int n, r;
+
+        n = epoll_wait(broker->epfd, events, BROKER_EVENTS_MAX, timeout);
+        if (n < 0)
+                return errno == EINTR ? 0 : -errno;
+        for (int i = 0; i < n; ++i) {
+                if (events[i].data.ptr)
+                        connection_wake(events[i].data.ptr, events[i].events);
+                else
+                        event_ready = true;
+        }
+        if (event_ready && broker->event_armed) {
+                broker->event_armed = false;
+                r = sd_event_wait(broker->event, 0);
+                if (r > 0)
+                        r = sd_event_dispatch(broker->event);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static uint64_t broker_now_nsec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Serve turns, each charged with the time it took, until none is left or
+ * BROKER_HARVEST_NSEC passed (then new events are collected first).
+ */
+static void broker_serve(Broker *broker) {
+        uint64_t start, begin, end;
+        SchedEntry *entry;
+
+        start = begin = broker_now_nsec();
+        while ((entry = scheduler_next(&broker->sched))) {
+                connection_turn(container_of(entry, Connection, sched));
+                end = broker_now_nsec();
+                scheduler_charge(&broker->sched, end - begin);
+                if (end - start >= BROKER_HARVEST_NSEC)
+                        break;
+                begin = end;
+        }
+}
+
 /**
  * broker_run() - run the event loop until told to stop
  * @broker:     broker
@@ -272,13 +371,24 @@ int broker_listen_activated(Broker *broker, int n_fds) {
  * Return: 0 after SIGTERM/SIGINT, or the negative errno that ended the loop.
  */
 int broker_run(Broker *broker) {
-        int r;
+        int code = 0, r;
 
-        r = sd_event_loop(broker->event);
+        for (;;) {
+                r = broker_settle_event(broker);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        break;
+                r = broker_harvest(broker, scheduler_busy(&broker->sched) ? 0 : -1);
+                if (r < 0)
+                        return r;
+                broker_serve(broker);
+        }
+        /* the exit code a failing listener set (an errno), or 0 for a signal */
+        r = sd_event_get_exit_code(broker->event, &code);
         if (r < 0)
                 return r;
-        /* the exit code a failing listener set, or 0 for a signal */
-        return r > 0 ? -r : 0;
+        return code > 0 ? -code : code;
 }
 
 /**

@@ -7,6 +7,15 @@
  * Owns the event loop, the listeners, every connection and the object model
  * (Bus). Built from parsed arguments by broker_new() and run by
  * broker_run() until SIGTERM or SIGINT.
+ *
+ * The loop is the broker's own: one epoll instance holds every connection
+ * (edge-triggered) and sd-event's descriptor, behind which sd-event keeps
+ * the listeners, timers and signals. Connections that reported events are
+ * served one request per turn, in the order the scheduler gives (fair
+ * between UIDs, see scheduler.h); new events are collected between turns
+ * at least every BROKER_HARVEST_NSEC, and sd-event runs whenever its
+ * descriptor is readable. Work per wakeup is proportional to the events
+ * it brings, never to the number of connections.
  */
 
 #include <stdint.h>
@@ -14,6 +23,7 @@
 #include "daemon/bus.h"
 #include "daemon/control.h"
 #include "daemon/refusal-log.h"
+#include "daemon/scheduler.h"
 #include "proto/proto.h"
 #include "util/list.h"
 #include "util/macro.h"
@@ -26,11 +36,23 @@ typedef struct Listener Listener;
 #define BROKER_LISTENERS_MAX 16
 /* descriptors kept free for the event loop, listeners, sock_diag and logging */
 #define BROKER_FD_RESERVE 32
+/*
+ * A UID whose turns cost more than this (ns of broker time) passes its
+ * next turns while others wait, until its credit is positive again.
+ */
+#define BROKER_QUANTUM_NSEC (50LL * 1000)
+/* while requests wait, new events are collected at least this often (ns) */
+#define BROKER_HARVEST_NSEC (20ULL * 1000)
+/* events collected by one epoll_wait(2) */
+#define BROKER_EVENTS_MAX 256
 /* how often idle pools are looked for, to give their pages back */
 #define BROKER_SWEEP_USEC (1000ULL * 1000)
 
 struct Broker {
-        sd_event *event;
+        sd_event *event;        /* listeners, timers, signals: one fd in epfd */
+        bool event_armed;       /* sd_event_prepare() was called, no sd_event_wait() yet */
+        int epfd;               /* the connections (edge-triggered) and sd-event's fd */
+        Scheduler sched;        /* connections with work, served in turns fair between UIDs */
         sd_event_source *sweep;         /* gives idle pools' pages back, every second */
         Bus bus;
         Control control;        /* bus1ctl's requests, counters and monitors */

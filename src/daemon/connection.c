@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -79,14 +80,40 @@ static OutRecord *out_record_free(OutRecord *rec) {
         return NULL;
 }
 
-static void connection_update_events(Connection *conn) {
-        uint32_t events = 0;
+/*
+ * The connection has to be closed: at its next turn, never in the middle
+ * of another connection's request.
+ */
+static void connection_fail(Connection *conn) {
+        conn->dead = true;
+        sched_entry_ready(&conn->broker->sched, &conn->sched);
+}
 
-        if (conn->n_out_bytes < CONNECTION_OUT_MAX)
-                events |= EPOLLIN;
+/*
+ * Input is edge-triggered: a connection that may have a record waiting
+ * (rx_ready) takes turns until a read finds none, except while its output
+ * backlog is full (it takes none then: nothing is read until the client
+ * reads). EPOLLOUT is watched only while something waits to be written.
+ */
+static void connection_update_events(Connection *conn) {
+        uint32_t events = EPOLLIN | EPOLLET;
+        Scheduler *sched = &conn->broker->sched;
+
         if (!list_is_empty(&conn->out) || conn->push_blocked)
                 events |= EPOLLOUT;
-        sd_event_source_set_io_events(conn->io, events);
+        if (events != conn->epoll_events) {
+                struct epoll_event ev = { .events = events, .data.ptr = conn };
+
+                if (epoll_ctl(conn->broker->epfd, EPOLL_CTL_MOD, conn->fd, &ev) < 0)
+                        connection_fail(conn);
+                else
+                        conn->epoll_events = events;
+        }
+        if (conn->dead || conn->revents ||
+            (conn->rx_ready && conn->n_out_bytes < CONNECTION_OUT_MAX))
+                sched_entry_ready(sched, &conn->sched);
+        else
+                sched_entry_idle(sched, &conn->sched);
 }
 
 /* one packet: the record and up to PROTO_PACKET_FDS_MAX fds */
@@ -144,7 +171,7 @@ static void connection_write(Connection *conn, const void *data, size_t len, FdL
                 if (r == 0)
                         goto drop;
                 if (r != -EAGAIN) {
-                        conn->dead = true;
+                        connection_fail(conn);
                         goto drop;
                 }
         }
@@ -154,7 +181,7 @@ static void connection_write(Connection *conn, const void *data, size_t len, FdL
                 /* a lost record would desynchronise the client */
                 log_warning("out of memory; closing connection of peer %llu",
                             (unsigned long long)conn->peer->id);
-                conn->dead = true;
+                connection_fail(conn);
                 goto drop;
         }
         memcpy(rec->data, data, len);
@@ -187,7 +214,7 @@ static bool connection_flush_out(Connection *conn) {
                 if (r == -EAGAIN)
                         return false;
                 if (r < 0) {
-                        conn->dead = true;
+                        connection_fail(conn);
                         return false;
                 }
                 conn->n_out_bytes -= rec->len;
@@ -301,7 +328,7 @@ void connection_push(Connection *conn) {
                 r = proto_encode_entry(buf, sizeof(buf), &e);
                 if (r < 0) {
                         log_error("cannot encode entry: %s", strerror(-r));
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
@@ -311,7 +338,7 @@ void connection_push(Connection *conn) {
                         return;
                 }
                 if (r < 0) {
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 conn->push_cursor = entry->id;
@@ -339,7 +366,7 @@ void connection_flush_monitor(Connection *conn) {
                 r = proto_encode_events(buf, PROTO_RECORD_MAX, events, n);
                 if (r < 0) {
                         log_error("cannot encode events: %s", strerror(-r));
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
@@ -349,7 +376,7 @@ void connection_flush_monitor(Connection *conn) {
                         return;
                 }
                 if (r < 0) {
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 monitor_consume(conn->monitor, n);
@@ -425,7 +452,7 @@ static void connection_reply_error(Connection *conn, uint64_t cookie, int error)
 
         r = proto_encode_reply(buf, sizeof(buf), &reply);
         if (r < 0) {
-                conn->dead = true;
+                connection_fail(conn);
                 return;
         }
         connection_reply(conn, buf, (size_t)r, NULL, -1);
@@ -918,7 +945,7 @@ static int connection_ring_apply(uint64_t value, void *userdata) {
  *
  * Called before each request of the client and through the bus's drain
  * hook (BusDrainFn). A client that broke the ring is shut down: its socket
- * reports a hang-up and the connection is closed at its next wakeup, never
+ * reports a hang-up and the connection is closed at its next turn, never
  * in the middle of another client's request.
  */
 void connection_drain(Connection *conn) {
@@ -932,6 +959,7 @@ void connection_drain(Connection *conn) {
                             (unsigned long long)conn->peer->id);
                 conn->ring_broken = true;
                 shutdown(conn->fd, SHUT_RDWR);
+                connection_fail(conn);
         }
 }
 
@@ -963,14 +991,14 @@ static void connection_reply_ctl(Connection *conn, uint64_t cookie, const char *
                 if (r < 0) {
                         /* the broker built a body it cannot send: a bug, not the client's */
                         log_error("cannot encode control reply: %s", strerror(-r));
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 connection_write(conn, buf, (size_t)r, NULL, -1);
         }
         r = proto_encode_reply_ctl(out, sizeof(out), &reply);
         if (r < 0) {
-                conn->dead = true;
+                connection_fail(conn);
                 return;
         }
         connection_reply(conn, out, (size_t)r, NULL, -1);
@@ -1084,7 +1112,7 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
         case PROTO_TYPE_ACK:
                 r = connection_handle_ack(conn, buf, len, n_fds);
                 if (r < 0 && proto_error_is_fatal(r))
-                        conn->dead = true;
+                        connection_fail(conn);
                 /* unanswered */
                 return;
 
@@ -1214,7 +1242,7 @@ static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr
 
 reply:
         if (proto_error_is_fatal(r)) {
-                conn->dead = true;
+                connection_fail(conn);
                 return;
         }
         connection_push_dirty(conn->broker, conn);
@@ -1298,7 +1326,7 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         r = proto_decode_header(&hdr, buf, len);
         if (r < 0) {
                 connection_close_fds(pkt_fds, n_pkt_fds);
-                conn->dead = true;
+                connection_fail(conn);
                 return;
         }
 
@@ -1308,7 +1336,7 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                 r = proto_decode_fds(&f, buf, len, n_pkt_fds);
                 if (r < 0 || conn->n_carried + n_pkt_fds > PROTO_RECORD_FDS_MAX) {
                         connection_close_fds(pkt_fds, n_pkt_fds);
-                        conn->dead = true;
+                        connection_fail(conn);
                         return;
                 }
                 /* only a connection that passes many fds pays for the array */
@@ -1316,7 +1344,7 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
                         conn->carried = malloc(PROTO_RECORD_FDS_MAX * sizeof(int));
                         if (!conn->carried) {
                                 connection_close_fds(pkt_fds, n_pkt_fds);
-                                conn->dead = true;
+                                connection_fail(conn);
                                 return;
                         }
                 }
@@ -1329,7 +1357,7 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
 
         if (conn->n_carried + n_pkt_fds > PROTO_RECORD_FDS_MAX) {
                 connection_close_fds(pkt_fds, n_pkt_fds);
-                conn->dead = true;
+                connection_fail(conn);
                 return;
         }
         /* a refused carrier: its record fails (a request is answered), nothing else */
@@ -1369,57 +1397,82 @@ static void connection_dispatch_packet(Connection *conn, size_t len, int *pkt_fd
         connection_close_fds(fds, n_fds);
 }
 
-static int connection_io_fn(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Connection *conn = userdata;
-        Broker *broker = conn->broker;
-        int fds[PROTO_PACKET_FDS_MAX];
+/**
+ * connection_wake() - what epoll reported for the connection's socket
+ * @conn:       connection
+ * @revents:    the events
+ *
+ * Only notes them: the connection acts on them at its turn.
+ */
+void connection_wake(Connection *conn, uint32_t revents) {
+        conn->revents |= revents;
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                conn->rx_ready = true;
+        sched_entry_ready(&conn->broker->sched, &conn->sched);
+}
 
-        if (revents & EPOLLOUT) {
-                if (connection_flush_out(conn)) {
-                        conn->push_blocked = false;
-                        connection_push(conn);
-                        connection_flush_monitor(conn);
-                }
+/* EPOLLOUT: write what waits, then what could not be pushed */
+static void connection_resume_output(Connection *conn) {
+        if (connection_flush_out(conn)) {
+                conn->push_blocked = false;
+                connection_push(conn);
+                connection_flush_monitor(conn);
         }
+}
+
+/* read and apply one record, if one is waiting */
+static void connection_serve_one(Connection *conn) {
+        int fds[PROTO_PACKET_FDS_MAX];
+        size_t n_fds = 0;
+        ssize_t l;
+
+        l = connection_recv(conn, fds, &n_fds);
+        if (l > 0) {
+                connection_dispatch_packet(conn, (size_t)l, fds, n_fds);
+        } else if (l == -EAGAIN) {
+                conn->rx_ready = false;
+        } else if (l != -EINTR) {
+                /*
+                 * EOF, a reset, or a truncated packet; an empty record
+                 * (which reads like EOF) may still have brought fds.
+                 */
+                connection_close_fds(fds, n_fds);
+                connection_fail(conn);
+        }
+}
+
+/**
+ * connection_turn() - the connection's turn: output, then one request
+ * @conn:       connection, freed if it is dead by the end of the turn
+ */
+void connection_turn(Connection *conn) {
+        Broker *broker = conn->broker;
+        uint32_t revents = conn->revents;
+
+        conn->revents = 0;
+        if (revents & EPOLLOUT)
+                connection_resume_output(conn);
+        if (revents & (EPOLLHUP | EPOLLERR))
+                conn->hup = true;
 
         /*
          * A client that hung up with a full backlog will never read it:
-         * nothing more can be done for it (and level-triggered EPOLLHUP
-         * would wake us for ever).
+         * nothing more can be done for it.
          */
-        if ((revents & (EPOLLHUP | EPOLLERR)) && conn->n_out_bytes >= CONNECTION_OUT_MAX)
-                conn->dead = true;
-
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                size_t n_fds = 0;
-                ssize_t l;
-
-                if (conn->n_out_bytes < CONNECTION_OUT_MAX) {
-                        l = connection_recv(conn, fds, &n_fds);
-                        if (l > 0) {
-                                connection_dispatch_packet(conn, (size_t)l, fds, n_fds);
-                        } else if (l != -EAGAIN && l != -EINTR) {
-                                /*
-                                 * EOF, a reset, or a truncated packet; an
-                                 * empty record (which reads like EOF) may
-                                 * still have brought fds.
-                                 */
-                                connection_close_fds(fds, n_fds);
-                                conn->dead = true;
-                        }
-                }
-        }
-
+        if (conn->hup && conn->n_out_bytes >= CONNECTION_OUT_MAX)
+                connection_fail(conn);
+        if (!conn->dead && conn->rx_ready && conn->n_out_bytes < CONNECTION_OUT_MAX)
+                connection_serve_one(conn);
         if (conn->ring_broken)
-                conn->dead = true;
+                connection_fail(conn);
+
         if (conn->dead) {
                 connection_free(conn);
                 /* the peer's end may have queued notifications elsewhere */
                 connection_push_dirty(broker, NULL);
-                return 0;
+                return;
         }
         connection_update_events(conn);
-        return 0;
 }
 
 static uint64_t connection_now_usec(void) {
@@ -1530,10 +1583,18 @@ int connection_new(Connection **connp, Broker *broker, int fd) {
                 }
         }
 
-        r = sd_event_add_io(broker->event, &conn->io, fd, EPOLLIN, connection_io_fn, conn);
+        r = sched_entry_attach(&broker->sched, &conn->sched, ucred.uid);
         if (r < 0)
                 goto error;
-        sd_event_source_set_description(conn->io, "connection");
+        {
+                struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = conn };
+
+                if (epoll_ctl(broker->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+                        r = -errno;
+                        goto error;
+                }
+                conn->epoll_events = ev.events;
+        }
 
         list_link_tail(&broker->connections, &conn->broker_link);
         ++broker->n_connections;
@@ -1561,7 +1622,10 @@ Connection *connection_free(Connection *conn) {
                 return NULL;
         broker = conn->broker;
 
-        sd_event_source_disable_unref(conn->io);
+        /* closed right below: no event can come for it any more */
+        if (conn->epoll_events)
+                epoll_ctl(broker->epfd, EPOLL_CTL_DEL, conn->fd, NULL);
+        sched_entry_detach(&broker->sched, &conn->sched);
         if (list_is_linked(&conn->broker_link)) {
                 list_unlink(&conn->broker_link);
                 --broker->n_connections;

@@ -16,8 +16,8 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-event.h>
 #include "daemon/ring.h"
+#include "daemon/scheduler.h"
 #include "proto/proto.h"
 #include "util/list.h"
 #include "util/rbtree.h"
@@ -34,14 +34,18 @@ struct Connection {
         RBNode inode_node;      /* in broker->by_inode */
         uint64_t inode;         /* inode of our socket end */
         int fd;
-        sd_event_source *io;
+        SchedEntry sched;       /* its turns (broker->sched), in its UID's group */
+        uint32_t epoll_events;  /* what broker->epfd watches for it */
+        uint32_t revents;       /* reported since its last turn */
+        bool rx_ready;          /* a record may be waiting: read until EAGAIN */
+        bool hup;               /* the client hung up (EPOLLHUP or EPOLLERR) */
         Peer *peer;
         char *cmdline;          /* of the connecting process, for bus1ctl; may be NULL */
         uint64_t connect_time;  /* CLOCK_REALTIME, microseconds */
         Monitor *monitor;       /* a MONITOR was answered: events stream to it */
 
         bool hello;             /* HELLO answered: pushing is on */
-        bool dead;              /* to be closed once the current dispatch ends */
+        bool dead;              /* to be closed at its next turn (connection_fail()) */
         bool control;           /* control requests before any HELLO: not listed as a peer */
         bool push_blocked;      /* the socket was full: push again on EPOLLOUT */
         bool own_request;       /* a request of this connection is being applied */
@@ -83,6 +87,8 @@ struct Connection {
 
 int connection_new(Connection **connp, Broker *broker, int fd);
 Connection *connection_free(Connection *conn);
+void connection_wake(Connection *conn, uint32_t revents);
+void connection_turn(Connection *conn);
 void connection_push(Connection *conn);
 void connection_drain(Connection *conn);
 void connection_flush_monitor(Connection *conn);

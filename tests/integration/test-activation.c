@@ -89,7 +89,8 @@ static void fd_print(const char *what, const FdEntry *fds, size_t n) {
 
 /*
  * The idle broker's set: stdio, the activated socket at fd 3, and exactly
- * one epoll and one signalfd (sd-event). Anything else is a leak or a
+ * two epolls (the broker's, holding the connections, and sd-event's) and
+ * one signalfd (sd-event). Anything else is a leak or a
  * descriptor the units' LimitNOFILE= reasoning does not know about.
  */
 static bool fd_is_baseline(const FdEntry *fds, size_t n) {
@@ -109,7 +110,7 @@ static bool fd_is_baseline(const FdEntry *fds, size_t n) {
                 else
                         return false;
         }
-        return n_listen == 1 && n_epoll == 1 && n_signal == 1 && n_timer == 1;
+        return n_listen == 1 && n_epoll == 2 && n_signal == 1 && n_timer == 1;
 }
 
 /* wait (the broker sees hang-ups asynchronously) until @pid holds its baseline */
