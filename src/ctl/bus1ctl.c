@@ -437,6 +437,8 @@ static int ctl_show_status(const JsonValue *v) {
                json_get_u64(v, "inflight_slices", 0),
                ctl_bytes(b1, sizeof(b1), json_get_u64(v, "inflight_bytes", 0)),
                json_get_u64(v, "inflight_fds", 0));
+        printf("  Pool memory: %s resident\n",
+               ctl_bytes(b1, sizeof(b1), json_get_u64(v, "pool_resident_bytes", 0)));
         printf("Limits per UID: %s, %" PRIu64 " connections\n",
                ctl_resources(b3, sizeof(b3), json_get(v, "limits")),
                json_get_u64(json_get(v, "limits"), "connections", 0));
@@ -445,7 +447,8 @@ static int ctl_show_status(const JsonValue *v) {
 
 static int ctl_show_peers(const JsonValue *v) {
         static const char *const header[] = {
-                "ID", "PID", "UID", "NODES", "HANDLES", "QUEUED", "SLICES", "POOL", "COMMAND",
+                "ID",     "PID",  "UID",      "NODES",   "HANDLES",
+                "QUEUED", "SLICES", "POOL", "RESIDENT", "COMMAND",
         };
         const JsonValue *peers = json_get_array(v, "peers");
         CtlTable t;
@@ -467,6 +470,7 @@ static int ctl_show_peers(const JsonValue *v) {
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(p, "n_queued", 0));
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(usage, "slices", 0));
                 ctl_table_add(&t, ctl_bytes(b, sizeof(b), json_get_u64(usage, "bytes", 0)));
+                ctl_table_add(&t, ctl_bytes(b, sizeof(b), json_get_u64(p, "pool_resident", 0)));
                 ctl_table_add(&t, json_get_string(p, "cmdline", NULL));
         }
         r = ctl_print_table(&t);
@@ -609,7 +613,7 @@ static int ctl_show_slices(const JsonValue *slices) {
 }
 
 static int ctl_show_peer(const JsonValue *v) {
-        char b1[64], b2[160];
+        char b1[64], b2[160], b3[64];
         int r;
 
         printf("      Peer: %" PRIu64 "%s%s\n", json_get_u64(v, "id", 0),
@@ -620,7 +624,9 @@ static int ctl_show_peer(const JsonValue *v) {
         printf("   UID/GID: %" PRIu64 "/%" PRIu64 "\n", json_get_u64(v, "uid", 0),
                json_get_u64(v, "gid", 0));
         printf(" Connected: %s\n", ctl_time(b1, sizeof(b1), json_get_u64(v, "connected", 0)));
-        printf(" Pool size: %s%s\n", ctl_bytes(b1, sizeof(b1), json_get_u64(v, "pool_size", 0)),
+        printf(" Pool size: %s, %s resident%s\n",
+               ctl_bytes(b1, sizeof(b1), json_get_u64(v, "pool_size", 0)),
+               ctl_bytes(b3, sizeof(b3), json_get_u64(v, "pool_resident", 0)),
                json_get_bool(v, "seed", false) ? " (has a seed)" : "");
         printf("     Usage: %s\n", ctl_resources(b2, sizeof(b2), json_get(v, "usage")));
         printf("    Limits: %s\n", ctl_resources(b2, sizeof(b2), json_get(v, "limits")));
@@ -695,6 +701,8 @@ static int ctl_show_user(const JsonValue *u) {
         ctl_table_deinit(&t);
         if (r < 0)
                 return r;
+        printf("Pool memory of its peers: %s resident\n",
+               ctl_bytes(b2, sizeof(b2), json_get_u64(u, "pool_resident", 0)));
         printf("Refusals of its own charges: %" PRIu64 ", last: %s\n",
                json_get_u64(u, "own_refusals", 0),
                ctl_refusal(b, sizeof(b), json_get(u, "last_own_refusal")));

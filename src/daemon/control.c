@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "daemon/broker.h"
@@ -141,6 +142,19 @@ static void control_write_user_limits(JsonWriter *w, const UserLimits *l) {
         json_end_object(w);
 }
 
+/*
+ * The memory a pool's pages take now (its memfd's allocated blocks): what
+ * slices placed since the pool was last trimmed left behind, up to the
+ * pool's size. The memfd is the broker's own, so fstat(2) cannot block.
+ */
+static uint64_t control_pool_resident(const Pool *pool) {
+        struct stat st;
+
+        if (pool->memfd < 0 || fstat(pool->memfd, &st) < 0)
+                return 0;
+        return (uint64_t)st.st_blocks * 512;
+}
+
 /* what a peer holds, in the units of its limits */
 static void control_peer_usage(const Peer *peer, uint64_t usage[_USER_N]) {
         usage[USER_SLICES] = peer->pool.n_busy;
@@ -176,6 +190,7 @@ static void control_write_peer_head(JsonWriter *w, Connection *conn) {
         json_pair_u64(w, "n_queued", peer->queue.n_entries);
         control_peer_usage(peer, usage);
         control_write_resources(w, "usage", usage);
+        json_pair_u64(w, "pool_resident", control_pool_resident(&peer->pool));
 }
 
 typedef struct ControlTotals {
@@ -189,6 +204,7 @@ typedef struct ControlTotals {
         uint64_t n_slices;
         uint64_t n_bytes;
         uint64_t n_fds;
+        uint64_t n_pool_resident;
 } ControlTotals;
 
 static void control_sum(Control *control, uint32_t caller_uid, ControlTotals *t) {
@@ -198,8 +214,6 @@ static void control_sum(Control *control, uint32_t caller_uid, ControlTotals *t)
         *t = (ControlTotals){};
         list_for_each_entry(conn, &broker->connections, broker_link) {
                 Peer *peer = conn->peer;
-                QueueEntry *entry;
-
                 if (conn->control) {
                         t->n_control += control_is_privileged(control, caller_uid) ||
                                         peer->creds.uid == caller_uid;
@@ -212,11 +226,11 @@ static void control_sum(Control *control, uint32_t caller_uid, ControlTotals *t)
                 t->n_handles += peer->n_handles;
                 t->n_handle_refs += peer->n_handle_refs;
                 t->n_queued += peer->queue.n_entries;
-                list_for_each_entry(entry, &peer->queue.entries, link)
-                        t->n_messages += entry->type == QUEUE_ENTRY_DATA;
+                t->n_messages += peer->queue.n_messages;
                 t->n_slices += peer->pool.n_busy;
                 t->n_bytes += peer->pool.busy_bytes;
                 t->n_fds += peer->n_inflight_fds;
+                t->n_pool_resident += control_pool_resident(&peer->pool);
         }
 }
 
@@ -262,6 +276,7 @@ static void control_report_status(Control *control, JsonWriter *w, uint32_t call
         json_pair_u64(w, "inflight_slices", t.n_slices);
         json_pair_u64(w, "inflight_bytes", t.n_bytes);
         json_pair_u64(w, "inflight_fds", t.n_fds);
+        json_pair_u64(w, "pool_resident_bytes", t.n_pool_resident);
         control_write_user_limits(w, limits);
         json_end_object(w);
 }
@@ -518,14 +533,20 @@ static void control_write_holders(Control *control, JsonWriter *w, User *user,
 }
 
 static void control_write_user(Control *control, JsonWriter *w, User *user, bool *truncatedp) {
+        uint64_t resident = 0;
         unsigned int n = 0;
+        Peer *peer;
         RBNode *rb;
+
+        list_for_each_entry(peer, &user->peers, user_link)
+                resident += control_pool_resident(&peer->pool);
 
         json_begin_object(w);
         json_pair_u64(w, "uid", user->uid);
         json_pair_u64(w, "peers", user->n_peers);
         control_write_user_limits(w, &user->limits);
         control_write_resources(w, "used", user->used);
+        json_pair_u64(w, "pool_resident", resident);
         json_pair_u64(w, "own_refusals", user->n_own_refusals);
         control_write_refusal(w, "last_own_refusal", user->n_own_refusals,
                               &user->last_own_refusal);
@@ -621,6 +642,9 @@ static int control_report_metrics(Control *control, char **bodyp, size_t *lenp) 
         control_metric(f, "bus1d_inflight_bytes", "gauge", "Pool bytes in use.", t.n_bytes);
         control_metric(f, "bus1d_inflight_fds", "gauge", "File descriptors in flight.",
                        t.n_fds);
+        control_metric(f, "bus1d_pool_resident_bytes", "gauge",
+                       "Memory the peers' pools take now (pages not given back yet).",
+                       t.n_pool_resident);
         control_metric(f, "bus1d_connections", "counter", "Connections accepted.",
                        broker->bus.n_peer_ids);
         control_metric(f, "bus1d_nodes_created", "counter", "Nodes created.",

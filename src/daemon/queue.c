@@ -4,8 +4,9 @@
  *
  * See queue.h for why a FIFO is enough. Invariants: entries are sorted by
  * seq (non-decreasing from front to back), every entry's id is unique within
- * its queue and increases from front to back, and n_entries is the length of
- * the list.
+ * its queue and increases from front to back, n_entries is the length of
+ * the list and n_messages the number of its QUEUE_ENTRY_DATA entries (an
+ * entry's type does not change while it is queued).
  */
 
 #include <assert.h>
@@ -60,6 +61,7 @@ void queue_push(Queue *queue, QueueEntry *entry, uint64_t seq) {
         entry->id = ++queue->n_ids;
         list_link_tail(&queue->entries, &entry->link);
         ++queue->n_entries;
+        queue->n_messages += entry->type == QUEUE_ENTRY_DATA;
         if (queue->hooks && queue->hooks->on_push)
                 queue->hooks->on_push(queue, entry, queue->userdata);
 }
@@ -78,6 +80,7 @@ void queue_remove(Queue *queue, QueueEntry *entry) {
                 queue->hooks->on_remove(queue, entry, queue->userdata);
         list_unlink(&entry->link);
         --queue->n_entries;
+        queue->n_messages -= entry->type == QUEUE_ENTRY_DATA;
 }
 
 /**

@@ -56,6 +56,7 @@ typedef struct QueueHooks {
 struct Queue {
         List entries;
         uint64_t n_entries;
+        uint64_t n_messages;    /* of those, QUEUE_ENTRY_DATA */
         uint64_t n_ids;         /* last entry id handed out */
         const QueueHooks *hooks;
         void *userdata;

@@ -166,6 +166,7 @@ static bool validate_queue(Peer *peer, uint64_t *n_unpublishedp, uint64_t *n_fds
                 }
         }
         CHECK(n == peer->queue.n_entries, "queue count");
+        CHECK(n_msgs == peer->queue.n_messages, "queue message count");
 
         if (peer->seed) {
                 ok &= validate_message(peer, peer->seed, true);

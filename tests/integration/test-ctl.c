@@ -666,6 +666,72 @@ static void test_metrics(void **state) {
         ctl_peers_close(&p);
 }
 
+/* STATUS's pool_resident_bytes, or after 6 s of waiting for @want */
+static uint64_t ctl_pool_resident_settle(bool (*want)(uint64_t)) {
+        uint64_t n = 0;
+
+        for (int i = 0; i < 60; ++i) {
+                JsonValue *v = ctl_json((uid_t)-1, CTL_ARGS("status", "--json"));
+
+                n = json_get_u64(v, "pool_resident_bytes", UINT64_MAX);
+                json_free(v);
+                if (want(n))
+                        break;
+                usleep(100 * 1000);
+        }
+        return n;
+}
+
+static bool ctl_is_zero(uint64_t n) {
+        return n == 0;
+}
+
+/*
+ * Pool pages are visible: the receiver's pool takes memory while messages
+ * are queued (STATUS, PEERS, PEER, QUOTA and METRICS say how much), and
+ * once everything is released the idle pool gives it back within a few
+ * seconds.
+ */
+static void test_pool_resident(void **state) {
+        const JsonValue *peers, *users;
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+        char id[32];
+
+        ctl_peers_setup(&p);
+        v = ctl_json((uid_t)-1, CTL_ARGS("status", "--json"));
+        assert_true(json_get_u64(v, "pool_resident_bytes", 0) >= 4096);
+        json_free(v);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("peers", "--json"));
+        peers = json_get_array(v, "peers");
+        assert_non_null(peers);
+        assert_true(json_get_u64(ctl_at(peers, 0), "pool_resident", 0) >= 4096);
+        assert_int_equal(json_get_u64(ctl_at(peers, 1), "pool_resident", 1), 0);
+        json_free(v);
+
+        snprintf(id, sizeof(id), "%" PRIu64, p.id_a);
+        v = ctl_json((uid_t)-1, CTL_ARGS("peer", id, "--json"));
+        assert_true(json_get_u64(v, "pool_resident", 0) >= 4096);
+        json_free(v);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("quota", "--json"));
+        users = json_get_array(v, "users");
+        assert_non_null(users);
+        assert_true(json_get_u64(ctl_at(users, 0), "pool_resident", 0) >= 4096);
+        json_free(v);
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("metrics"));
+        assert_true(ctl_check_openmetrics(run.out, "bus1d_pool_resident_bytes") >= 4096);
+        ctl_free(&run);
+
+        ctl_recv_release(p.a);
+        ctl_recv_release(p.a);
+        assert_int_equal(ctl_pool_resident_settle(ctl_is_zero), 0);
+        ctl_peers_close(&p);
+}
+
 /* a child holding a peer as @uid, with one node of its own, until told to go */
 typedef struct CtlForeign {
         pid_t pid;
@@ -1208,6 +1274,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_peer, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_quota, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_metrics, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_pool_resident, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_loss, ctl_setup, ctl_teardown),
