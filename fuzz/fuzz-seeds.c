@@ -442,6 +442,42 @@ static void seeds_dispatch(void) {
         seed_bytes(&s, 1, 2);
         seed_done(&s, "pipeline-hello-unknown");
 
+        /* HELLO over and over by a client that does not read: EBUSY past 8 */
+        seed_start(&s, FUZZ_CONFIG_LAZY(0));
+        for (unsigned int i = 0; i < 12; ++i) {
+                seed_op(&s, FUZZ_OP_HELLO, 0);
+                seed_bytes(&s, 1, 0);
+        }
+        seed_op(&s, FUZZ_OP_DRAIN, 0);
+        seed_op(&s, FUZZ_OP_HELLO, 0);
+        seed_bytes(&s, 1, 0);
+        seed_op(&s, FUZZ_OP_DRAIN, 0);
+        seed_done(&s, "hello-unread");
+
+        /* requests whose replies are never read: the backlog fills, reading stops */
+        seed_start(&s, FUZZ_CONFIG_LAZY(1) | FUZZ_CONFIG_SMALL_SNDBUF(1));
+        for (unsigned int i = 0; i < 64; ++i)
+                seed_op(&s, FUZZ_OP_QUERY, 1);
+        seed_transfer(&s, 0, ID_0x100, 1);
+        seed_op(&s, FUZZ_OP_DRAIN, 1);
+        seed_op(&s, FUZZ_OP_QUERY, 1);
+        seed_done(&s, "replies-unread");
+
+        /* carriers whose record never comes: the client goes, or comes back */
+        seed_start(&s, 0);
+        seed_op(&s, FUZZ_OP_CARRIER, 1);
+        seed_bytes(&s, 2, 0, 0);
+        seed_op(&s, FUZZ_OP_CARRIER, 1);
+        seed_bytes(&s, 2, 3, 0);
+        seed_op(&s, FUZZ_OP_CLOSE, 1);
+        seed_op(&s, FUZZ_OP_CARRIER, 2);
+        seed_bytes(&s, 2, 2, 0);
+        seed_op(&s, FUZZ_OP_RECONNECT, 2);
+        seed_op(&s, FUZZ_OP_CARRIER, 0);
+        seed_bytes(&s, 2, 1, 0);
+        seed_op(&s, FUZZ_OP_QUERY, 0);
+        seed_done(&s, "carriers-no-record");
+
         /*
          * The release ring as the library writes it: ACK and release after a
          * local receive, applied before a send places the next slice (which

@@ -283,17 +283,19 @@ int broker_listen_activated(Broker *broker, int n_fds) {
         return 0;
 }
 
+static bool broker_finished(Broker *broker) {
+        return sd_event_get_state(broker->event) == SD_EVENT_FINISHED;
+}
+
 /*
  * Let sd-event run what is pending until it has nothing to do now, then arm
- * it (timers) for the wait. Return: 0 armed, 1 the loop was told to exit,
- * or a negative errno.
+ * it (timers) for the wait; not once the loop was told to exit and has
+ * finished. Return: the number of dispatches, or a negative errno.
  */
 static int broker_settle_event(Broker *broker) {
-        int r;
+        int n = 0, r;
 
-        while (!broker->event_armed) {
-                if (sd_event_get_state(broker->event) == SD_EVENT_FINISHED)
-                        return 1;
+        while (!broker->event_armed && !broker_finished(broker)) {
                 r = sd_event_prepare(broker->event);
                 if (r < 0)
                         return r;
@@ -304,14 +306,15 @@ static int broker_settle_event(Broker *broker) {
                 r = sd_event_dispatch(broker->event);
                 if (r < 0)
                         return r;
+                ++n;
         }
-        return 0;
+        return n;
 }
 
 /*
  * Collect what epoll has, waiting up to @timeout ms: connections are woken
  * (their turn comes), sd-event runs what its descriptor announced. Return:
- * 0, or a negative errno.
+ * the number of events, or a negative errno.
  */
 static int broker_harvest(Broker *broker, int timeout) {
         struct epoll_event events[BROKER_EVENTS_MAX];
@@ -335,7 +338,7 @@ static int broker_harvest(Broker *broker, int timeout) {
                 if (r < 0)
                         return r;
         }
-        return 0;
+        return n;
 }
 
 static uint64_t broker_now_nsec(void) {
@@ -348,20 +351,52 @@ static uint64_t broker_now_nsec(void) {
 /*
  * Serve turns, each charged with the time it took, until none is left or
  * BROKER_HARVEST_NSEC passed (then new events are collected first).
+ * Return: the number of turns.
  */
-static void broker_serve(Broker *broker) {
+static int broker_serve(Broker *broker) {
         uint64_t start, begin, end;
         SchedEntry *entry;
+        int n = 0;
 
         start = begin = broker_now_nsec();
         while ((entry = scheduler_next(&broker->sched))) {
                 connection_turn(container_of(entry, Connection, sched));
                 end = broker_now_nsec();
                 scheduler_charge(&broker->sched, end - begin);
+                ++n;
                 if (end - start >= BROKER_HARVEST_NSEC)
                         break;
                 begin = end;
         }
+        return n;
+}
+
+/**
+ * broker_iterate() - one round of the event loop
+ * @broker:     broker
+ * @block:      wait for events if nothing is ready
+ *
+ * Runs what sd-event has pending, collects events (waiting only if @block
+ * and no connection waits for its turn), and serves turns for up to
+ * BROKER_HARVEST_NSEC. broker_run() calls it until the loop is told to
+ * exit; tests call it without @block until it returns 0.
+ *
+ * Return: 1 if anything was done, 0 if nothing was to be done (or the
+ *         loop finished), or a negative errno.
+ */
+int broker_iterate(Broker *broker, bool block) {
+        int n_events, n_turns, n_dispatched;
+
+        n_dispatched = broker_settle_event(broker);
+        if (n_dispatched < 0)
+                return n_dispatched;
+        if (broker_finished(broker))
+                return n_dispatched > 0;
+        n_events = broker_harvest(broker, block && !scheduler_busy(&broker->sched) ? -1 : 0);
+        if (n_events < 0)
+                return n_events;
+        n_turns = broker_serve(broker);
+        return n_dispatched + n_events + n_turns > 0;
 }
 
 /**
@@ -373,16 +408,10 @@ static void broker_serve(Broker *broker) {
 int broker_run(Broker *broker) {
         int code = 0, r;
 
-        for (;;) {
-                r = broker_settle_event(broker);
+        while (!broker_finished(broker)) {
+                r = broker_iterate(broker, true);
                 if (r < 0)
                         return r;
-                if (r > 0)
-                        break;
-                r = broker_harvest(broker, scheduler_busy(&broker->sched) ? 0 : -1);
-                if (r < 0)
-                        return r;
-                broker_serve(broker);
         }
         /* the exit code a failing listener set (an errno), or 0 for a signal */
         r = sd_event_get_exit_code(broker->event, &code);

@@ -18,6 +18,7 @@
  * it brings, never to the number of connections.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 #include "daemon/bus.h"
@@ -75,6 +76,7 @@ DEFINE_CLEANUP(Broker *, broker_free);
 
 int broker_listen_path(Broker *broker, const char *path);
 int broker_listen_activated(Broker *broker, int n_fds);
+int broker_iterate(Broker *broker, bool block);
 int broker_run(Broker *broker);
 
 void broker_connection_closed(Broker *broker);
