@@ -244,14 +244,16 @@ static int broker_add_listener(Broker *broker, Listener *listener) {
  * broker_listen_path() - listen on a socket path
  * @broker:     broker
  * @path:       socket path
+ * @mode:       permissions of the socket file, 0 for the umask's
  *
  * Return: 0, or what listener_new_path() returns.
  */
-int broker_listen_path(Broker *broker, const char *path) {
+int broker_listen_path(Broker *broker, const char *path, mode_t mode) {
         Listener *listener;
         int r;
 
-        r = listener_new_path(&listener, broker->event, path, broker_accept_fn, broker);
+        r = listener_new_path(&listener, broker->event, path, mode, broker_accept_fn,
+                              broker);
         if (r < 0)
                 return r;
         return broker_add_listener(broker, listener);

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 #include "daemon/bus.h"
 #include "daemon/control.h"
@@ -74,7 +75,7 @@ int broker_new(Broker **brokerp);
 Broker *broker_free(Broker *broker);
 DEFINE_CLEANUP(Broker *, broker_free);
 
-int broker_listen_path(Broker *broker, const char *path);
+int broker_listen_path(Broker *broker, const char *path, mode_t mode);
 int broker_listen_activated(Broker *broker, int n_fds);
 int broker_iterate(Broker *broker, bool block);
 int broker_run(Broker *broker);

@@ -2,8 +2,11 @@
 /*
  * Listener: one listening SOCK_SEQPACKET socket of the broker
  *
- * Invariant: the io source is enabled unless the last accept4() ran out of
- * descriptors; then the retry timer is armed and re-enables it.
+ * Invariants: the io source is enabled unless the last accept4() ran out of
+ * descriptors; then the retry timer is armed and re-enables it. A listener
+ * that bound a path (owns_path) removes it when freed only while the path
+ * still names the socket it bound (dev, ino): a socket another broker put
+ * there since stays.
  */
 
 #include <errno.h>
@@ -147,20 +150,53 @@ int listener_new_fd(Listener **listenerp, sd_event *event, int fd,
         return 0;
 }
 
+/*
+ * What is at @path before binding: nothing, or a socket nobody accepts on
+ * (left behind by a broker that died; it is removed). Return: 0, -EEXIST
+ * if it is no socket, -EADDRINUSE if a broker (or anything) accepts there,
+ * or the errno of lstat(2), connect(2) or unlink(2).
+ */
+static int listener_claim_path(const char *path, const struct sockaddr_un *sa, socklen_t len) {
+        struct stat st;
+        int fd, r;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        r = connect(fd, (const struct sockaddr *)sa, len) < 0 ? -errno : 0;
+        safe_close(fd);
+        /* a full backlog (EAGAIN) or a socket of another type is just as alive */
+        if (r == 0 || r == -EAGAIN || r == -EPROTOTYPE)
+                return -EADDRINUSE;
+        if (r != -ECONNREFUSED)
+                return r;
+        if (unlink(path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
 /**
  * listener_new_path() - bind and listen on a socket path
  * @listenerp:  out: the listener
  * @event:      event loop
- * @path:       socket path; a stale socket there is replaced
+ * @path:       socket path; a stale socket there (nobody accepts) is replaced
+ * @mode:       permissions of the socket file, or 0 for what the umask gives
  * @fn:         called with each accepted connection
  * @userdata:   passed to @fn
  *
- * The socket is unlinked again when the listener is freed.
+ * The socket is unlinked again when the listener is freed, if it is still
+ * the one at @path.
  *
- * Return: 0, -ENOMEM, -ENAMETOOLONG, or the errno of socket(2), bind(2),
- *         listen(2) or sd-event.
+ * Return: 0, -ENOMEM, -ENAMETOOLONG, -EADDRINUSE if something accepts
+ *         connections at @path, -EEXIST if @path is no socket, or the errno
+ *         of socket(2), bind(2), chmod(2), listen(2) or sd-event.
  */
-int listener_new_path(Listener **listenerp, sd_event *event, const char *path,
+int listener_new_path(Listener **listenerp, sd_event *event, const char *path, mode_t mode,
                       ListenerAcceptFn fn, void *userdata) {
         _cleanup_(listener_freep) Listener *listener = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -183,13 +219,24 @@ int listener_new_path(Listener **listenerp, sd_event *event, const char *path,
         if (listener->fd < 0)
                 return -errno;
 
-        /* a socket left behind by an earlier broker would fail bind() */
-        if (unlink(path) < 0 && errno != ENOENT)
-                return -errno;
+        /* a live broker keeps its address; a dead one's socket would fail bind() */
+        r = listener_claim_path(path, &sa, offsetof(struct sockaddr_un, sun_path) + len + 1);
+        if (r < 0)
+                return r;
         if (bind(listener->fd, (struct sockaddr *)&sa,
                  offsetof(struct sockaddr_un, sun_path) + len + 1) < 0)
                 return -errno;
-        listener->owns_path = true;
+        {
+                struct stat st;
+
+                if (lstat(path, &st) < 0)
+                        return -errno;
+                listener->path_dev = st.st_dev;
+                listener->path_ino = st.st_ino;
+                listener->owns_path = true;
+        }
+        if (mode && chmod(path, mode) < 0)
+                return -errno;
         if (listen(listener->fd, SOMAXCONN) < 0)
                 return -errno;
 
@@ -213,8 +260,14 @@ Listener *listener_free(Listener *listener) {
 
         sd_event_source_disable_unref(listener->retry);
         sd_event_source_disable_unref(listener->io);
-        if (listener->owns_path)
-                unlink(listener->path);
+        if (listener->owns_path) {
+                struct stat st;
+
+                /* only our own socket: another broker may have replaced it */
+                if (lstat(listener->path, &st) == 0 && st.st_dev == listener->path_dev &&
+                    st.st_ino == listener->path_ino)
+                        unlink(listener->path);
+        }
         free(listener->path);
         safe_close(listener->fd);
         sd_event_unref(listener->event);

@@ -12,6 +12,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 typedef struct Listener Listener;
@@ -22,7 +23,9 @@ typedef int (*ListenerAcceptFn)(Listener *listener, int fd, void *userdata);
 struct Listener {
         sd_event *event;
         int fd;
-        bool owns_path;         /* unlink the socket path on free */
+        bool owns_path;         /* unlink the socket path on free, if still ours */
+        dev_t path_dev;         /* the socket file we bound */
+        ino_t path_ino;
         char *path;
         sd_event_source *io;
         sd_event_source *retry;
@@ -30,7 +33,7 @@ struct Listener {
         void *userdata;
 };
 
-int listener_new_path(Listener **listenerp, sd_event *event, const char *path,
+int listener_new_path(Listener **listenerp, sd_event *event, const char *path, mode_t mode,
                       ListenerAcceptFn fn, void *userdata);
 int listener_new_fd(Listener **listenerp, sd_event *event, int fd,
                     ListenerAcceptFn fn, void *userdata);

@@ -51,6 +51,7 @@ static unsigned int main_arg_n_config = 0;
 static bool main_arg_check_config = false;
 static uint64_t main_arg_limits[_CONFIG_KEY_N];        /* 0: not given */
 static const char *main_arg_user = NULL;
+static mode_t main_arg_socket_mode = 0;        /* 0: what the umask gives */
 
 typedef enum MainLogTarget {
         MAIN_LOG_AUTO,          /* the journal if stderr is connected to it */
@@ -69,6 +70,8 @@ static void main_help(void) {
                "  -v, --verbose               log more (repeat for debug messages)\n"
                "      --log-target=TARGET     auto (the journal if stderr is connected to\n"
                "                              it, else stderr), journal or stderr\n"
+               "      --socket-mode=MODE      permissions of the --listen socket, in octal\n"
+               "                              (e.g. 0666 for a system bus; default: the umask's)\n"
                "      --user=NAME             when started as root, become user NAME once\n"
                "                              listening (every capability is dropped anyway)\n"
                "\n"
@@ -107,6 +110,7 @@ static int main_parse_argv(int argc, char **argv) {
                 ARG_CHECK_CONFIG,
                 ARG_LOG_TARGET,
                 ARG_USER,
+                ARG_SOCKET_MODE,
                 /* one per ConfigKey, in its order */
                 ARG_LIMIT,
                 ARG_LIMIT_LAST = ARG_LIMIT + _CONFIG_KEY_N - 1,
@@ -120,6 +124,7 @@ static int main_parse_argv(int argc, char **argv) {
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
                 { "log-target", required_argument, NULL, ARG_LOG_TARGET },
                 { "user", required_argument, NULL, ARG_USER },
+                { "socket-mode", required_argument, NULL, ARG_SOCKET_MODE },
                 { "max-slices", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_SLICES },
                 { "max-handles", required_argument, NULL, ARG_LIMIT + CONFIG_MAX_HANDLES },
                 { "max-inflight-bytes", required_argument, NULL,
@@ -173,6 +178,20 @@ static int main_parse_argv(int argc, char **argv) {
                 case ARG_USER:
                         main_arg_user = optarg;
                         break;
+                case ARG_SOCKET_MODE: {
+                        char *end;
+                        unsigned long mode;
+
+                        errno = 0;
+                        mode = strtoul(optarg, &end, 8);
+                        if (errno || end == optarg || *end || mode == 0 || mode > 07777) {
+                                fprintf(stderr, "bus1d: --socket-mode=%s: expected an octal "
+                                        "mode from 1 to 7777, such as 0666\n", optarg);
+                                return -EINVAL;
+                        }
+                        main_arg_socket_mode = (mode_t)mode;
+                        break;
+                }
                 case ARG_LIMIT ... ARG_LIMIT_LAST:
                         r = main_parse_limit(c - ARG_LIMIT, options[i].name, optarg);
                         if (r < 0)
@@ -191,24 +210,28 @@ static int main_parse_argv(int argc, char **argv) {
         return 0;
 }
 
-/* $XDG_RUNTIME_DIR/bus1/socket, creating the directory 0700 */
+/* $XDG_RUNTIME_DIR/bus1/socket, creating the directory 0700; says why not */
 static int main_default_address(char *buf, size_t size) {
         const char *runtime = getenv("XDG_RUNTIME_DIR");
         int n;
 
         if (!runtime || runtime[0] != '/') {
-                fprintf(stderr, "bus1d: $XDG_RUNTIME_DIR is not set to an absolute path; "
-                        "use --listen=PATH\n");
+                log_error("no address: $XDG_RUNTIME_DIR is not set to an absolute path and "
+                          "no socket was passed; use --listen=PATH");
                 return -ENXIO;
         }
-        n = snprintf(buf, size, "%s/bus1", runtime);
-        if (n < 0 || (size_t)n >= size)
-                return -ENAMETOOLONG;
-        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-                return -errno;
         n = snprintf(buf, size, "%s/bus1/socket", runtime);
-        if (n < 0 || (size_t)n >= size)
+        if (n < 0 || (size_t)n >= size) {
+                log_error("no address: $XDG_RUNTIME_DIR is too long for a socket path; "
+                          "use --listen=PATH");
                 return -ENAMETOOLONG;
+        }
+        n = snprintf(buf, size, "%s/bus1", runtime);
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+                log_error("cannot create %s: %s", buf, strerror(errno));
+                return -errno;
+        }
+        snprintf(buf, size, "%s/bus1/socket", runtime);
         return 0;
 }
 
@@ -386,22 +409,27 @@ int main(int argc, char **argv) {
                 .max_inflight_fds = PEER_LIMIT_MAX,
         };
 
-        if (main_arg_listen) {
-                r = broker_listen_path(broker, main_arg_listen);
-        } else if (n_activated > 0) {
-                r = broker_listen_activated(broker, n_activated);
-        } else {
-                r = main_default_address(path, sizeof(path));
-                if (r >= 0)
-                        r = broker_listen_path(broker, path);
+        if (!main_arg_listen && n_activated == 0) {
+                /* it says why it cannot */
+                if (main_default_address(path, sizeof(path)) < 0)
+                        return EXIT_FAILURE;
                 main_arg_listen = path;
         }
-        if (r < 0) {
+        if (main_arg_listen)
+                r = broker_listen_path(broker, main_arg_listen, main_arg_socket_mode);
+        else
+                r = broker_listen_activated(broker, n_activated);
+        if (r == -EADDRINUSE)
+                log_error("cannot listen on %s: address in use, a broker (or another program) "
+                          "accepts connections there", main_arg_listen);
+        else if (r == -EEXIST)
+                log_error("cannot listen on %s: it exists and is not a socket", main_arg_listen);
+        else if (r < 0)
                 log_error("cannot listen on %s: %s",
                           main_arg_listen ? main_arg_listen : "the activated sockets",
                           strerror(-r));
+        if (r < 0)
                 return EXIT_FAILURE;
-        }
 
         /* binding may have needed privileges; serving needs none */
         r = caps_drop(main_arg_user);

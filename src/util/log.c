@@ -4,9 +4,10 @@
  *
  * A message is filtered by level, then by the rate limiter (not debug
  * messages), formatted once and handed to the sink. The stderr sink writes
- * one line per message: `<prio>bus1d: function: text` for warnings and
- * worse, `<prio>bus1d: text` otherwise; it ignores the fields, whose
- * content the text already carries. A sink that fails hands the message to
+ * one line per message: `<prio>bus1d: text` (the prefix tells systemd's
+ * stream logging the priority), or on a terminal `bus1d: text`, with
+ * `error: ` or `warning: ` before the text of those; it ignores the
+ * function and the fields, which only the journal keeps. A sink that fails hands the message to
  * stderr. Logging never changes errno, so `log_error(...); return -errno;`
  * stays correct.
  */
@@ -15,6 +16,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 #include "util/log.h"
 
 int log_max_level = LOG_NOTICE;
@@ -69,7 +71,7 @@ void log_set_sink(LogSinkFn sink) {
 /**
  * log_sink_stderr() - the default sink: one line on stderr
  * @level:      syslog priority
- * @func:       function the message comes from, printed for warnings and worse
+ * @func:       ignored
  * @fields:     ignored
  * @n_fields:   ignored
  * @message:    the text
@@ -78,13 +80,18 @@ void log_set_sink(LogSinkFn sink) {
  */
 int log_sink_stderr(int level, const char *func, const LogField *fields, size_t n_fields,
                     const char *message) {
+        static int tty = -1;
         int r;
 
+        if (tty < 0)
+                tty = isatty(STDERR_FILENO);
         /* one call per line, so that lines of concurrent writers do not mix */
-        if (level <= LOG_WARNING)
-                r = fprintf(stderr, "<%d>bus1d: %s: %s\n", level, func, message);
-        else
+        if (!tty)
                 r = fprintf(stderr, "<%d>bus1d: %s\n", level, message);
+        else
+                r = fprintf(stderr, "bus1d: %s%s\n",
+                            level <= LOG_ERR ? "error: " : level == LOG_WARNING ? "warning: " : "",
+                            message);
         return r < 0 ? -EIO : 0;
 }
 

@@ -454,7 +454,7 @@ static void test_journal_missing(void **state) {
                 skip();
         journal_stop(b, out, sizeof(out));
         snprintf(text, sizeof(text),
-                 "<4>bus1d: main: no journal at /run/systemd/journal/socket; logging to stderr\n"
+                 "<4>bus1d: no journal at /run/systemd/journal/socket; logging to stderr\n"
                  "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->path, b->path);
         assert_string_equal(out, text);
 }

@@ -189,7 +189,7 @@ static void test_log_fields_and_errno(void **state) {
         capture_stderr_end(text, sizeof(text));
         assert_int_equal(errno, EAGAIN);
         assert_int_equal(seen.n, 3);
-        assert_string_equal(text, "<3>bus1d: test_log_fields_and_errno: to stderr instead\n");
+        assert_string_equal(text, "<3>bus1d: to stderr instead\n");
         seen.r = 0;
 }
 
