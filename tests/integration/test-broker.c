@@ -6,7 +6,10 @@
  * the default address under $XDG_RUNTIME_DIR, socket-activated
  * (LISTEN_FDS), and with a NOTIFY_SOCKET to see READY=1. They also throw
  * malformed records at it and check that only the offending connection
- * goes and that no descriptor leaks.
+ * goes and that no descriptor leaks. A second broker on a live address is
+ * refused while the first keeps serving; a stale socket (its broker was
+ * killed) is taken over; a broker that exits leaves a socket another
+ * broker put at its path alone.
  */
 
 #include <errno.h>
@@ -38,6 +41,11 @@ static const char *broker_exe(void) {
         return exe;
 }
 
+/*
+ * Run a program, collecting its stdout and stderr; one that has not exited
+ * after 10 s is killed and fails the test (a broker that should have
+ * refused to start must not hang the suite).
+ */
 static int run_status(char *const argv[], char *out, size_t size) {
         int p[2], status;
         ssize_t l, n = 0;
@@ -48,12 +56,24 @@ static int run_status(char *const argv[], char *out, size_t size) {
         assert_true(pid >= 0);
         if (pid == 0) {
                 dup2(p[1], STDOUT_FILENO);
+                dup2(p[1], STDERR_FILENO);
                 execv(argv[0], argv);
                 _exit(127);
         }
         close(p[1]);
-        while (n + 1 < (ssize_t)size && (l = read(p[0], out + n, size - 1 - n)) > 0)
+        for (;;) {
+                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+
+                if (poll(&pfd, 1, 10000) != 1) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, NULL, 0);
+                        close(p[0]);
+                        fail_msg("%s did not exit within 10 s", argv[0]);
+                }
+                if (n + 1 >= (ssize_t)size || (l = read(p[0], out + n, size - 1 - n)) <= 0)
+                        break;
                 n += l;
+        }
         out[n] = 0;
         close(p[0]);
         assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -296,12 +316,117 @@ static void test_bad_input(void **state) {
         test_broker_stop(&broker);
 }
 
+/* brokers of the address tests, killed by the teardown if a check failed */
+static TestBroker address_brokers[2];
+
+static int address_teardown(void **state) {
+        for (size_t i = 0; i < sizeof(address_brokers) / sizeof(address_brokers[0]); ++i) {
+                if (address_brokers[i].pid > 0) {
+                        kill(address_brokers[i].pid, SIGKILL);
+                        waitpid(address_brokers[i].pid, NULL, 0);
+                }
+                address_brokers[i].pid = 0;
+        }
+        return 0;
+}
+
+static void address_stop(TestBroker *broker) {
+        test_broker_stop(broker);
+        broker->pid = 0;
+}
+
+/* a peer on @path works: open, query, close */
+static void expect_served(const char *path) {
+        struct bus1_cmd_peer_reset q = {};
+        int peer;
+
+        setenv("BUS1_ADDRESS", path, 1);
+        peer = bus1_uapi_open(NULL);
+        assert_true(peer >= 0);
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_PEER_QUERY, &q), 0);
+        assert_int_equal(bus1_uapi_close(peer), 0);
+}
+
+/* a second broker on a live address fails, saying so; the first serves on */
+static void test_address_in_use(void **state) {
+        TestBroker *a = &address_brokers[0];
+        char arg[160], out[4096];
+        struct stat before, after;
+        int status;
+
+        test_broker_start(a);
+        assert_int_equal(stat(a->path, &before), 0);
+        snprintf(arg, sizeof(arg), "--listen=%s", a->path);
+        status = run_status((char *[]){ (char *)broker_exe(), arg, NULL }, out, sizeof(out));
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        if (!strstr(out, "address in use"))
+                fail_msg("no 'address in use' in: %s", out);
+
+        /* the same socket file, and the first broker behind it */
+        assert_int_equal(stat(a->path, &after), 0);
+        assert_int_equal(before.st_ino, after.st_ino);
+        expect_served(a->path);
+        address_stop(a);
+}
+
+/* a socket whose broker was killed is taken over; the new broker removes it */
+static void test_stale_socket(void **state) {
+        TestBroker *a = &address_brokers[0], *b = &address_brokers[1];
+        const char *args[2] = { NULL, NULL };
+        char arg[160];
+        struct stat st;
+
+        test_broker_start(a);
+        kill(a->pid, SIGKILL);
+        assert_int_equal(waitpid(a->pid, NULL, 0), a->pid);
+        a->pid = 0;
+        assert_int_equal(stat(a->path, &st), 0);
+
+        snprintf(arg, sizeof(arg), "--listen=%s", a->path);
+        args[0] = arg;
+        test_broker_start_args(b, args);
+        expect_served(a->path);
+        test_broker_stop(b);
+        b->pid = 0;
+        assert_int_equal(stat(a->path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+        rmdir(a->dir);
+}
+
+/* a broker exits: the socket another broker bound at its path since stays */
+static void test_exit_keeps_foreign_socket(void **state) {
+        TestBroker *a = &address_brokers[0], *b = &address_brokers[1];
+        const char *args[2] = { NULL, NULL };
+        char arg[160];
+        struct stat st;
+
+        test_broker_start(a);
+        assert_int_equal(unlink(a->path), 0);
+        snprintf(arg, sizeof(arg), "--listen=%s", a->path);
+        args[0] = arg;
+        test_broker_start_args(b, args);
+
+        /* the first broker's directory must stay for the second one's socket */
+        kill(a->pid, SIGTERM);
+        assert_int_equal(waitpid(a->pid, NULL, 0), a->pid);
+        a->pid = 0;
+        assert_int_equal(stat(a->path, &st), 0);
+        expect_served(a->path);
+
+        address_stop(b);
+        assert_int_equal(stat(a->path, &st), -1);
+        rmdir(a->dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_help_and_version),
                 cmocka_unit_test(test_default_address_and_notify),
                 cmocka_unit_test(test_socket_activation),
                 cmocka_unit_test(test_bad_input),
+                cmocka_unit_test_teardown(test_address_in_use, address_teardown),
+                cmocka_unit_test_teardown(test_stale_socket, address_teardown),
+                cmocka_unit_test_teardown(test_exit_keeps_foreign_socket, address_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
