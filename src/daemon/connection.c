@@ -290,18 +290,48 @@ static void connection_entry_to_proto(const PeerRecv *r, ProtoEntry *e) {
         };
 }
 
+/*
+ * Write encoded entries (@ids their entry IDs) in one system call. Return:
+ * true if all went; false if the socket filled up (push_blocked: EPOLLOUT
+ * resumes) or broke (the connection fails). push_cursor follows what went.
+ */
+static bool connection_push_batch(Connection *conn, const struct iovec *packets,
+                                  const uint64_t *ids, size_t n) {
+        int r;
+
+        r = scm_send_batch(conn->fd, packets, n, MSG_DONTWAIT);
+        if (r == -EAGAIN)
+                r = 0;
+        if (r < 0) {
+                connection_fail(conn);
+                return false;
+        }
+        if (r > 0)
+                conn->push_cursor = ids[r - 1];
+        if ((size_t)r < n) {
+                conn->push_blocked = true;
+                connection_update_events(conn);
+                return false;
+        }
+        return true;
+}
+
 /**
  * connection_push() - write the entries queued since the last push
  * @conn:       connection
  *
- * Stops when the socket is full; EPOLLOUT resumes. Entries that stay
- * unpushed are still in the model queue, where a RECV round trip finds
- * them, so a client that does not read costs the broker no memory here.
+ * Writes up to SCM_BATCH_MAX entries per system call, and stops when the
+ * socket is full; EPOLLOUT resumes. Entries that stay unpushed are still
+ * in the model queue, where a RECV round trip finds them, so a client that
+ * does not read costs the broker no memory here.
  */
 void connection_push(Connection *conn) {
-        uint8_t buf[PROTO_SIZE_ENTRY];
+        uint8_t bufs[SCM_BATCH_MAX][PROTO_SIZE_ENTRY];
+        struct iovec packets[SCM_BATCH_MAX];
+        uint64_t ids[SCM_BATCH_MAX];
         QueueEntry *entry, *prev;
         Queue *queue = &conn->peer->queue;
+        size_t n = 0;
         int r;
 
         list_unlink(&conn->dirty_link);
@@ -325,24 +355,21 @@ void connection_push(Connection *conn) {
                 if (peer_entry_needs_sync(conn->peer, entry))
                         e.msg.flags |= PROTO_MSG_FLAG_SYNC;
 
-                r = proto_encode_entry(buf, sizeof(buf), &e);
+                r = proto_encode_entry(bufs[n], sizeof(bufs[n]), &e);
                 if (r < 0) {
                         log_error("cannot encode entry: %s", strerror(-r));
                         connection_fail(conn);
                         return;
                 }
-                r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
-                if (r == -EAGAIN) {
-                        conn->push_blocked = true;
-                        connection_update_events(conn);
-                        return;
+                packets[n] = (struct iovec){ .iov_base = bufs[n], .iov_len = (size_t)r };
+                ids[n] = entry->id;
+                if (++n == SCM_BATCH_MAX) {
+                        if (!connection_push_batch(conn, packets, ids, n))
+                                return;
+                        n = 0;
                 }
-                if (r < 0) {
-                        connection_fail(conn);
-                        return;
-                }
-                conn->push_cursor = entry->id;
         }
+        connection_push_batch(conn, packets, ids, n);
 }
 
 /**

@@ -52,6 +52,33 @@ int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
 }
 
 /**
+ * scm_send_batch() - send packets without fds, in order, in one system call
+ * @fd:         socket
+ * @packets:    one iovec per packet
+ * @n:          how many, at most SCM_BATCH_MAX
+ * @flags:      send flags (MSG_NOSIGNAL is added)
+ *
+ * Return: how many packets were sent (fewer than @n when the socket filled
+ *         up after the first), or a negative errno if none was (-EAGAIN: the
+ *         socket is full).
+ */
+int scm_send_batch(int fd, const struct iovec *packets, size_t n, int flags) {
+        struct mmsghdr msgs[SCM_BATCH_MAX];
+        int r;
+
+        if (n > SCM_BATCH_MAX)
+                return -EINVAL;
+        if (n == 0)
+                return 0;
+        for (size_t i = 0; i < n; ++i)
+                msgs[i] = (struct mmsghdr){
+                        .msg_hdr = { .msg_iov = (struct iovec *)&packets[i], .msg_iovlen = 1 },
+                };
+        r = sendmmsg(fd, msgs, (unsigned int)n, flags | MSG_NOSIGNAL);
+        return r < 0 ? -errno : r;
+}
+
+/**
  * scm_recv() - receive one packet and its fds
  * @fd:         socket
  * @buf:        buffer for the packet

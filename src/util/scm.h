@@ -8,14 +8,19 @@
  * taken apart, for the broker and the client library alike. scm_recv()
  * always uses MSG_CMSG_CLOEXEC and hands back every fd that arrived (closing
  * those beyond the caller's array), so no error path can leak one.
+ * scm_send_batch() writes several packets without fds in one system call.
  */
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* fds one sendmsg() may carry (the kernel's SCM_MAX_FD) */
 #define SCM_FDS_MAX 253U
+/* packets one scm_send_batch() writes at most */
+#define SCM_BATCH_MAX 64U
 
 int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds, int flags);
+int scm_send_batch(int fd, const struct iovec *packets, size_t n, int flags);
 ssize_t scm_recv(int fd, void *buf, size_t size, int flags, int *fds, size_t max_fds,
                  size_t *n_fdsp, int *msg_flagsp);
