@@ -18,7 +18,9 @@
  *
  * Functions returning int return 0 (or a documented non-negative value) on
  * success and a negative errno on failure; the errno values are the bus1
- * ones (SPEC section 9 / bus1(7)). Objects are reference counted; *_unref()
+ * ones (SPEC section 9 / bus1(7)), and -ECONNRESET when the connection to
+ * the broker ended (-ESHUTDOWN only means the peer was disconnected; see
+ * bus1_strerror()). Objects are reference counted; *_unref()
  * accepts NULL and returns NULL. A peer may be used from several threads;
  * its calls are serialised.
  */
@@ -120,7 +122,8 @@ const void *bus1_peer_get_pool(Bus1Peer *peer, size_t *sizep);
  * bus1_peer_disconnect() - destroy all nodes and release everything
  * @peer:       peer
  *
- * Return: 0, -ESHUTDOWN if already disconnected.
+ * Return: 0, -ESHUTDOWN if already disconnected, -ECONNRESET if the
+ *         connection to the broker ended.
  */
 int bus1_peer_disconnect(Bus1Peer *peer);
 
@@ -130,7 +133,7 @@ int bus1_peer_disconnect(Bus1Peer *peer);
  * @peer_flagsp: out: BUS1_PEER_FLAG_* (may be NULL)
  * @limitsp:    out: limits (may be NULL)
  *
- * Return: 0, -ESHUTDOWN.
+ * Return: 0, -ESHUTDOWN, -ECONNRESET.
  */
 int bus1_peer_query(Bus1Peer *peer, uint64_t *peer_flagsp, Bus1PeerLimits *limitsp);
 
@@ -141,7 +144,7 @@ int bus1_peer_query(Bus1Peer *peer, uint64_t *peer_flagsp, Bus1PeerLimits *limit
  * @peer_flags: BUS1_PEER_FLAG_WANT_SECCTX or 0; UINT64_MAX keeps the flags
  * @limits:     new limits (UINT32_MAX fields keep theirs), or NULL
  *
- * Return: 0, -EINVAL (unknown flags, a limit above INT_MAX), -ESHUTDOWN.
+ * Return: 0, -EINVAL (unknown flags, a limit above INT_MAX), -ESHUTDOWN, -ECONNRESET.
  */
 int bus1_peer_reset(Bus1Peer *peer, uint64_t flags, uint64_t peer_flags,
                     const Bus1PeerLimits *limits);
@@ -166,7 +169,7 @@ int bus1_peer_reset(Bus1Peer *peer, uint64_t flags, uint64_t peer_flags,
  * The call returns once the broker applied the send.
  *
  * Return: 0, or -EINVAL, -ENXIO, -ENOTUNIQ, -EMSGSIZE, -EBADF, -EOPNOTSUPP,
- *         -EHOSTUNREACH, -ESHUTDOWN, -EDQUOT, -EXFULL, -ENOMEM.
+ *         -EHOSTUNREACH, -ESHUTDOWN, -ECONNRESET, -EDQUOT, -EXFULL, -ENOMEM.
  */
 int bus1_peer_send(Bus1Peer *peer, uint64_t flags,
                    const uint64_t *destinations, size_t n_destinations, uint64_t *errors,
@@ -187,7 +190,7 @@ int bus1_peer_send(Bus1Peer *peer, uint64_t flags,
  * slice that is valid only while the entry stays queued.
  *
  * Return: 0, -EINVAL unknown flags, -EAGAIN if nothing is queued (or no
- *         seed is set with BUS1_RECV_FLAG_SEED), -ESHUTDOWN, -ENOMEM.
+ *         seed is set with BUS1_RECV_FLAG_SEED), -ESHUTDOWN, -ECONNRESET, -ENOMEM.
  */
 int bus1_peer_recv(Bus1Peer *peer, uint64_t flags, Bus1Message **messagep);
 
@@ -197,7 +200,7 @@ int bus1_peer_recv(Bus1Peer *peer, uint64_t flags, Bus1Message **messagep);
  * @id:         handle ID
  *
  * Return: 0, -ENXIO unknown handle, -EBUSY for the last reference of a live
- *         node's owner handle, -ESHUTDOWN.
+ *         node's owner handle, -ESHUTDOWN, -ECONNRESET.
  */
 int bus1_peer_handle_release(Bus1Peer *peer, uint64_t id);
 
@@ -209,7 +212,7 @@ int bus1_peer_handle_release(Bus1Peer *peer, uint64_t id);
  * @dst_idp:    out: the ID the destination holds (BUS1_HANDLE_INVALID if
  *              the node was destroyed)
  *
- * Return: 0, -ENXIO, -ESHUTDOWN, -EDQUOT, -ENOMEM, -EINVAL (@dst_idp NULL),
+ * Return: 0, -ENXIO, -ESHUTDOWN, -ECONNRESET, -EDQUOT, -ENOMEM, -EINVAL (@dst_idp NULL),
  *         -EOPNOTSUPP (@dst is connected to another broker).
  */
 int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *dst,
@@ -222,7 +225,7 @@ int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *dst,
  * @ids:        owner handle IDs
  * @n_ids:      their number
  *
- * Return: 0, -ENXIO, -EREMOTE, -ESTALE, -ENOTUNIQ, -EINVAL, -ESHUTDOWN,
+ * Return: 0, -ENXIO, -EREMOTE, -ESTALE, -ENOTUNIQ, -EINVAL, -ESHUTDOWN, -ECONNRESET,
  *         -EDQUOT (a new ID needs a handle the quota does not allow).
  */
 int bus1_peer_nodes_destroy(Bus1Peer *peer, uint64_t flags, const uint64_t *ids,
@@ -237,6 +240,39 @@ int bus1_peer_nodes_destroy(Bus1Peer *peer, uint64_t flags, const uint64_t *ids,
  * Return: 0, or a negative errno, which ends the event loop with it.
  */
 typedef int (*Bus1MessageHandler)(Bus1Peer *peer, Bus1Message *message, void *userdata);
+
+/**
+ * typedef Bus1DisconnectHandler - called when the connection to the broker ends
+ * @peer:       the peer
+ * @error:      -ECONNRESET (the broker exited or closed the connection), or
+ *              -EPROTO (it broke the protocol)
+ * @userdata:   as given to bus1_peer_set_disconnect_handler()
+ *
+ * Return: 0 to keep the event loop running, or a negative errno to end it
+ *         with.
+ */
+typedef int (*Bus1DisconnectHandler)(Bus1Peer *peer, int error, void *userdata);
+
+/**
+ * bus1_peer_set_disconnect_handler() - hear of the broker going away
+ * @peer:       peer
+ * @handler:    handler, or NULL: then an attached event loop exits with the
+ *              error as soon as the connection to the broker ends
+ * @userdata:   passed to @handler
+ */
+void bus1_peer_set_disconnect_handler(Bus1Peer *peer, Bus1DisconnectHandler handler,
+                                      void *userdata);
+
+/**
+ * bus1_strerror() - what an error of this library means
+ * @error:      an errno, negative or positive
+ *
+ * Return: a static string: bus1's meaning of the errors the library gives
+ *         a meaning of its own (ECONNRESET: the connection to the broker
+ *         ended; ESHUTDOWN: the peer was disconnected; EBADFD: another
+ *         process took the peer over; ...), else strerror()'s text.
+ */
+const char *bus1_strerror(int error);
 
 /**
  * bus1_peer_set_handler() - set the handler for attached event loops

@@ -14,9 +14,13 @@
  *  - a handler error ends the loop with it (sd_event_exit());
  *  - a handler that asks the loop to exit, detaches or disconnects ends the
  *    round; what is left stays queued for the next dispatch;
- *  - a disconnected peer or a broken connection (-ESHUTDOWN, -EPROTO,
- *    EPOLLHUP) disables the source: there is nothing more to receive, and
- *    a level-triggered hang-up would otherwise spin;
+ *  - a peer the program disconnected (-ESHUTDOWN) disables the source:
+ *    there is nothing more to receive, and a level-triggered hang-up would
+ *    otherwise spin;
+ *  - a connection to the broker that ended (-ECONNRESET, -EPROTO, or a
+ *    hang-up) disables the source too, and the program hears of it at
+ *    once: its disconnect handler is called, or without one the loop
+ *    exits with the error;
  *  - any other receive error (-ENOMEM) ends the loop with it.
  *
  * Invariants:
@@ -52,6 +56,21 @@ static bool event_peer_active(Bus1Peer *peer, sd_event_source *source) {
         return sd_event_source_get_enabled(source, &enabled) >= 0 && enabled != SD_EVENT_OFF;
 }
 
+/*
+ * The connection to the broker ended: nothing more will come. Tell the
+ * program (its handler, else the loop exits with @error).
+ */
+static void event_peer_lost(Bus1Peer *peer, sd_event_source *source, sd_event *event,
+                            int error) {
+        int r = error;
+
+        sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        if (peer->disconnect_handler)
+                r = peer->disconnect_handler(peer, error, peer->disconnect_userdata);
+        if (r < 0)
+                sd_event_exit(event, r);
+}
+
 static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         _cleanup_(event_peer_unrefp) Bus1Peer *peer = bus1_peer_ref(userdata);
         _cleanup_(event_unrefp) sd_event *event = sd_event_ref(sd_event_source_get_event(source));
@@ -63,9 +82,13 @@ static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void
                 r = bus1_peer_recv(peer, 0, &message);
                 if (r == -EAGAIN)
                         break;
-                if (r == -ESHUTDOWN || r == -EPROTO) {
-                        /* nothing more will come: do not spin on the hang-up */
+                if (r == -ESHUTDOWN) {
+                        /* disconnected by the program: do not spin on the hang-up */
                         sd_event_source_set_enabled(source, SD_EVENT_OFF);
+                        return 0;
+                }
+                if (r == -ECONNRESET || r == -EPROTO) {
+                        event_peer_lost(peer, source, event, r);
                         return 0;
                 }
                 if (r < 0) {
@@ -89,9 +112,29 @@ static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void
                         return 0;
         }
 
+        /* a hang-up with nothing left to receive: the broker is gone */
         if (revents & (EPOLLHUP | EPOLLERR))
-                sd_event_source_set_enabled(source, SD_EVENT_OFF);
+                event_peer_lost(peer, source, event, -ECONNRESET);
         return 0;
+}
+
+/**
+ * bus1_peer_set_disconnect_handler() - hear of the broker going away
+ * @peer:       peer
+ * @handler:    called once when the connection to the broker ends while
+ *              the peer is attached to an event loop, or NULL
+ * @userdata:   passed to @handler
+ *
+ * Without a handler, an attached event loop exits with -ECONNRESET (or
+ * -EPROTO for a broker that broke the protocol) as soon as the connection
+ * ends, since a program whose bus is gone should not sit idle. A handler
+ * returning a negative errno ends the loop with it; returning 0 keeps the
+ * loop running (the peer's source is disabled either way).
+ */
+_public_ void bus1_peer_set_disconnect_handler(Bus1Peer *peer, Bus1DisconnectHandler handler,
+                                               void *userdata) {
+        peer->disconnect_handler = handler;
+        peer->disconnect_userdata = userdata;
 }
 
 /**

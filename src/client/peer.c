@@ -13,10 +13,11 @@
  *    pool a message points into stays mapped while the message lives;
  *  - the lock is never held while user code runs, so a handler may call
  *    back into the peer, and a message may be unreferenced anywhere;
- *  - a connection that broke (the broker went away or sent garbage) reads
- *    as a disconnected peer: -ESHUTDOWN, as in the UAPI layer. Only the
- *    first failure may report what broke it (-EPROTO for a broker that
- *    violated the protocol).
+ *  - a connection that ended (the broker exited or closed it) is
+ *    -ECONNRESET for every later call, whatever the socket said (EPIPE
+ *    included); -ESHUTDOWN only ever means that the program disconnected
+ *    the peer itself. Only the first failure may report what broke it
+ *    (-EPROTO for a broker that violated the protocol).
  */
 
 #include <errno.h>
@@ -35,11 +36,11 @@
  * peer_result() - map a Client result to what the native API returns
  * @r:          0 or a negative errno from a client_*() call
  *
- * Return: @r, except that a connection torn down under the peer
- *         (-ECONNRESET, -EPIPE) is -ESHUTDOWN.
+ * Return: @r, except that a connection torn down under the peer is always
+ *         -ECONNRESET (never -EPIPE).
  */
 int peer_result(int r) {
-        return r == -ECONNRESET || r == -EPIPE ? -ESHUTDOWN : r;
+        return r == -EPIPE ? -ECONNRESET : r;
 }
 
 static void peer_lock(Bus1Peer *peer) {
@@ -212,8 +213,8 @@ _public_ const void *bus1_peer_get_pool(Bus1Peer *peer, size_t *sizep) {
  * source is disabled, and every call but this one's unref fails with
  * -ESHUTDOWN. Messages received earlier stay readable.
  *
- * Return: 0, -ESHUTDOWN if already disconnected (or the connection broke),
- *         -ENOMEM.
+ * Return: 0, -ESHUTDOWN if already disconnected, -ECONNRESET if the
+ *         connection to the broker ended, -ENOMEM.
  */
 _public_ int bus1_peer_disconnect(Bus1Peer *peer) {
         bool enabled;
@@ -242,7 +243,7 @@ _public_ int bus1_peer_disconnect(Bus1Peer *peer) {
  * @peer_flagsp: out: BUS1_PEER_FLAG_* (may be NULL)
  * @limitsp:    out: limits (may be NULL)
  *
- * Return: 0, -ESHUTDOWN, -ENOMEM.
+ * Return: 0, -ESHUTDOWN, -ECONNRESET, -ENOMEM.
  */
 _public_ int bus1_peer_query(Bus1Peer *peer, uint64_t *peer_flagsp, Bus1PeerLimits *limitsp) {
         ProtoReplyPeerQuery q;
@@ -277,7 +278,7 @@ _public_ int bus1_peer_query(Bus1Peer *peer, uint64_t *peer_flagsp, Bus1PeerLimi
  * A flush drops every queued entry and every slice: slices of messages
  * still referenced become invalid (their later release is ignored).
  *
- * Return: 0, -EINVAL (unknown flags, a limit above INT_MAX), -ESHUTDOWN,
+ * Return: 0, -EINVAL (unknown flags, a limit above INT_MAX), -ESHUTDOWN, -ECONNRESET,
  *         -ENOMEM.
  */
 _public_ int bus1_peer_reset(Bus1Peer *peer, uint64_t flags, uint64_t peer_flags,
@@ -343,7 +344,7 @@ static int peer_check_send(uint64_t flags, const uint64_t *destinations, size_t 
  * Return: 0, -EINVAL (bad flags, a NULL array with a count, too many
  *         destinations, SEED with destinations), -ENXIO, -ENOTUNIQ,
  *         -EMSGSIZE, -EBADF (an fd that is not open), -EOPNOTSUPP,
- *         -EHOSTUNREACH, -ESHUTDOWN, -EDQUOT, -EXFULL, -ENOMEM.
+ *         -EHOSTUNREACH, -ESHUTDOWN, -ECONNRESET, -EDQUOT, -EXFULL, -ENOMEM.
  */
 _public_ int bus1_peer_send(Bus1Peer *peer, uint64_t flags,
                             const uint64_t *destinations, size_t n_destinations,
@@ -391,7 +392,7 @@ _public_ int bus1_peer_send(Bus1Peer *peer, uint64_t flags,
  * no fds installed.
  *
  * Return: 0, -EINVAL unknown flags or @messagep NULL, -EAGAIN if nothing is
- *         queued (or no seed is set with BUS1_RECV_FLAG_SEED), -ESHUTDOWN,
+ *         queued (or no seed is set with BUS1_RECV_FLAG_SEED), -ESHUTDOWN, -ECONNRESET,
  *         -ENOMEM, -EPROTO the broker broke the protocol.
  */
 _public_ int bus1_peer_recv(Bus1Peer *peer, uint64_t flags, Bus1Message **messagep) {
@@ -434,7 +435,7 @@ _public_ int bus1_peer_recv(Bus1Peer *peer, uint64_t flags, Bus1Message **messag
  * @id:         handle ID
  *
  * Return: 0, -ENXIO unknown handle, -EBUSY for the last reference of a live
- *         node's owner handle, -ESHUTDOWN, -ENOMEM.
+ *         node's owner handle, -ESHUTDOWN, -ECONNRESET, -ENOMEM.
  */
 _public_ int bus1_peer_handle_release(Bus1Peer *peer, uint64_t id) {
         int r;
@@ -458,7 +459,7 @@ _public_ int bus1_peer_handle_release(Bus1Peer *peer, uint64_t id) {
  * peer. The two peers are never locked at once, so transfers in both
  * directions from two threads cannot deadlock.
  *
- * Return: 0, -EINVAL @dst_idp is NULL or a bad ID, -ENXIO, -ESHUTDOWN
+ * Return: 0, -EINVAL @dst_idp is NULL or a bad ID, -ENXIO, -ESHUTDOWN, -ECONNRESET
  *         (either peer disconnected), -EDQUOT, -ENOMEM.
  */
 _public_ int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *dst,
@@ -500,7 +501,7 @@ _public_ int bus1_peer_handle_transfer(Bus1Peer *peer, uint64_t src, Bus1Peer *d
  * NODE_DESTROY.
  *
  * Return: 0, -ENXIO, -EREMOTE, -ESTALE, -ENOTUNIQ, -EINVAL (bad flags, a
- *         NULL array with a count, more than 8192 IDs), -ESHUTDOWN,
+ *         NULL array with a count, more than 8192 IDs), -ESHUTDOWN, -ECONNRESET,
  *         -ENOMEM.
  */
 _public_ int bus1_peer_nodes_destroy(Bus1Peer *peer, uint64_t flags, const uint64_t *ids,

@@ -27,6 +27,8 @@ struct Bus1Peer {
         /* event.c */
         Bus1MessageHandler handler;
         void *userdata;
+        Bus1DisconnectHandler disconnect_handler;       /* NULL: the loop exits */
+        void *disconnect_userdata;
         sd_event *event;                /* referenced while attached */
         sd_event_source *io;            /* NULL unless attached */
 };

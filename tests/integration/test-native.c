@@ -984,17 +984,9 @@ static void test_event_dispatch(void **state) {
 }
 
 /* the broker goes away under an attached peer: the source turns off */
-static void test_event_broker_gone(void **state) {
-        NativeFixture *f = *state;
-        sd_event *event;
-        Dispatch d;
-        Bus1Peer *a;
-        Bus1Message *m;
+/* the broker dies under the fixture: SIGKILL, its socket and directory gone */
+static void native_kill_broker(NativeFixture *f) {
         int status;
-
-        a = native_peer(f);
-        native_forget(f, a);
-        event = dispatch_loop(a, &d);
 
         kill(f->broker.pid, SIGKILL);
         assert_int_equal(waitpid(f->broker.pid, &status, 0), f->broker.pid);
@@ -1002,15 +994,80 @@ static void test_event_broker_gone(void **state) {
         unlink(f->broker.path);
         rmdir(f->broker.dir);
         unsetenv("BUS1_ADDRESS");
+}
 
-        /* one dispatch notices and disables; then nothing spins */
-        assert_int_equal(sd_event_run(event, 1000000), 1);
-        assert_int_equal(sd_event_run(event, 0), 0);
+/* a loop that has not ended within 5 s ends with -ETIMEDOUT */
+static int native_loop_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        return sd_event_exit(sd_event_source_get_event(s), -ETIMEDOUT);
+}
+
+static void native_loop_guard(sd_event *event) {
+        assert_int_equal(sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC,
+                                                    5 * 1000 * 1000, 0, native_loop_timeout,
+                                                    NULL),
+                         0);
+}
+
+typedef struct Lost {
+        Bus1Peer *peer;
+        int n;
+        int error;
+        sd_event *event;
+} Lost;
+
+static int native_on_lost(Bus1Peer *peer, int error, void *userdata) {
+        Lost *l = userdata;
+
+        assert_ptr_equal(peer, l->peer);
+        ++l->n;
+        l->error = error;
+        /* the program decides: here, end the loop with its own code */
+        return sd_event_exit(l->event, 42);
+}
+
+/*
+ * The broker dies while a peer is attached: without a disconnect handler
+ * the loop exits with -ECONNRESET at once; every later call says
+ * -ECONNRESET, which bus1_strerror() words as the broker connection
+ * ending. With a handler, it is called once and the program decides.
+ */
+static void test_event_broker_gone(void **state) {
+        NativeFixture *f = *state;
+        sd_event *event;
+        Dispatch d;
+        Bus1Peer *a, *b;
+        Bus1Message *m;
+        Lost lost;
+
+        a = native_peer(f);
+        native_forget(f, a);
+        b = native_peer(f);
+        native_forget(f, b);
+        event = dispatch_loop(a, &d);
+        native_loop_guard(event);
+
+        native_kill_broker(f);
+        assert_int_equal(sd_event_loop(event), -ECONNRESET);
         assert_int_equal(d.n, 0);
-        assert_int_equal(bus1_peer_recv(a, 0, &m), -ESHUTDOWN);
-        assert_int_equal(native_send(a, 0x100, "x", NULL, 0, NULL, 0), -ESHUTDOWN);
+        assert_int_equal(bus1_peer_recv(a, 0, &m), -ECONNRESET);
+        assert_int_equal(native_send(a, 0x100, "x", NULL, 0, NULL, 0), -ECONNRESET);
+        assert_non_null(strstr(bus1_strerror(-ECONNRESET), "connection to the broker ended"));
+        assert_non_null(strstr(bus1_strerror(ECONNRESET), "broker"));
+        assert_string_equal(bus1_strerror(EINVAL), strerror(EINVAL));
+        event = sd_event_unref(event);
+
+        /* with a handler: called once, and it decides how the loop ends */
+        event = dispatch_loop(b, &d);
+        native_loop_guard(event);
+        lost = (Lost){ .peer = b, .event = event };
+        bus1_peer_set_disconnect_handler(b, native_on_lost, &lost);
+        assert_int_equal(sd_event_loop(event), 42);
+        assert_int_equal(lost.n, 1);
+        assert_int_equal(lost.error, -ECONNRESET);
+        assert_int_equal(bus1_peer_disconnect(b), -ECONNRESET);
 
         bus1_peer_unref(a);
+        bus1_peer_unref(b);
         sd_event_unref(event);
         assert_int_equal(test_count_fds(0), f->n_fds);
 }
