@@ -354,6 +354,9 @@ static int ctl_json_finish(JsonWriter *w) {
         }
         if (fwrite(text, 1, len, stdout) != len || fputc('\n', stdout) == EOF ||
             fflush(stdout) != 0) {
+                /* the reader went away (a closed pipe): the caller ends quietly */
+                if (errno == EPIPE)
+                        return -EPIPE;
                 fprintf(stderr, "Failed to write output: %m\n");
                 return -EIO;
         }
@@ -886,7 +889,7 @@ static void ctl_on_signal(int sig) {
         ctl_quit = 1;
 }
 
-static void ctl_print_event_json(const ProtoEvent *e) {
+static int ctl_print_event_json(const ProtoEvent *e) {
         JsonWriter w;
 
         ctl_json_init(&w, true);
@@ -916,10 +919,11 @@ static void ctl_print_event_json(const ProtoEvent *e) {
                         json_pair_string(&w, "error", ctl_errno_name((int)e->error));
         }
         json_end_object(&w);
-        ctl_json_finish(&w);
+        return ctl_json_finish(&w);
 }
 
-static void ctl_print_event_text(const ProtoEvent *e) {
+/* one line, flushed at once (a pipe sees each event as it happens) */
+static int ctl_print_event_text(const ProtoEvent *e) {
         time_t t = (time_t)(e->time / 1000000000);
         char when[32] = "-", peer[48], target[48] = "-", detail[96] = "";
         struct tm tm;
@@ -929,8 +933,7 @@ static void ctl_print_event_text(const ProtoEvent *e) {
         if (e->type == PROTO_EVENT_LOST) {
                 printf("%s.%06u  -- %" PRIu64 " events lost: this monitor did not read fast "
                        "enough --\n", when, (unsigned int)(e->time / 1000 % 1000000), e->count);
-                fflush(stdout);
-                return;
+                return fflush(stdout) != 0 ? -errno : 0;
         }
         snprintf(peer, sizeof(peer), "%" PRIu64 " (uid %u)", e->peer, e->uid);
         if (e->target)
@@ -945,7 +948,7 @@ static void ctl_print_event_text(const ProtoEvent *e) {
         printf("%s.%06u  %-8" PRIu64 " %-9s %-16s %-16s %-6" PRIu64 " %s\n", when,
                (unsigned int)(e->time / 1000 % 1000000), e->seq, ctl_event_names[e->type],
                peer, target, e->node, detail);
-        fflush(stdout);
+        return fflush(stdout) != 0 ? -errno : 0;
 }
 
 static int ctl_monitor(CtlClient *client) {
@@ -989,10 +992,17 @@ static int ctl_monitor(CtlClient *client) {
                         return r;
                 }
                 for (size_t i = 0; i < n; ++i) {
-                        if (arg_json)
-                                ctl_print_event_json(&events[i]);
-                        else
-                                ctl_print_event_text(&events[i]);
+                        r = arg_json ? ctl_print_event_json(&events[i])
+                                     : ctl_print_event_text(&events[i]);
+                        /* whoever read the events is gone: so is the monitor */
+                        if (r == -EPIPE)
+                                return 0;
+                        if (r < 0) {
+                                if (!arg_json)
+                                        fprintf(stderr, "Failed to write output: %s\n",
+                                                strerror(-r));
+                                return r;
+                        }
                 }
         }
         return 0;

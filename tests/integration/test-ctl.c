@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -930,6 +931,83 @@ static size_t ctl_count_type(JsonValue **lines, size_t n, const char *type) {
         return c;
 }
 
+/* a line from @fd within 5 s, into @buf; false at EOF */
+static bool ctl_read_line(int fd, char *buf, size_t size) {
+        size_t n = 0;
+
+        while (n + 1 < size) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t l;
+
+                if (poll(&p, 1, 5000) != 1)
+                        fail_msg("no line from the monitor within 5 s (got \"%.*s\")",
+                                 (int)n, buf);
+                l = read(fd, buf + n, 1);
+                if (l <= 0)
+                        return false;
+                if (buf[n] == '\n')
+                        break;
+                ++n;
+        }
+        buf[n] = 0;
+        return true;
+}
+
+/*
+ * bus1ctl monitor into a pipe (as in `bus1ctl monitor | grep send`): each
+ * event line comes as it happens, not when a buffer fills; once the pipe's
+ * reader is gone, the next event ends the monitor quietly with status 0.
+ */
+static void test_monitor_pipe(void **state) {
+        CtlRun run = { .err_fd = -1 };
+        char line[512];
+        CtlPeers p;
+        int pipefd[2], status = 0;
+
+        ctl_peers_setup(&p);
+        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+        run.err_fd = memfd_create("err", 0);
+        assert_true(run.err_fd >= 0);
+        run.pid = fork();
+        assert_true(run.pid >= 0);
+        if (run.pid == 0) {
+                char address[200];
+
+                snprintf(address, sizeof(address), "--address=%s", ctl_broker.path);
+                if (dup2(pipefd[1], 1) < 0 || dup2(run.err_fd, 2) < 0)
+                        _exit(126);
+                execl(ctl_path(), ctl_path(), address, "monitor", "--no-legend", (char *)NULL);
+                _exit(127);
+        }
+        ctl_child_add(run.pid);
+        close(pipefd[1]);
+        ctl_wait_monitors(1);
+
+        assert_int_equal(ctl_send(p.b, p.handle_b, "piped"), 0);
+        assert_true(ctl_read_line(pipefd[0], line, sizeof(line)));
+        if (!strstr(line, "send"))
+                fail_msg("first monitor line is not the send: %s", line);
+
+        /* the reader goes; the next event's line finds no reader */
+        close(pipefd[0]);
+        assert_int_equal(ctl_send(p.b, p.handle_b, "unread"), 0);
+        for (int i = 0; i < 500; ++i) {
+                if (waitpid(run.pid, &status, WNOHANG) == run.pid)
+                        break;
+                usleep(10000);
+                if (i == 499)
+                        fail_msg("the monitor did not end after its pipe closed");
+        }
+        ctl_child_forget(run.pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        run.err = ctl_read_fd(run.err_fd);
+        assert_string_equal(run.err, "");
+        close(run.err_fd);
+        free(run.err);
+        ctl_peers_close(&p);
+}
+
 static void test_monitor_filters(void **state) {
         CtlRun all, sends, by_peer, by_node, by_uid, other_uid, text;
         JsonValue **lines;
@@ -1278,6 +1356,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_loss, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_pipe, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_unprivileged, ctl_setup,
                                                 ctl_teardown),
         };
