@@ -113,6 +113,35 @@ static bool fd_is_baseline(const FdEntry *fds, size_t n) {
         return n_listen == 1 && n_epoll == 2 && n_signal == 1 && n_timer == 1;
 }
 
+/*
+ * Whether a socket bound to @path listens, from /proc/net/unix (its Flags
+ * column has __SO_ACCEPTCON, 0x10000, once listen(2) was called). Asking by
+ * connecting would be the first connection, which starts the broker.
+ */
+static bool activation_listening(const char *path) {
+        char line[512];
+        bool found = false;
+        FILE *f;
+
+        f = fopen("/proc/net/unix", "re");
+        if (!f)
+                fail_msg("/proc/net/unix: %s", strerror(errno));
+        while (!found && fgets(line, sizeof(line), f)) {
+                unsigned long flags = 0;
+                size_t n = strlen(line), m = strlen(path);
+
+                while (n > 0 && line[n - 1] == '\n')
+                        line[--n] = 0;
+                if (n < m + 1 || strcmp(line + n - m, path) != 0 || line[n - m - 1] != ' ')
+                        continue;
+                /* "Num: RefCount Protocol Flags Type St Inode Path" */
+                if (sscanf(line, "%*s %*s %*s %lx", &flags) == 1 && (flags & 0x10000))
+                        found = true;
+        }
+        fclose(f);
+        return found;
+}
+
 /* wait (the broker sees hang-ups asynchronously) until @pid holds its baseline */
 static size_t fd_wait_baseline(pid_t pid, FdEntry *fds) {
         struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
@@ -219,12 +248,18 @@ static void test_activated_like_the_unit(void **state) {
         activation_pid = pid;
         close(err[1]);
 
-        /* the activator listens; bus1d does not run yet */
-        for (int i = 0; i < 5000 && (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode)); ++i) {
+        /*
+         * The activator listens; bus1d does not run yet. The socket file
+         * appears at bind(2), before listen(2): a connect in between would
+         * be refused, so wait for the listening state itself.
+         */
+        for (int i = 0; i < 5000 && !activation_listening(path); ++i) {
                 if (waitpid(pid, &status, WNOHANG) == pid)
                         fail_msg("systemd-socket-activate exited (status 0x%x)", status);
                 nanosleep(&ts, NULL);
         }
+        assert_true(activation_listening(path));
+        assert_int_equal(stat(path, &st), 0);
         assert_true(S_ISSOCK(st.st_mode));
 
         /* the first client's connect starts the broker, which serves it */
