@@ -52,6 +52,28 @@ static Client *uapi_get(int fd) {
         return client;
 }
 
+/*
+ * The client behind @fd, locked, without waiting for its lock: *busyp is
+ * set if another call holds it (the caller holds a lock of its own, and two
+ * threads transferring between the same two peers in opposite directions
+ * would otherwise wait for each other for ever). NULL if @fd is not ours
+ * or busy.
+ */
+static Client *uapi_try_get(int fd, bool *busyp) {
+        Client *client = NULL;
+
+        *busyp = false;
+        pthread_mutex_lock(&uapi_lock);
+        if (fd >= 0 && (size_t)fd < uapi_n_clients)
+                client = uapi_clients[fd];
+        if (client && pthread_mutex_trylock(&client->lock) != 0) {
+                client = NULL;
+                *busyp = true;
+        }
+        pthread_mutex_unlock(&uapi_lock);
+        return client;
+}
+
 static void uapi_put(Client *client) {
         pthread_mutex_unlock(&client->lock);
 }
@@ -227,8 +249,16 @@ static int uapi_handle_transfer(Client *client, struct bus1_cmd_handle_transfer 
                 if (dst_fd == client->fd) {
                         dst = client;
                 } else {
-                        /* another peer of this process: check it is still there */
-                        dst = uapi_get(dst_fd);
+                        bool busy;
+
+                        /*
+                         * Another peer of this process: check it is still
+                         * there. If a call holds it right now, the broker
+                         * judges it instead (it knows a peer that is gone).
+                         */
+                        dst = uapi_try_get(dst_fd, &busy);
+                        if (busy)
+                                goto transfer;
                         if (!dst) {
                                 /*
                                  * Not one of ours: maybe a connection another

@@ -10,6 +10,9 @@
  * around a destruction.
  */
 
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include "util-uapi.h"
 
 /* receive a DATA entry carrying @n handles and return their IDs */
@@ -310,6 +313,58 @@ static void test_ebusy(void **state) {
         uapi_expect_str(f, a, 0x100, "new");
         uapi_expect_empty(a);
 
+        uapi_finish(f);
+}
+
+typedef struct Crossing {
+        int from, to;
+        uint64_t node;
+        int r;
+} Crossing;
+
+#define CROSSING_ROUNDS 20000
+
+static void *crossing_thread(void *userdata) {
+        Crossing *c = userdata;
+
+        for (int i = 0; i < CROSSING_ROUNDS && c->r == 0; ++i) {
+                uint64_t id;
+
+                c->r = uapi_transfer(c->from, c->node, c->to, &id);
+        }
+        return NULL;
+}
+
+/*
+ * Two threads transfer handles between the same two peers in opposite
+ * directions at once: each call holds its own peer, and must not wait for
+ * the other's (that was a deadlock). A hang ends the process after 30 s,
+ * killing the broker first, rather than the suite's timeout.
+ */
+static void test_crossing_transfers(void **state) {
+        UapiFixture *f = *state;
+        Crossing ab, ba;
+        pthread_t t1, t2;
+        struct timespec deadline;
+        int a, b;
+
+        a = uapi_peer(f);
+        b = uapi_peer(f);
+        ab = (Crossing){ .from = a, .to = b, .node = 0x100 };
+        ba = (Crossing){ .from = b, .to = a, .node = 0x200 };
+        assert_int_equal(pthread_create(&t1, NULL, crossing_thread, &ab), 0);
+        assert_int_equal(pthread_create(&t2, NULL, crossing_thread, &ba), 0);
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 30;
+        if (pthread_timedjoin_np(t1, NULL, &deadline) != 0 ||
+            pthread_timedjoin_np(t2, NULL, &deadline) != 0) {
+                print_message("crossing transfers hang (deadlock)\n");
+                kill(f->broker.pid, SIGKILL);
+                _exit(1);
+        }
+        assert_int_equal(ab.r, 0);
+        assert_int_equal(ba.r, 0);
         uapi_finish(f);
 }
 
@@ -711,6 +766,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_creation_on_failure, uapi_setup,
                                                 uapi_teardown),
                 cmocka_unit_test_setup_teardown(test_ebusy, uapi_setup, uapi_teardown),
+                cmocka_unit_test_setup_teardown(test_crossing_transfers, uapi_setup,
+                                                uapi_teardown),
                 cmocka_unit_test_setup_teardown(test_release_notification, uapi_setup,
                                                 uapi_teardown),
                 cmocka_unit_test_setup_teardown(test_release_held_by_queued_message,
