@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -66,7 +67,7 @@ static void ctl_help(void) {
                "  status                  broker version, uptime, address, totals and limits\n"
                "  peers                   one line per peer (the default command)\n"
                "  peer ID                 a peer's nodes, handles, queue, pool slices, limits\n"
-               "  quota [UID]             per UID: limits, use, shares of other UIDs, refusals\n"
+               "  quota [USER]            per UID: limits, use, shares of other UIDs, refusals\n"
                "  monitor                 print bus events as they happen, until SIGINT\n"
                "  metrics                 the broker's counters as OpenMetrics text\n\n"
                "Options:\n"
@@ -79,7 +80,8 @@ static void ctl_help(void) {
                "      --json[=MODE]       print JSON; MODE is short (the default) or pretty\n"
                "      --no-legend         print no table headers\n\n"
                "Options of monitor (each may be repeated by naming a list):\n"
-               "      --uid=UID           only events a peer of UID takes part in\n"
+               "      --uid=USER          only events a peer of USER (a name or UID) takes\n"
+               "                          part in\n"
                "      --peer=ID           only events peer ID takes part in\n"
                "      --node=ID           only events about node ID\n"
                "      --type=TYPE[,...]   only these events: send, deliver, destroy,\n"
@@ -102,12 +104,55 @@ static int ctl_parse_u64(const char *s, uint64_t *vp) {
         return 0;
 }
 
-static int ctl_parse_uid(const char *s, uint32_t *uidp) {
+/*
+ * A user as a UID: all digits are the UID itself, anything else a user name
+ * (getpwnam_r(3)). Prints why it failed: "no such user: NAME" for a name
+ * the user database does not know.
+ */
+static int ctl_parse_user(const char *s, uint32_t *uidp) {
+        _cleanup_(freep) char *buf = NULL;
+        struct passwd pw, *result = NULL;
+        long max = sysconf(_SC_GETPW_R_SIZE_MAX);
+        size_t size = max > 0 ? (size_t)max : 4096;
         uint64_t v;
+        int r;
 
-        if (ctl_parse_u64(s, &v) < 0 || v >= UINT32_MAX)
+        if (*s && s[strspn(s, "0123456789")] == 0) {
+                if (ctl_parse_u64(s, &v) < 0 || v >= UINT32_MAX) {
+                        fprintf(stderr, "Failed to parse UID '%s'.\n", s);
+                        return -EINVAL;
+                }
+                *uidp = (uint32_t)v;
+                return 0;
+        }
+        if (!*s) {
+                fprintf(stderr, "Failed to parse user: the name is empty.\n");
                 return -EINVAL;
-        *uidp = (uint32_t)v;
+        }
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwnam_r(s, &pw, buf, size, &result);
+                if (r != ERANGE || size >= 1024 * 1024)
+                        break;
+                size *= 2;
+        }
+        /* "not found" is 0 with no result; some NSS modules say ENOENT and the like */
+        if (!result && (r == 0 || r == ENOENT || r == ESRCH || r == EBADF || r == EPERM)) {
+                fprintf(stderr, "Failed to look up user: no such user: %s\n", s);
+                return -ENOENT;
+        }
+        if (!result) {
+                fprintf(stderr, "Failed to look up user '%s': %s\n", s, strerror(r));
+                return -r;
+        }
+        if (pw.pw_uid >= UINT32_MAX) {
+                fprintf(stderr, "Failed to look up user '%s': it has no valid UID.\n", s);
+                return -EINVAL;
+        }
+        *uidp = (uint32_t)pw.pw_uid;
         return 0;
 }
 
@@ -192,10 +237,8 @@ static int ctl_parse_argv(int argc, char **argv) {
                         arg_legend = false;
                         break;
                 case ARG_UID:
-                        if (ctl_parse_uid(optarg, &arg_uid) < 0) {
-                                fprintf(stderr, "Failed to parse UID '%s'.\n", optarg);
+                        if (ctl_parse_user(optarg, &arg_uid) < 0)
                                 return -EINVAL;
-                        }
                         arg_filter = true;
                         break;
                 case ARG_PEER:
@@ -249,6 +292,23 @@ static const char *ctl_address(char *buf, size_t size) {
 }
 
 /* formatting */
+
+/* the form of a noun that goes with @n: "1 peer", "0 peers", "2 peers" */
+static const char *ctl_noun(uint64_t n, const char *one, const char *many) {
+        return n == 1 ? one : many;
+}
+
+/*
+ * The heading of a list of a report: "Queue (2):", or, when the broker cut
+ * the list at its limit, "Queue (4096 shown of 8192):" with @total the
+ * length of the whole list (the report's count of it).
+ */
+static void ctl_print_heading(const char *title, size_t shown, uint64_t total) {
+        if (total > shown)
+                printf("\n%s (%zu shown of %" PRIu64 "):\n", title, shown, total);
+        else
+                printf("\n%s (%zu):\n", title, shown);
+}
 
 static const char *ctl_bytes(char *buf, size_t size, uint64_t v) {
         static const char units[] = "KMGTPE";
@@ -390,12 +450,15 @@ static size_t ctl_count(const JsonValue *array) {
 
 /* "16384 slices, 65536 handles, 16.0M, 4096 fds" from a resources object */
 static const char *ctl_resources(char *buf, size_t size, const JsonValue *o) {
+        uint64_t slices = json_get_u64(o, "slices", 0), handles = json_get_u64(o, "handles", 0);
+        uint64_t fds = json_get_u64(o, "fds", 0);
         char b[32];
 
-        snprintf(buf, size, "%" PRIu64 " slices, %" PRIu64 " handles, %s, %" PRIu64 " fds",
-                 json_get_u64(o, "slices", 0), json_get_u64(o, "handles", 0),
-                 ctl_bytes(b, sizeof(b), json_get_u64(o, "bytes", 0)),
-                 json_get_u64(o, "fds", 0));
+        snprintf(buf, size, "%" PRIu64 " %s, %" PRIu64 " %s, %s, %" PRIu64 " %s", slices,
+                 ctl_noun(slices, "slice", "slices"), handles,
+                 ctl_noun(handles, "handle", "handles"),
+                 ctl_bytes(b, sizeof(b), json_get_u64(o, "bytes", 0)), fds,
+                 ctl_noun(fds, "fd", "fds"));
         return buf;
 }
 
@@ -409,6 +472,14 @@ static void ctl_print_truncated(const JsonValue *v) {
 static int ctl_show_status(const JsonValue *v) {
         const JsonValue *addresses = json_get_array(v, "addresses");
         uint64_t start = json_get_u64(v, "start_time", 0), now = json_get_u64(v, "now", 0);
+        uint64_t n_control = json_get_u64(v, "control_connections", 0);
+        uint64_t n_monitors = json_get_u64(v, "monitors", 0);
+        uint64_t n_refs = json_get_u64(v, "handle_references", 0);
+        uint64_t n_queued = json_get_u64(v, "queued", 0);
+        uint64_t n_messages = json_get_u64(v, "queued_messages", 0);
+        uint64_t n_slices = json_get_u64(v, "inflight_slices", 0);
+        uint64_t n_fds = json_get_u64(v, "inflight_fds", 0);
+        uint64_t n_conns = json_get_u64(json_get(v, "limits"), "connections", 0);
         char b1[64], b2[64], b3[160];
 
         printf("       Version: %s (protocol %" PRIu64 ")\n", json_get_string(v, "version", "?"),
@@ -428,23 +499,25 @@ static int ctl_show_status(const JsonValue *v) {
                 printf("         Scope: peers of UID %" PRIu64 "\n",
                        json_get_u64(v, "caller_uid", 0));
         printf("         Peers: %" PRIu64 "\n", json_get_u64(v, "peers", 0));
-        printf("       Control: %" PRIu64 " connections, %" PRIu64 " monitors\n",
-               json_get_u64(v, "control_connections", 0), json_get_u64(v, "monitors", 0));
+        printf("       Control: %" PRIu64 " %s, %" PRIu64 " %s\n", n_control,
+               ctl_noun(n_control, "connection", "connections"), n_monitors,
+               ctl_noun(n_monitors, "monitor", "monitors"));
         printf("         Users: %" PRIu64 "\n", json_get_u64(v, "users", 0));
         printf("         Nodes: %" PRIu64 "\n", json_get_u64(v, "nodes", 0));
-        printf("       Handles: %" PRIu64 " (%" PRIu64 " references)\n",
-               json_get_u64(v, "handles", 0), json_get_u64(v, "handle_references", 0));
-        printf("        Queued: %" PRIu64 " entries, %" PRIu64 " messages\n",
-               json_get_u64(v, "queued", 0), json_get_u64(v, "queued_messages", 0));
-        printf("     In flight: %" PRIu64 " slices, %s, %" PRIu64 " fds\n",
-               json_get_u64(v, "inflight_slices", 0),
-               ctl_bytes(b1, sizeof(b1), json_get_u64(v, "inflight_bytes", 0)),
-               json_get_u64(v, "inflight_fds", 0));
+        printf("       Handles: %" PRIu64 " (%" PRIu64 " %s)\n", json_get_u64(v, "handles", 0),
+               n_refs, ctl_noun(n_refs, "reference", "references"));
+        printf("        Queued: %" PRIu64 " %s, %" PRIu64 " %s\n", n_queued,
+               ctl_noun(n_queued, "entry", "entries"), n_messages,
+               ctl_noun(n_messages, "message", "messages"));
+        printf("     In flight: %" PRIu64 " %s, %s, %" PRIu64 " %s\n", n_slices,
+               ctl_noun(n_slices, "slice", "slices"),
+               ctl_bytes(b1, sizeof(b1), json_get_u64(v, "inflight_bytes", 0)), n_fds,
+               ctl_noun(n_fds, "fd", "fds"));
         printf("  Pool memory: %s resident\n",
                ctl_bytes(b1, sizeof(b1), json_get_u64(v, "pool_resident_bytes", 0)));
-        printf("Limits per UID: %s, %" PRIu64 " connections\n",
-               ctl_resources(b3, sizeof(b3), json_get(v, "limits")),
-               json_get_u64(json_get(v, "limits"), "connections", 0));
+        printf("Limits per UID: %s, %" PRIu64 " %s\n",
+               ctl_resources(b3, sizeof(b3), json_get(v, "limits")), n_conns,
+               ctl_noun(n_conns, "connection", "connections"));
         return 0;
 }
 
@@ -477,17 +550,25 @@ static int ctl_show_peers(const JsonValue *v) {
                 ctl_table_add(&t, json_get_string(p, "cmdline", NULL));
         }
         r = ctl_print_table(&t);
-        if (r >= 0 && arg_legend)
-                printf("\n%zu peers listed.\n", ctl_table_rows(&t));
+        if (r >= 0 && arg_legend) {
+                size_t rows = ctl_table_rows(&t);
+                uint64_t total = json_get_u64(v, "n_peers", rows);
+
+                if (total > rows)
+                        printf("\n%zu shown of %" PRIu64 " peers.\n", rows, total);
+                else
+                        printf("\n%zu %s listed.\n", rows, ctl_noun(rows, "peer", "peers"));
+        }
         ctl_table_deinit(&t);
         ctl_print_truncated(v);
         return r;
 }
 
-static int ctl_show_nodes(const JsonValue *nodes) {
+static int ctl_show_nodes(const JsonValue *v) {
         static const char *const header[] = {
                 "NODE", "HANDLE", "STATE", "HOLDERS", "REFERENCES", "QUEUED",
         };
+        const JsonValue *nodes = json_get_array(v, "nodes");
         CtlTable t;
         int r;
 
@@ -508,17 +589,20 @@ static int ctl_show_nodes(const JsonValue *nodes) {
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(n, "references", 0));
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(n, "queued", 0));
         }
-        printf("\nNodes (%zu):\n", ctl_table_rows(&t));
+        /* the list holds the live nodes and the destroyed ones still referenced */
+        ctl_print_heading("Nodes", ctl_table_rows(&t),
+                          json_get_u64(v, "n_nodes", 0) + json_get_u64(v, "n_destroyed_nodes", 0));
         if (ctl_table_rows(&t))
                 r = ctl_print_table(&t);
         ctl_table_deinit(&t);
         return r;
 }
 
-static int ctl_show_handles(const JsonValue *handles) {
+static int ctl_show_handles(const JsonValue *v) {
         static const char *const header[] = {
                 "HANDLE", "NODE", "OWNER", "OWNER-UID", "REFERENCES", "INFLIGHT", "STATE",
         };
+        const JsonValue *handles = json_get_array(v, "handles");
         CtlTable t;
         int r;
 
@@ -546,18 +630,19 @@ static int ctl_show_handles(const JsonValue *handles) {
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(h, "inflight", 0));
                 ctl_table_add(&t, json_get_bool(h, "destroyed", false) ? "destroyed" : "live");
         }
-        printf("\nHandles (%zu):\n", ctl_table_rows(&t));
+        ctl_print_heading("Handles", ctl_table_rows(&t), json_get_u64(v, "n_handles", 0));
         if (ctl_table_rows(&t))
                 r = ctl_print_table(&t);
         ctl_table_deinit(&t);
         return r;
 }
 
-static int ctl_show_queue(const JsonValue *queue) {
+static int ctl_show_queue(const JsonValue *v) {
         static const char *const header[] = {
                 "ENTRY", "SEQ", "TYPE", "DESTINATION", "NODE", "SIZE", "HANDLES", "FDS",
                 "SENDER", "SENDER-UID", "SENDER-PID",
         };
+        const JsonValue *queue = json_get_array(v, "queue");
         CtlTable t;
         char b[32];
         int r;
@@ -586,15 +671,16 @@ static int ctl_show_queue(const JsonValue *queue) {
                                 ctl_table_add(&t, NULL);
                 }
         }
-        printf("\nQueue (%zu):\n", ctl_table_rows(&t));
+        ctl_print_heading("Queue", ctl_table_rows(&t), json_get_u64(v, "n_queued", 0));
         if (ctl_table_rows(&t))
                 r = ctl_print_table(&t);
         ctl_table_deinit(&t);
         return r;
 }
 
-static int ctl_show_slices(const JsonValue *slices) {
+static int ctl_show_slices(const JsonValue *v) {
         static const char *const header[] = { "OFFSET", "SIZE", "STATE" };
+        const JsonValue *slices = json_get_array(v, "slices");
         CtlTable t;
         int r;
 
@@ -608,7 +694,7 @@ static int ctl_show_slices(const JsonValue *slices) {
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(s, "size", 0));
                 ctl_table_add(&t, json_get_string(s, "state", NULL));
         }
-        printf("\nPool slices (%zu):\n", ctl_table_rows(&t));
+        ctl_print_heading("Pool slices", ctl_table_rows(&t), json_get_u64(v, "n_slices", 0));
         if (ctl_table_rows(&t))
                 r = ctl_print_table(&t);
         ctl_table_deinit(&t);
@@ -634,32 +720,38 @@ static int ctl_show_peer(const JsonValue *v) {
         printf("     Usage: %s\n", ctl_resources(b2, sizeof(b2), json_get(v, "usage")));
         printf("    Limits: %s\n", ctl_resources(b2, sizeof(b2), json_get(v, "limits")));
 
-        r = ctl_show_nodes(json_get_array(v, "nodes"));
+        r = ctl_show_nodes(v);
         if (r >= 0)
-                r = ctl_show_handles(json_get_array(v, "handles"));
+                r = ctl_show_handles(v);
         if (r >= 0)
-                r = ctl_show_queue(json_get_array(v, "queue"));
+                r = ctl_show_queue(v);
         if (r >= 0)
-                r = ctl_show_slices(json_get_array(v, "slices"));
+                r = ctl_show_slices(v);
         ctl_print_truncated(v);
         return r;
 }
 
 static const char *ctl_refusal(char *buf, size_t size, const JsonValue *refusal) {
+        const char *resource;
+        uint64_t amount;
+        size_t len;
         char b1[64], b2[32];
 
         if (!refusal || refusal->type != JSON_OBJECT)
                 return "-";
-        snprintf(buf, size, "%" PRIu64 " %s at %s (%s left)", json_get_u64(refusal, "amount", 0),
-                 json_get_string(refusal, "resource", "?"),
+        amount = json_get_u64(refusal, "amount", 0);
+        resource = json_get_string(refusal, "resource", "?");
+        /* the resources are plural nouns (slices, handles, bytes, fds): 1 slice */
+        len = strlen(resource);
+        if (amount == 1 && len > 1 && resource[len - 1] == 's')
+                --len;
+        snprintf(buf, size, "%" PRIu64 " %.*s at %s (%s left)", amount, (int)len, resource,
                  ctl_time(b1, sizeof(b1), json_get_u64(refusal, "time", 0)),
                  ctl_bytes(b2, sizeof(b2), json_get_u64(refusal, "remaining", 0)));
         /* the remaining amount is in the resource's unit: bytes only for bytes */
-        if (strcmp(json_get_string(refusal, "resource", ""), "bytes") != 0)
-                snprintf(buf, size, "%" PRIu64 " %s at %s (%" PRIu64 " left)",
-                         json_get_u64(refusal, "amount", 0),
-                         json_get_string(refusal, "resource", "?"), b1,
-                         json_get_u64(refusal, "remaining", 0));
+        if (strcmp(resource, "bytes") != 0)
+                snprintf(buf, size, "%" PRIu64 " %.*s at %s (%" PRIu64 " left)", amount,
+                         (int)len, resource, b1, json_get_u64(refusal, "remaining", 0));
         return buf;
 }
 
@@ -679,8 +771,9 @@ static int ctl_show_user(const JsonValue *u) {
         CtlTable t;
         int r;
 
-        printf("UID %" PRIu64 ": %" PRIu64 " peers (at most %" PRIu64 ")\n",
+        printf("UID %" PRIu64 ": %" PRIu64 " %s (at most %" PRIu64 ")\n",
                json_get_u64(u, "uid", 0), json_get_u64(u, "peers", 0),
+               ctl_noun(json_get_u64(u, "peers", 0), "peer", "peers"),
                json_get_u64(limits, "connections", 0));
 
         r = ctl_table_init(&t, ARRAY_SIZE(res_header), res_header);
@@ -710,7 +803,8 @@ static int ctl_show_user(const JsonValue *u) {
                json_get_u64(u, "own_refusals", 0),
                ctl_refusal(b, sizeof(b), json_get(u, "last_own_refusal")));
 
-        printf("\nShares held by other UIDs (%zu):\n", ctl_count(actors));
+        ctl_print_heading("Shares held by other UIDs", ctl_count(actors),
+                          json_get_u64(u, "n_actors", 0));
         r = ctl_table_init(&t, ARRAY_SIZE(actor_header), actor_header);
         if (r < 0)
                 return r;
@@ -731,7 +825,8 @@ static int ctl_show_user(const JsonValue *u) {
         if (r < 0)
                 return r;
 
-        printf("\nHeld by its peers (%zu):\n", ctl_count(holders));
+        /* one holder per peer of the UID */
+        ctl_print_heading("Held by its peers", ctl_count(holders), json_get_u64(u, "peers", 0));
         r = ctl_table_init(&t, ARRAY_SIZE(holder_header), holder_header);
         if (r < 0)
                 return r;
@@ -900,6 +995,9 @@ static int ctl_print_event_json(const ProtoEvent *e) {
         if (e->type == PROTO_EVENT_LOST) {
                 json_pair_u64(&w, "count", e->count);
         } else {
+                /* of a message: peer is the sender, target the receiver, for every type */
+                if (e->message)
+                        json_pair_u64(&w, "message", e->message);
                 json_pair_u64(&w, "peer", e->peer);
                 json_pair_u64(&w, "uid", e->uid);
                 json_pair_u64(&w, "pid", e->pid);
@@ -925,28 +1023,33 @@ static int ctl_print_event_json(const ProtoEvent *e) {
 /* one line, flushed at once (a pipe sees each event as it happens) */
 static int ctl_print_event_text(const ProtoEvent *e) {
         time_t t = (time_t)(e->time / 1000000000);
-        char when[32] = "-", peer[48], target[48] = "-", detail[96] = "";
+        char when[32] = "-", msg[24] = "-", peer[48], target[48] = "-", detail[96] = "";
         struct tm tm;
 
         if (localtime_r(&t, &tm))
                 strftime(when, sizeof(when), "%H:%M:%S", &tm);
         if (e->type == PROTO_EVENT_LOST) {
-                printf("%s.%06u  -- %" PRIu64 " events lost: this monitor did not read fast "
-                       "enough --\n", when, (unsigned int)(e->time / 1000 % 1000000), e->count);
+                printf("%s.%06u  -- %" PRIu64 " %s lost: this monitor did not read fast "
+                       "enough --\n", when, (unsigned int)(e->time / 1000 % 1000000), e->count,
+                       ctl_noun(e->count, "event", "events"));
                 return fflush(stdout) != 0 ? -errno : 0;
         }
+        if (e->message)
+                snprintf(msg, sizeof(msg), "%" PRIu64, e->message);
         snprintf(peer, sizeof(peer), "%" PRIu64 " (uid %u)", e->peer, e->uid);
         if (e->target)
                 snprintf(target, sizeof(target), "%" PRIu64 " (uid %u)", e->target,
                          e->target_uid);
         if (e->type == PROTO_EVENT_SEND || e->type == PROTO_EVENT_DELIVER ||
             e->type == PROTO_EVENT_REFUSAL)
-                snprintf(detail, sizeof(detail), "%" PRIu64 " bytes, %u handles, %u fds%s%s",
-                         e->n_bytes, e->n_handles, e->n_fds,
+                snprintf(detail, sizeof(detail), "%" PRIu64 " %s, %u %s, %u %s%s%s",
+                         e->n_bytes, ctl_noun(e->n_bytes, "byte", "bytes"), e->n_handles,
+                         ctl_noun(e->n_handles, "handle", "handles"), e->n_fds,
+                         ctl_noun(e->n_fds, "fd", "fds"),
                          e->type == PROTO_EVENT_REFUSAL ? ": " : "",
                          e->type == PROTO_EVENT_REFUSAL ? ctl_errno_name((int)e->error) : "");
-        printf("%s.%06u  %-8" PRIu64 " %-9s %-16s %-16s %-6" PRIu64 " %s\n", when,
-               (unsigned int)(e->time / 1000 % 1000000), e->seq, ctl_event_names[e->type],
+        printf("%s.%06u  %-8" PRIu64 " %-9s %-8s %-16s %-16s %-6" PRIu64 " %s\n", when,
+               (unsigned int)(e->time / 1000 % 1000000), e->seq, ctl_event_names[e->type], msg,
                peer, target, e->node, detail);
         return fflush(stdout) != 0 ? -errno : 0;
 }
@@ -977,8 +1080,8 @@ static int ctl_monitor(CtlClient *client) {
                 return r;
         }
         if (!arg_json && arg_legend) {
-                printf("%-15s  %-8s %-9s %-16s %-16s %-6s %s\n", "TIME", "SEQ", "EVENT", "PEER",
-                       "TARGET", "NODE", "DETAIL");
+                printf("%-15s  %-8s %-9s %-8s %-16s %-16s %-6s %s\n", "TIME", "SEQ", "EVENT",
+                       "MSG", "PEER", "TARGET", "NODE", "DETAIL");
                 fflush(stdout);
         }
         while (!ctl_quit) {
@@ -1126,10 +1229,9 @@ static int ctl_dispatch(int argc, char **argv) {
         if (type == PROTO_TYPE_CTL_QUOTA && n_args) {
                 uint32_t uid;
 
-                if (ctl_parse_uid(args[0], &uid) < 0) {
-                        fprintf(stderr, "Failed to parse UID '%s'.\n", args[0]);
-                        return -EINVAL;
-                }
+                r = ctl_parse_user(args[0], &uid);
+                if (r < 0)
+                        return r;
                 arg = uid;
         }
 

@@ -85,10 +85,11 @@ typedef struct BusEventPeer {
  * @type:       BUS_EVENT_*
  * @error:      REFUSAL: the positive errno the destination failed with
  * @seq:        sequence number of the transaction (the clock, for DELIVER)
- * @peer:       the acting peer: sender (SEND, REFUSAL), receiver (DELIVER),
- *              owner (DESTROY, RELEASE), source (TRANSFER)
- * @target:     the other one: receiver (SEND, REFUSAL), sender (DELIVER),
- *              destination (TRANSFER)
+ * @peer:       the acting peer: sender (SEND, DELIVER, REFUSAL), owner
+ *              (DESTROY, RELEASE), source (TRANSFER)
+ * @target:     the other one: receiver (SEND, DELIVER, REFUSAL), destination
+ *              (TRANSFER)
+ * @message:    SEND, DELIVER: the message's ID (Message.id), bus-unique; else 0
  * @node:       the node's ID (Node.id): destination, destroyed, released or
  *              transferred; 0 for none
  * @n_bytes:    SEND, DELIVER, REFUSAL: payload bytes
@@ -101,6 +102,7 @@ struct BusEvent {
         uint64_t seq;
         BusEventPeer peer;
         BusEventPeer target;
+        uint64_t message;
         uint64_t node;
         uint64_t n_bytes;
         uint64_t n_handles;
@@ -113,6 +115,7 @@ struct Bus {
         uint64_t clock;         /* sequence number of the last transaction */
         uint64_t n_peer_ids;    /* last peer id handed out */
         uint64_t n_node_ids;    /* last node id handed out */
+        uint64_t n_message_ids; /* last message id handed out */
         List peers;
         uint64_t n_peers;
         UserRegistry users;     /* per-UID accounting */

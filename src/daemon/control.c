@@ -15,10 +15,12 @@
  * O(what is shown), bounded by the list limits.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -234,7 +236,28 @@ static void control_sum(Control *control, uint32_t caller_uid, ControlTotals *t)
         }
 }
 
-static void control_report_status(Control *control, JsonWriter *w, uint32_t caller_uid) {
+/*
+ * The broker's open descriptors, but those of the asking connection (its
+ * socket and pool), so the figure is what the broker holds without it.
+ * Its own /proc directory: cheap, and nothing a client controls.
+ */
+static uint64_t control_count_fds(Connection *caller) {
+        uint64_t n = 0, own = 1 + (caller->peer->pool.memfd >= 0);
+        struct dirent *d;
+        DIR *dir;
+
+        dir = opendir("/proc/self/fd");
+        if (!dir)
+                return 0;
+        while ((d = readdir(dir)))
+                n += d->d_name[0] != '.';
+        closedir(dir);
+        /* opendir's own descriptor */
+        return n > own + 1 ? n - own - 1 : 0;
+}
+
+static void control_report_status(Control *control, JsonWriter *w, uint32_t caller_uid,
+                                  Connection *caller) {
         Broker *broker = control->broker;
         bool privileged = control_is_privileged(control, caller_uid);
         const UserLimits *limits = &broker->bus.users.defaults;
@@ -277,6 +300,10 @@ static void control_report_status(Control *control, JsonWriter *w, uint32_t call
         json_pair_u64(w, "inflight_bytes", t.n_bytes);
         json_pair_u64(w, "inflight_fds", t.n_fds);
         json_pair_u64(w, "pool_resident_bytes", t.n_pool_resident);
+        if (privileged) {
+                json_pair_u64(w, "open_fds", control_count_fds(caller));
+                json_pair_u64(w, "fd_limit", broker->fd_limit);
+        }
         control_write_user_limits(w, limits);
         json_end_object(w);
 }
@@ -285,6 +312,7 @@ static void control_report_peers(Control *control, JsonWriter *w, uint32_t calle
                                  bool *truncatedp) {
         Broker *broker = control->broker;
         Connection *conn;
+        uint64_t n_peers = 0;
         unsigned int n = 0;
 
         json_begin_object(w);
@@ -293,15 +321,20 @@ static void control_report_peers(Control *control, JsonWriter *w, uint32_t calle
         list_for_each_entry(conn, &broker->connections, broker_link) {
                 if (!control_shows(control, conn, caller_uid))
                         continue;
+                /* past the limit, only counted: n_peers is the whole list */
+                ++n_peers;
+                if (*truncatedp)
+                        continue;
                 if (n++ >= CONTROL_LIST_MAX || !control_has_room(w)) {
                         *truncatedp = true;
-                        break;
+                        continue;
                 }
                 json_begin_object(w);
                 control_write_peer_head(w, conn);
                 json_end_object(w);
         }
         json_end_array(w);
+        json_pair_u64(w, "n_peers", n_peers);
         json_pair_bool(w, "truncated", *truncatedp);
         json_end_object(w);
 }
@@ -477,6 +510,9 @@ static int control_report_peer(Control *control, JsonWriter *w, uint32_t caller_
 
         json_begin_object(w);
         control_write_peer_head(w, conn);
+        /* the lengths of the lists in full, however much of them is shown */
+        json_pair_u64(w, "n_destroyed_nodes", peer->n_destroyed_nodes);
+        json_pair_u64(w, "n_slices", peer->pool.n_busy);
         json_pair_u64(w, "pool_size", peer->pool.max_size);
         json_pair_bool(w, "seed", peer->seed != NULL);
         json_pair_bool(w, "want_secctx", peer->peer_flags & BUS1_PEER_FLAG_WANT_SECCTX);
@@ -550,6 +586,7 @@ static void control_write_user(Control *control, JsonWriter *w, User *user, bool
         json_pair_u64(w, "own_refusals", user->n_own_refusals);
         control_write_refusal(w, "last_own_refusal", user->n_own_refusals,
                               &user->last_own_refusal);
+        json_pair_u64(w, "n_actors", user->n_usages);
         json_key(w, "actors");
         json_begin_array(w);
         for (rb = rbtree_first(&user->usages); rb; rb = rbnode_next(rb)) {
@@ -721,7 +758,7 @@ int control_report(Control *control, Connection *caller, const ProtoCtl *req, ch
         json_writer_init(&w, PROTO_CTL_BYTES_MAX, NULL);
         switch (req->type) {
         case PROTO_TYPE_CTL_STATUS:
-                control_report_status(control, &w, caller_uid);
+                control_report_status(control, &w, caller_uid, caller);
                 break;
         case PROTO_TYPE_CTL_PEERS:
                 control_report_peers(control, &w, caller_uid, &truncated);
@@ -750,6 +787,68 @@ int control_report(Control *control, Connection *caller, const ProtoCtl *req, ch
 }
 
 /* monitors */
+
+/*
+ * A secret for an unprivileged monitor's message IDs. getrandom(2) never
+ * blocks here: the broker must not wait for the entropy pool at boot, and
+ * what the key protects (how busy other users are) is worth less than that.
+ */
+static void monitor_make_key(uint8_t key[SIPHASH_KEY_SIZE]) {
+        static uint64_t n_keys;
+        struct timespec ts;
+        uint64_t mix[4];
+
+#ifdef GRND_INSECURE
+        if (getrandom(key, SIPHASH_KEY_SIZE, GRND_INSECURE) == SIPHASH_KEY_SIZE)
+                return;
+#endif
+        if (getrandom(key, SIPHASH_KEY_SIZE, GRND_NONBLOCK) == SIPHASH_KEY_SIZE)
+                return;
+        /* no entropy yet (an old kernel early at boot): what differs anyway */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        mix[0] = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        mix[1] = (uint64_t)getpid();
+        mix[2] = ++n_keys;
+        mix[3] = (uint64_t)(uintptr_t)key;
+        for (unsigned int i = 0; i < 2; ++i) {
+                uint64_t h = siphash24((const uint8_t[SIPHASH_KEY_SIZE]){ (uint8_t)i }, mix,
+                                       sizeof(mix));
+
+                memcpy(key + 8 * i, &h, 8);
+        }
+}
+
+/*
+ * The message ID an unprivileged monitor sees: the bus's, through a
+ * four-round Feistel permutation of its low 52 bits keyed by the monitor's
+ * secret (SipHash as the round function). A permutation keeps IDs unique,
+ * so SEND and DELIVER of one message still pair, while the values no longer
+ * count messages: the gaps between its own would tell how many other users
+ * send. 52 bits keep the IDs exact in JSON readers that use doubles; IDs
+ * are 1..2^52 (0 stays "none"), the bus's beyond that keep their high bits.
+ */
+#define MONITOR_ID_HALF_BITS 26U
+#define MONITOR_ID_HALF_MASK ((UINT64_C(1) << MONITOR_ID_HALF_BITS) - 1)
+#define MONITOR_ID_MASK ((UINT64_C(1) << (2 * MONITOR_ID_HALF_BITS)) - 1)
+
+static uint64_t monitor_message_id(const Monitor *monitor, uint64_t id) {
+        uint64_t x, l, r;
+
+        if (!id)
+                return 0;
+        x = id - 1;
+        l = (x & MONITOR_ID_MASK) >> MONITOR_ID_HALF_BITS;
+        r = x & MONITOR_ID_HALF_MASK;
+        for (uint64_t round = 0; round < 4; ++round) {
+                uint64_t in[2] = { round, r }, f;
+
+                f = siphash24(monitor->key, in, sizeof(in)) & MONITOR_ID_HALF_MASK;
+                in[0] = l ^ f;
+                l = r;
+                r = in[0];
+        }
+        return ((x & ~MONITOR_ID_MASK) | (l << MONITOR_ID_HALF_BITS) | r) + 1;
+}
 
 /* whether @uid may start one more monitor */
 static bool monitor_slot_free(Control *control, uint32_t uid) {
@@ -805,6 +904,8 @@ int monitor_new(Monitor **monitorp, Control *control, Connection *conn,
         monitor->peer = req->peer;
         monitor->node = req->node;
         monitor->uid = req->uid;
+        if (!monitor->privileged)
+                monitor_make_key(monitor->key);
         list_link_tail(&control->monitors, &monitor->link);
         ++control->n_monitors;
         *monitorp = monitor;
@@ -879,8 +980,8 @@ static void monitor_report_lost(Monitor *monitor, uint64_t seq, uint64_t time) {
 
 /*
  * What an unprivileged monitor may see of an event: of another UID's peer
- * its UID only, and a seq of its own (the bus's clock would tell how much
- * other users do).
+ * its UID only, a seq of its own and message IDs through its permutation
+ * (the bus's clock and message count would tell how much other users do).
  */
 static ProtoEvent monitor_redact(Monitor *monitor, const ProtoEvent *e) {
         ProtoEvent r = *e;
@@ -888,6 +989,7 @@ static ProtoEvent monitor_redact(Monitor *monitor, const ProtoEvent *e) {
         if (monitor->privileged)
                 return r;
         r.seq = ++monitor->n_numbered;
+        r.message = monitor_message_id(monitor, e->message);
         if (r.uid != monitor->caller_uid) {
                 r.peer = 0;
                 r.pid = 0;
@@ -1013,6 +1115,7 @@ static void control_observe(Bus *bus, const BusEvent *event) {
                 .target_uid = event->target.uid,
                 .target_pid = event->target.pid,
                 .node = event->node,
+                .message = event->message,
                 .n_bytes = event->n_bytes,
                 .n_handles = (uint32_t)MIN(event->n_handles, (uint64_t)UINT32_MAX),
                 .n_fds = (uint32_t)MIN(event->n_fds, (uint64_t)UINT32_MAX),

@@ -24,7 +24,10 @@
  * An unprivileged monitor sees of the other party of an event (another
  * UID's peer) its UID only, not its peer ID or PID, and its events are
  * numbered by the monitor itself, not by the bus's clock, whose jumps would
- * tell how busy other users are. An unprivileged UID holds at most
+ * tell how busy other users are; for the same reason the message IDs it
+ * sees are the bus's passed through a permutation keyed by a secret of the
+ * monitor (monitor_message_id()): still one per message, the same in its
+ * SEND and DELIVER, but they do not count. An unprivileged UID holds at most
  * CONTROL_MONITORS_PER_UID monitors, and unprivileged UIDs together at most
  * CONTROL_MONITORS_MAX - CONTROL_MONITORS_RESERVED, so root and the broker's
  * UID always find one.
@@ -35,6 +38,7 @@
 #include <sys/types.h>
 #include "proto/proto.h"
 #include "util/list.h"
+#include "util/siphash.h"
 
 typedef struct Broker Broker;
 typedef struct BusEvent BusEvent;
@@ -72,6 +76,7 @@ struct Monitor {
         size_t n_events;
         uint64_t n_lost;        /* dropped since the last LOST went into the ring */
         uint64_t n_numbered;    /* unprivileged: the seq of the last event it got */
+        uint8_t key[SIPHASH_KEY_SIZE];  /* unprivileged: permutes message IDs */
         uint8_t *wire;          /* PROTO_RECORD_MAX bytes to encode EVENTS records in */
 };
 

@@ -38,6 +38,7 @@ typedef struct PeerCreds {
 
 struct Message {
         QueueEntry entry;       /* in receiver->queue (not for the seed) */
+        uint64_t id;            /* bus-unique, from Bus.n_message_ids when queued; 0: seed */
         Peer *receiver;
         Node *node;             /* destination node (pinned), NULL for the seed */
         List node_link;         /* in node->messages */

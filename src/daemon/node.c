@@ -82,7 +82,9 @@ Node *node_unref(Node *node) {
         if (node->owner) {
                 queue_remove(&node->owner->queue, &node->release);
                 list_unlink(&node->owner_link);
-                if (!node->destroyed)
+                if (node->destroyed)
+                        --node->owner->n_destroyed_nodes;
+                else
                         --node->owner->n_nodes;
         }
         assert(!queue_entry_is_queued(&node->release));
@@ -145,6 +147,7 @@ void node_destroy(Node *node, uint64_t seq) {
         assert(!node->destroyed && node->owner);
         node->destroyed = true;
         --node->owner->n_nodes;
+        ++node->owner->n_destroyed_nodes;
         queue_remove(&node->owner->queue, &node->release);
 
         /*

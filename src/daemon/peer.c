@@ -6,7 +6,8 @@
  *  - every handle the peer holds is in both of its trees; n_handles counts
  *    them and n_handle_refs sums their user and in-flight references;
  *  - `nodes` lists the nodes the peer owns that still exist; n_nodes counts
- *    the live ones, each of which has an owner handle in this peer;
+ *    the live ones, each of which has an owner handle in this peer, and
+ *    n_destroyed_nodes the destroyed ones;
  *  - every DATA entry on the queue is a Message whose slice is busy and
  *    unpublished in this peer's pool; so is the seed's; every other busy
  *    slice is published (received, awaiting SLICE_RELEASE);
@@ -198,6 +199,7 @@ int peer_disconnect(Peer *peer) {
                 list_unlink(&node->owner_link);
                 node->owner = NULL;
         }
+        peer->n_destroyed_nodes = 0;
 
         assert(rbtree_is_empty(&peer->handles_by_id));
         assert(!peer->n_handles && !peer->n_handle_refs && !peer->n_nodes);
@@ -729,12 +731,14 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
                 bus_observe(peer->bus, &(BusEvent){
                         .type = BUS_EVENT_DELIVER,
                         .seq = peer->bus->clock,
-                        .peer = bus_event_peer(peer),
-                        .target = {
+                        /* as for SEND: the sender acts, the receiver is the target */
+                        .peer = {
                                 .id = m->sender_id,
                                 .uid = m->creds.uid,
                                 .pid = m->creds.pid,
                         },
+                        .target = bus_event_peer(peer),
+                        .message = m->id,
                         .node = m->node->id,
                         .n_bytes = m->n_bytes,
                         .n_handles = m->n_handles,

@@ -63,6 +63,7 @@ struct Peer {
         uint64_t n_inflight_fds;
         List nodes;             /* nodes owned that still exist, live or destroyed */
         uint64_t n_nodes;       /* live nodes owned */
+        uint64_t n_destroyed_nodes; /* destroyed ones still on `nodes` */
         uint64_t n_detached;    /* times a handle queued entries carry was released */
 
         Queue queue;

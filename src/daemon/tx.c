@@ -393,14 +393,16 @@ static void tx_commit_message(Tx *tx, Message *m) {
         (void)r;
 }
 
-/* tell the bus's observer about one destination */
-static void tx_observe(Tx *tx, unsigned int type, int error, Peer *receiver, Node *node) {
+/* tell the bus's observer about one destination (@m: the message queued there, if any) */
+static void tx_observe(Tx *tx, unsigned int type, int error, Peer *receiver, Node *node,
+                       const Message *m) {
         bus_observe(tx->sender->bus, &(BusEvent){
                 .type = type,
                 .error = error,
                 .seq = tx->seq,
                 .peer = bus_event_peer(tx->sender),
                 .target = bus_event_peer(receiver),
+                .message = m ? m->id : 0,
                 .node = node->id,
                 .n_bytes = tx->n_bytes,
                 .n_handles = tx->args->n_handles,
@@ -502,7 +504,7 @@ int peer_send(Peer *sender, const TxArgs *args) {
                 else
                         r = tx_stage_message(&tx, node->owner, &tx.messages[i]);
                 if (r == -EDQUOT || r == -EXFULL)
-                        tx_observe(&tx, BUS_EVENT_REFUSAL, -r, node->owner, node);
+                        tx_observe(&tx, BUS_EVENT_REFUSAL, -r, node->owner, node, NULL);
 
                 if (r < 0 && !((args->flags & BUS1_SEND_FLAG_CONTINUE) &&
                                tx_error_is_per_destination(r)))
@@ -522,8 +524,10 @@ int peer_send(Peer *sender, const TxArgs *args) {
                 m->node = node_ref(node);
                 list_link_tail(&node->messages, &m->node_link);
                 m->destination = node->owner_handle->id;
+                /* one ID per queued message: a monitor pairs its SEND and DELIVER */
+                m->id = ++sender->bus->n_message_ids;
                 queue_push(&m->receiver->queue, &m->entry, tx.seq);
-                tx_observe(&tx, BUS_EVENT_SEND, 0, m->receiver, node);
+                tx_observe(&tx, BUS_EVENT_SEND, 0, m->receiver, node, m);
                 tx.messages[i] = NULL;
         }
 

@@ -155,6 +155,7 @@ User *user_ref(User *user) {
 
 static void user_usage_free(UserUsage *usage) {
         rbtree_remove(&usage->user->usages, &usage->user_node);
+        --usage->user->n_usages;
         free(usage);
 }
 
@@ -209,6 +210,7 @@ static int user_get_usage(UserUsage **usagep, User *user, uint32_t actor) {
         usage->actor = actor;
         rbnode_init(&usage->user_node);
         rbtree_add(&user->usages, parent, slot, &usage->user_node);
+        ++user->n_usages;
         *usagep = usage;
         return 0;
 }

@@ -104,6 +104,7 @@ struct User {
                                  * not come yet (the I/O layer's; within max[USER_FDS]
                                  * together with used[USER_FDS]) */
         RBTree usages;          /* UserUsage of foreign actors, by actor UID */
+        uint64_t n_usages;      /* of them */
         uint64_t n_actors[_USER_N];     /* actors with a share > 0 */
         uint64_t n_own_refusals;        /* refusals of the user's own charges */
         UserRefusal last_own_refusal;   /* valid if n_own_refusals > 0 */

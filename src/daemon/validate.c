@@ -197,14 +197,15 @@ static bool validate_detached(Message *m, uint64_t *refsp) {
 }
 
 static bool validate_peer(Peer *peer) {
-        uint64_t refs = 0, n_unpublished = 0, n_fds = 0, n_live = 0, busy = 0;
+        uint64_t refs = 0, n_unpublished = 0, n_fds = 0, n_live = 0, n_destroyed = 0, busy = 0;
         QueueEntry *e;
         bool ok = true;
         RBNode *rb;
         Node *node;
 
         if (peer->disconnected) {
-                CHECK(!peer->n_handles && !peer->n_nodes && !peer->queue.n_entries &&
+                CHECK(!peer->n_handles && !peer->n_nodes && !peer->n_destroyed_nodes &&
+                      !peer->queue.n_entries &&
                       !peer->seed && list_is_empty(&peer->nodes),
                       "disconnected peer %" PRIu64 " holds objects", peer->id);
                 return ok;
@@ -243,6 +244,7 @@ static bool validate_peer(Peer *peer) {
 
         list_for_each_entry(node, &peer->nodes, owner_link) {
                 CHECK(node->owner == peer, "node on a foreign owner list");
+                n_destroyed += node->destroyed;
                 if (!node->destroyed) {
                         ++n_live;
                         CHECK(node->owner_handle && node->owner_handle->holder == peer,
@@ -250,6 +252,8 @@ static bool validate_peer(Peer *peer) {
                 }
         }
         CHECK(n_live == peer->n_nodes, "peer %" PRIu64 " live nodes", peer->id);
+        CHECK(n_destroyed == peer->n_destroyed_nodes, "peer %" PRIu64 " destroyed nodes",
+              peer->id);
         return ok;
 }
 
@@ -279,7 +283,7 @@ static bool validate_users(Bus *bus) {
 
         for (n = rbtree_first(&bus->users.users); n; n = rbnode_next(n)) {
                 User *user = container_of(n, User, registry_node);
-                uint64_t held[_USER_N] = {}, n_peers = 0, n_actors[_USER_N] = {};
+                uint64_t held[_USER_N] = {}, n_peers = 0, n_actors[_USER_N] = {}, n_usages;
                 Peer *peer;
                 RBNode *u;
 
@@ -304,9 +308,11 @@ static bool validate_users(Bus *bus) {
                               " != held %" PRIu64, user->uid, user_resource_name(r),
                               user->used[r], held[r]);
 
+                n_usages = 0;
                 for (u = rbtree_first(&user->usages); u; u = rbnode_next(u)) {
                         UserUsage *usage = container_of(u, UserUsage, user_node);
 
+                        ++n_usages;
                         CHECK(usage->actor != user->uid, "user %u usage of itself", user->uid);
                         for (unsigned int r = 0; r < _USER_N; ++r) {
                                 n_actors[r] += !!usage->share[r];
@@ -316,6 +322,7 @@ static bool validate_users(Bus *bus) {
                                       user_resource_name(r));
                         }
                 }
+                CHECK(n_usages == user->n_usages, "user %u usages", user->uid);
                 for (unsigned int r = 0; r < _USER_N; ++r)
                         CHECK(n_actors[r] == user->n_actors[r], "user %u actors of %s",
                               user->uid, user_resource_name(r));

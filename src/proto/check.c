@@ -445,11 +445,12 @@ int proto_check_events(uint64_t n_events) {
  * @event:      decoded event
  *
  * Only a REFUSAL carries an errno, and it always does; only a LOST carries
- * a count, and it always does.
+ * a count, and it always does; only a SEND and a DELIVER carry a message
+ * ID, and they always do.
  *
  * Return: 0 on success, -EINVAL for an unknown type, an errno above
- *         PROTO_ERRNO_MAX, or an errno or count where the type has none (or
- *         none where it has one).
+ *         PROTO_ERRNO_MAX, or an errno, count or message ID where the type
+ *         has none (or none where it has one).
  */
 int proto_check_event(const ProtoEvent *event) {
         if (event->type < PROTO_EVENT_SEND || event->type >= _PROTO_EVENT_N)
@@ -459,6 +460,9 @@ int proto_check_event(const ProtoEvent *event) {
         if ((event->error != 0) != (event->type == PROTO_EVENT_REFUSAL))
                 return -EINVAL;
         if ((event->count != 0) != (event->type == PROTO_EVENT_LOST))
+                return -EINVAL;
+        if ((event->message != 0) !=
+            (event->type == PROTO_EVENT_SEND || event->type == PROTO_EVENT_DELIVER))
                 return -EINVAL;
         return 0;
 }

@@ -1276,6 +1276,7 @@ static void proto_read_event(ProtoEvent *event, const void *p) {
                 .n_handles = le32toh(w.n_handles),
                 .n_fds = le32toh(w.n_fds),
                 .count = le64toh(w.count),
+                .message = le64toh(w.message),
         };
 }
 

@@ -975,6 +975,7 @@ int proto_encode_events(void *buf, size_t cap, const ProtoEvent *events, size_t 
                         .n_handles = htole32(e->n_handles),
                         .n_fds = htole32(e->n_fds),
                         .count = htole64(e->count),
+                        .message = htole64(e->message),
                 };
 
                 memcpy(proto_at(buf, PROTO_SIZE_EVENTS_MIN + i * sizeof(we)), &we, sizeof(we));

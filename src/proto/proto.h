@@ -416,10 +416,10 @@ typedef struct ProtoWireEvent {
         uint64_t time;                  /* CLOCK_REALTIME, nanoseconds */
         uint32_t type;                  /* PROTO_EVENT_* */
         uint32_t error;                 /* REFUSAL: the errno; else 0 */
-        uint64_t peer;                  /* the acting peer, 0: none */
+        uint64_t peer;                  /* the acting peer (the sender of a message), 0: none */
         uint32_t uid;                   /* its UID, all ones: none */
         uint32_t pid;
-        uint64_t target;                /* the other peer, 0: none */
+        uint64_t target;                /* the other peer (the receiver of a message), 0: none */
         uint32_t target_uid;
         uint32_t target_pid;
         uint64_t node;                  /* node ID, 0: none */
@@ -427,6 +427,7 @@ typedef struct ProtoWireEvent {
         uint32_t n_handles;
         uint32_t n_fds;
         uint64_t count;                 /* LOST: events dropped; else 0 */
+        uint64_t message;               /* SEND, DELIVER: the message's ID, never 0; else 0 */
 } ProtoWireEvent;
 
 typedef struct ProtoWireEvents {
@@ -440,7 +441,7 @@ _Static_assert(sizeof(ProtoWireCtl) == 16, "control request layout");
 _Static_assert(sizeof(ProtoWireCtlMonitor) == 40, "MONITOR layout");
 _Static_assert(sizeof(ProtoWireReplyCtl) == 16, "control reply layout");
 _Static_assert(sizeof(ProtoWireCtlData) == 8, "CTL_DATA layout");
-_Static_assert(sizeof(ProtoWireEvent) == 88, "event layout");
+_Static_assert(sizeof(ProtoWireEvent) == 96, "event layout");
 _Static_assert(sizeof(ProtoWireEvents) == 8, "EVENTS layout");
 _Static_assert(sizeof(ProtoWireHello) == 16, "HELLO layout");
 _Static_assert(sizeof(ProtoWireFds) == 8, "FDS layout");
@@ -751,6 +752,7 @@ typedef struct ProtoEvent {
         uint32_t n_handles;
         uint32_t n_fds;
         uint64_t count;
+        uint64_t message;
 } ProtoEvent;
 
 typedef struct ProtoEvents {

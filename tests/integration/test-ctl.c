@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -201,6 +202,12 @@ static void ctl_expect(CtlRun *run, uid_t uid, int code, const char *const *args
 }
 
 #define CTL_ARGS(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* @out contains @what, or the failure shows what it was */
+static void ctl_assert_has(const char *out, const char *what) {
+        if (!strstr(out, what))
+                fail_msg("\"%s\" is not in the output:\n%s", what, out);
+}
 
 static JsonValue *ctl_json(uid_t uid, const char *const *args) {
         JsonValue *v = NULL;
@@ -406,6 +413,7 @@ static void test_peers(void **state) {
         /* the command line is the test program's */
         assert_non_null(strstr(json_get_string(a, "cmdline", ""), "test-ctl"));
         assert_false(json_get_bool(v, "truncated", true));
+        assert_int_equal(json_get_u64(v, "n_peers", 0), 2);
         json_free(v);
 
         ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peers"));
@@ -463,6 +471,12 @@ static void test_peer(void **state) {
         assert_int_equal(slices->n_children, 2);
         assert_string_equal(json_get_string(ctl_at(slices, 0), "state", ""), "queued");
         assert_int_equal(json_get_u64(json_get(v, "limits"), "handles", 0), 65536);
+        /* each list's length in full: here all of it is shown */
+        assert_int_equal(json_get_u64(v, "n_nodes", 0), 1);
+        assert_int_equal(json_get_u64(v, "n_destroyed_nodes", 1), 0);
+        assert_int_equal(json_get_u64(v, "n_handles", 0), 1);
+        assert_int_equal(json_get_u64(v, "n_queued", 0), 2);
+        assert_int_equal(json_get_u64(v, "n_slices", 0), 2);
         json_free(v);
 
         v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peer", id_b));
@@ -549,6 +563,100 @@ static void test_quota(void **state) {
         ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("quota", "4242"));
         assert_non_null(strstr(run.out, "No UID"));
         ctl_free(&run);
+
+        /* a user name is as good as its UID */
+        {
+                struct passwd *pw = getpwuid(getuid());
+                char name[256];
+
+                assert_non_null(pw);
+                snprintf(name, sizeof(name), "%s", pw->pw_name);
+                v = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota", name));
+                users = json_get_array(v, "users");
+                assert_int_equal(users->n_children, 1);
+                assert_int_equal(json_get_u64(ctl_at(users, 0), "uid", 1), getuid());
+                assert_int_equal(json_get_u64(ctl_at(users, 0), "n_actors", 1), 0);
+                json_free(v);
+                ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("quota", name));
+                snprintf(uid, sizeof(uid), "UID %u: 3 peers", (unsigned int)getuid());
+                assert_non_null(strstr(run.out, uid));
+                ctl_free(&run);
+        }
+        /* root is UID 0 everywhere: both name the same user */
+        {
+                JsonValue *by_uid = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota", "0"));
+
+                v = ctl_json((uid_t)-1, CTL_ARGS("--json", "quota", "root"));
+                assert_int_equal(json_get_array(v, "users")->n_children,
+                                 json_get_array(by_uid, "users")->n_children);
+                json_free(by_uid);
+                json_free(v);
+        }
+        /* a name nobody has is a clear failure, before any connection */
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("quota", "no-such-user-bus1ctl"));
+        assert_non_null(strstr(run.err, "no such user: no-such-user-bus1ctl"));
+        assert_string_equal(run.out, "");
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("monitor", "--uid=no-such-user-bus1ctl"));
+        assert_non_null(strstr(run.err, "no such user: no-such-user-bus1ctl"));
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 1, CTL_ARGS("quota", "4294967295"));
+        assert_non_null(strstr(run.err, "Failed to parse UID"));
+        ctl_free(&run);
+        ctl_peers_close(&p);
+}
+
+/*
+ * A list the broker cuts at its limit (4096 entries) says how long it
+ * is: a peer with 8192 queued messages (and as many slices) heads its
+ * queue "Queue (4096 shown of 8192)", and --json has the full count
+ * beside the cut list.
+ */
+static void test_peer_cut(void **state) {
+        const unsigned int n_msgs = 8192;
+        char id_a[32], id_b[32];
+        JsonValue *v;
+        CtlPeers p;
+        CtlRun run;
+
+        ctl_peers_setup(&p);
+        /* two are queued already */
+        for (unsigned int i = 2; i < n_msgs; ++i)
+                assert_int_equal(ctl_send(p.b, p.handle_b, "x"), 0);
+        snprintf(id_a, sizeof(id_a), "%" PRIu64, p.id_a);
+        snprintf(id_b, sizeof(id_b), "%" PRIu64, p.id_b);
+
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "peer", id_a));
+        assert_true(json_get_bool(v, "truncated", false));
+        assert_int_equal(json_get_u64(v, "n_queued", 0), n_msgs);
+        assert_int_equal(json_get_array(v, "queue")->n_children, 4096);
+        assert_int_equal(json_get_u64(v, "n_slices", 0), n_msgs);
+        assert_int_equal(json_get_array(v, "slices")->n_children, 4096);
+        assert_int_equal(json_get_u64(v, "n_nodes", 0), 1);
+        assert_int_equal(json_get_array(v, "nodes")->n_children, 1);
+        json_free(v);
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peer", id_a));
+        ctl_assert_has(run.out, "Queue (4096 shown of 8192):");
+        ctl_assert_has(run.out, "Pool slices (4096 shown of 8192):");
+        /* lists that were not cut keep the plain count */
+        ctl_assert_has(run.out, "Nodes (1):");
+        ctl_assert_has(run.out, "Handles (1):");
+        assert_null(strstr(run.out, "Queue (4096):"));
+        ctl_assert_has(run.out, "cut short");
+        ctl_free(&run);
+
+        /* the sender's lists are short: nothing is said to be cut */
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peer", id_b));
+        ctl_assert_has(run.out, "Queue (0):");
+        assert_null(strstr(run.out, "shown of"));
+        assert_null(strstr(run.out, "cut short"));
+        ctl_free(&run);
+
+        /* the whole queue is there, only not listed */
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "status"));
+        assert_int_equal(json_get_u64(v, "queued_messages", 0), n_msgs);
+        json_free(v);
         ctl_peers_close(&p);
 }
 
@@ -1120,6 +1228,220 @@ static void test_monitor_filters(void **state) {
         ctl_peers_close(&p);
 }
 
+/* one of everything: every count bus1ctl prints takes the singular noun */
+static void test_plurals(void **state) {
+        CtlRun mon, run;
+        uint64_t own;
+        int x;
+
+        x = bus1_uapi_open(NULL);
+        assert_true(x >= 0);
+        own = ctl_transfer(x, 0x100, -1);
+        ctl_spawn(&mon, (uid_t)-1, CTL_ARGS("monitor"));
+        ctl_wait_monitors(1);
+        assert_int_equal(ctl_send(x, own, "1"), 0);
+        ctl_wait_output(&mon, " send ");
+
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("status"));
+        /* the monitor and this bus1ctl */
+        ctl_assert_has(run.out, "Control: 2 connections, 1 monitor\n");
+        ctl_assert_has(run.out, "Handles: 1 (2 references)\n");
+        ctl_assert_has(run.out, "Queued: 1 entry, 1 message\n");
+        ctl_assert_has(run.out, "In flight: 1 slice, ");
+        ctl_assert_has(run.out, " 0 fds\n");
+        ctl_free(&run);
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("peers"));
+        ctl_assert_has(run.out, "\n1 peer listed.\n");
+        ctl_free(&run);
+
+        ctl_wait_output(&mon, NULL);
+        kill(mon.pid, SIGINT);
+        ctl_wait(&mon);
+        assert_true(WIFEXITED(mon.status) && WEXITSTATUS(mon.status) == 0);
+        ctl_assert_has(mon.out, "1 byte, 0 handles, 0 fds");
+        ctl_free(&mon);
+        ctl_wait_monitors(0);
+
+        /* and the plural where it belongs */
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("status"));
+        ctl_assert_has(run.out, "Control: 1 connection, 0 monitors\n");
+        ctl_free(&run);
+        assert_int_equal(bus1_uapi_close(x), 0);
+}
+
+/* wait until a running bus1ctl printed @what @count times */
+static void ctl_wait_count(CtlRun *run, const char *what, size_t count) {
+        size_t n = 0;
+
+        for (int i = 0; i < 1000; ++i) {
+                char *out = ctl_read_fd(run->out_fd);
+                const char *at = out;
+
+                n = 0;
+                while ((at = strstr(at, what))) {
+                        ++n;
+                        at += strlen(what);
+                }
+                free(out);
+                if (n >= count)
+                        return;
+                usleep(10000);
+        }
+        fail_msg("bus1ctl printed \"%s\" %zu times, not %zu", what, n, count);
+}
+
+/* a send or deliver line of the text monitor: its MSG, PEER and TARGET columns */
+typedef struct CtlTextEvent {
+        char type[16];
+        uint64_t message, peer, target;
+} CtlTextEvent;
+
+static size_t ctl_text_events(const char *out, CtlTextEvent *events, size_t max) {
+        const char *line = out, *end;
+        size_t n = 0;
+
+        for (; *line; line = end + 1) {
+                CtlTextEvent e = {};
+
+                end = strchr(line, '\n');
+                assert_non_null(end);
+                /* TIME SEQ EVENT MSG PEER (uid U) TARGET (uid U) NODE DETAIL */
+                if (sscanf(line, "%*s %*s %15s %" SCNu64 " %" SCNu64 " (uid %*u) %" SCNu64,
+                           e.type, &e.message, &e.peer, &e.target) != 4)
+                        continue;
+                if (strcmp(e.type, "send") != 0 && strcmp(e.type, "deliver") != 0)
+                        continue;
+                assert_true(n < max);
+                events[n++] = e;
+        }
+        return n;
+}
+
+/* the line of @type with message ID @message, or NULL */
+static const JsonValue *ctl_find_message(JsonValue **lines, size_t n, const char *type,
+                                         uint64_t message) {
+        for (size_t i = 0; i < n; ++i)
+                if (strcmp(json_get_string(lines[i], "type", ""), type) == 0 &&
+                    json_get_u64(lines[i], "message", 0) == message)
+                        return lines[i];
+        return NULL;
+}
+
+/*
+ * Every message has an ID that its send and its deliver line both show,
+ * and in both PEER is the sender and TARGET the receiver: b sends three
+ * messages to a, a receives them and the two queued before the monitors
+ * started. Each of the three sends pairs with exactly one deliver.
+ */
+static void test_monitor_messages(void **state) {
+        const char *const texts[] = { "m1", "m22", "m333" };
+        uint64_t ids[3];
+        CtlTextEvent tev[16];
+        JsonValue **lines;
+        CtlRun json, text;
+        CtlPeers p;
+        size_t n, n_tev;
+
+        ctl_peers_setup(&p);
+        ctl_spawn(&json, (uid_t)-1, CTL_ARGS("--json", "monitor"));
+        ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor", "--type=send,deliver"));
+        ctl_wait_monitors(2);
+        for (size_t i = 0; i < 3; ++i)
+                assert_int_equal(ctl_send(p.b, p.handle_b, texts[i]), 0);
+        for (size_t i = 0; i < 5; ++i)
+                ctl_recv_release(p.a);
+        {
+                /* a request: the broker learns of receives the library made locally */
+                struct bus1_cmd_peer_reset query = {};
+
+                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_PEER_QUERY, &query), 0);
+        }
+        ctl_wait_count(&json, "\"deliver\"", 5);
+        ctl_wait_count(&text, " deliver ", 5);
+
+        lines = ctl_monitor_stop(&json, &n);
+        assert_int_equal(ctl_count_type(lines, n, "send"), 3);
+        assert_int_equal(ctl_count_type(lines, n, "deliver"), 5);
+        for (size_t i = 0, k = 0; i < n; ++i) {
+                const JsonValue *l = lines[i];
+
+                /* the sender acts, the receiver is the target, whatever the type */
+                assert_int_equal(json_get_u64(l, "peer", 0), p.id_b);
+                assert_int_equal(json_get_u64(l, "target", 0), p.id_a);
+                assert_int_equal(json_get_u64(l, "uid", 1), getuid());
+                assert_int_equal(json_get_u64(l, "target_uid", 1), getuid());
+                assert_int_equal(json_get_u64(l, "pid", 0), getpid());
+                assert_int_equal(json_get_u64(l, "node", 0), p.node);
+                assert_true(json_get_u64(l, "message", 0) > 0);
+                if (strcmp(json_get_string(l, "type", ""), "send") == 0) {
+                        assert_true(k < 3);
+                        assert_int_equal(json_get_u64(l, "bytes", 0), strlen(texts[k]));
+                        ids[k++] = json_get_u64(l, "message", 0);
+                }
+        }
+        assert_true(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        for (size_t k = 0; k < 3; ++k) {
+                const JsonValue *send = ctl_find_message(lines, n, "send", ids[k]);
+                const JsonValue *deliver = ctl_find_message(lines, n, "deliver", ids[k]);
+                size_t n_same = 0;
+
+                assert_non_null(send);
+                assert_non_null(deliver);
+                assert_true(json_get_u64(deliver, "seq", 0) >= json_get_u64(send, "seq", 1));
+                assert_int_equal(json_get_u64(deliver, "bytes", 0), strlen(texts[k]));
+                for (size_t i = 0; i < n; ++i)
+                        n_same += json_get_u64(lines[i], "message", 0) == ids[k];
+                assert_int_equal(n_same, 2);
+        }
+        /* the two sent before the monitor started: IDs of their own, below the later ones */
+        {
+                uint64_t old[2] = {};
+                size_t n_old = 0;
+
+                for (size_t i = 0; i < n; ++i) {
+                        uint64_t m = json_get_u64(lines[i], "message", 0);
+
+                        if (m == ids[0] || m == ids[1] || m == ids[2])
+                                continue;
+                        assert_string_equal(json_get_string(lines[i], "type", ""), "deliver");
+                        assert_true(n_old < 2);
+                        assert_true(m < ids[0]);
+                        old[n_old++] = m;
+                }
+                assert_int_equal(n_old, 2);
+                assert_true(old[0] != old[1]);
+        }
+        ctl_lines_free(lines, n);
+        ctl_free(&json);
+
+        /* the text: a MSG column, and the same pairs with the same columns */
+        ctl_wait_output(&text, NULL);
+        kill(text.pid, SIGINT);
+        ctl_wait(&text);
+        assert_true(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0);
+        assert_non_null(strstr(text.out, " EVENT     MSG "));
+        n_tev = ctl_text_events(text.out, tev, sizeof(tev) / sizeof(tev[0]));
+        assert_int_equal(n_tev, 8);
+        for (size_t i = 0; i < n_tev; ++i) {
+                assert_int_equal(tev[i].peer, p.id_b);
+                assert_int_equal(tev[i].target, p.id_a);
+        }
+        for (size_t k = 0; k < 3; ++k) {
+                size_t n_send = 0, n_deliver = 0;
+
+                for (size_t i = 0; i < n_tev; ++i) {
+                        if (tev[i].message != ids[k])
+                                continue;
+                        n_send += strcmp(tev[i].type, "send") == 0;
+                        n_deliver += strcmp(tev[i].type, "deliver") == 0;
+                }
+                assert_int_equal(n_send, 1);
+                assert_int_equal(n_deliver, 1);
+        }
+        ctl_free(&text);
+        ctl_peers_close(&p);
+}
+
 /* a peer of @uid in a child, whose connection comes back through @sock */
 static pid_t ctl_foreign_connection(uid_t uid, int *connp, int *releasep) {
         union {
@@ -1165,6 +1487,57 @@ static pid_t ctl_foreign_connection(uid_t uid, int *connp, int *releasep) {
 }
 
 /*
+ * Two peers of @uid in a child: one makes a node, the other gets a handle
+ * to it and sends one message there, which the first receives.
+ */
+static void ctl_own_traffic(uid_t uid) {
+        int status;
+        pid_t pid;
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct bus1_cmd_peer_reset query = {};
+                struct bus1_cmd_recv recv = { .max_offset = POOL_MAP };
+                struct bus1_cmd_handle_transfer t = { .src_handle = 0x100 };
+                const char text[] = "own";
+                struct iovec vec = { .iov_base = (void *)text, .iov_len = 3 };
+                struct bus1_cmd_send send = {
+                        .ptr_destinations = (uintptr_t)&t.dst_handle,
+                        .n_destinations = 1,
+                        .ptr_vecs = (uintptr_t)&vec,
+                        .n_vecs = 1,
+                };
+                int x, y;
+
+                if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+                    setresuid(uid, uid, uid) < 0)
+                        _exit(2);
+                x = bus1_uapi_open(NULL);
+                y = bus1_uapi_open(NULL);
+                if (x < 0 || y < 0)
+                        _exit(3);
+                t.dst_fd = (uint64_t)y;
+                if (bus1_uapi_ioctl(x, BUS1_CMD_HANDLE_TRANSFER, &t) < 0 ||
+                    bus1_uapi_ioctl(y, BUS1_CMD_SEND, &send) < 0)
+                        _exit(4);
+                if (bus1_uapi_ioctl(x, BUS1_CMD_RECV, &recv) < 0 ||
+                    recv.msg.type != BUS1_MSG_DATA ||
+                    bus1_uapi_ioctl(x, BUS1_CMD_SLICE_RELEASE, &recv.msg.offset) < 0 ||
+                    bus1_uapi_ioctl(x, BUS1_CMD_PEER_QUERY, &query) < 0)
+                        _exit(5);
+                bus1_uapi_close(x);
+                bus1_uapi_close(y);
+                _exit(0);
+        }
+        ctl_child_add(pid);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        ctl_child_forget(pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("the peers of UID %u failed: status 0x%x", (unsigned)uid, status);
+}
+
+/*
  * An unprivileged monitor: at most CONTROL_MONITORS_PER_UID (4) per UID,
  * while root still gets one; of another UID's peer it sees the UID only
  * (no peer ID, no PID); and its events are numbered by itself, so the
@@ -1172,6 +1545,7 @@ static pid_t ctl_foreign_connection(uid_t uid, int *connp, int *releasep) {
  */
 static void test_monitor_unprivileged(void **state) {
         CtlRun mon[4], fifth, root_mon;
+        uint64_t bus_id, id;
         JsonValue **lines;
         int conn, release, status;
         CtlPeers p;
@@ -1227,7 +1601,53 @@ static void test_monitor_unprivileged(void **state) {
         assert_true(json_get_u64(lines[n - 1], "seq", 0) > 20);
         ctl_lines_free(lines, n);
         ctl_free(&root_mon);
-        for (size_t i = 1; i < 4; ++i) {
+        /*
+         * nobody's own message: its send and deliver pair by a message ID
+         * of nobody's monitor, which is not the bus's count of messages
+         * that root's monitor shows
+         */
+        ctl_spawn(&root_mon, (uid_t)-1, CTL_ARGS("--json", "monitor", "--type=send,deliver"));
+        ctl_wait_monitors(4);
+        ctl_own_traffic(CTL_NOBODY);
+        ctl_wait_output(&mon[1], "\"deliver\"");
+        ctl_wait_output(&root_mon, "\"deliver\"");
+        lines = ctl_monitor_stop(&root_mon, &n);
+        assert_int_equal(n, 2);
+        bus_id = json_get_u64(lines[0], "message", 0);
+        assert_true(bus_id > 20);
+        assert_int_equal(json_get_u64(lines[1], "message", 0), bus_id);
+        ctl_lines_free(lines, n);
+        ctl_free(&root_mon);
+        lines = ctl_monitor_stop(&mon[1], &n);
+        assert_int_equal(ctl_count_type(lines, n, "send"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "deliver"), 1);
+        {
+                const JsonValue *send = NULL, *deliver = NULL;
+
+                for (size_t i = 0; i < n; ++i) {
+                        const char *type = json_get_string(lines[i], "type", "");
+
+                        if (strcmp(type, "send") == 0)
+                                send = lines[i];
+                        else if (strcmp(type, "deliver") == 0)
+                                deliver = lines[i];
+                }
+                id = json_get_u64(send, "message", 0);
+                assert_true(id > 0 && id <= (UINT64_C(1) << 52));
+                assert_true(id != bus_id);
+                assert_int_equal(json_get_u64(deliver, "message", 0), id);
+                /* both its own peers: it sees both, sender first */
+                assert_int_equal(json_get_u64(send, "peer", 0),
+                                 json_get_u64(deliver, "peer", 1));
+                assert_int_equal(json_get_u64(send, "target", 0),
+                                 json_get_u64(deliver, "target", 1));
+                assert_true(json_get_u64(send, "peer", 0) > 0);
+                assert_true(json_get_u64(send, "target", 0) > 0);
+                assert_int_equal(json_get_u64(send, "uid", 0), CTL_NOBODY);
+        }
+        ctl_lines_free(lines, n);
+        ctl_free(&mon[1]);
+        for (size_t i = 2; i < 4; ++i) {
                 lines = ctl_monitor_stop(&mon[i], &n);
                 ctl_lines_free(lines, n);
                 ctl_free(&mon[i]);
@@ -1351,10 +1771,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_peers, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_peer, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_quota, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_peer_cut, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_plurals, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_metrics, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_pool_resident, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_messages, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_loss, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_pipe, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_unprivileged, ctl_setup,

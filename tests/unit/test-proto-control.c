@@ -109,7 +109,7 @@ static void test_types(void **state) {
         assert_int_equal(PROTO_SIZE_CTL_DATA_MIN, 24);
         assert_int_equal(PROTO_SIZE_EVENTS_MIN, 24);
         assert_int_equal(PROTO_CTL_DATA_MAX, 131048);
-        assert_int_equal(PROTO_EVENTS_MAX, 1489);
+        assert_int_equal(PROTO_EVENTS_MAX, 1365);
 }
 
 static void test_ctl_layout(void **state) {
@@ -379,6 +379,8 @@ static ProtoEvent event(uint32_t type, uint64_t seq) {
                 .n_handles = 1,
                 .n_fds = 2,
                 .count = type == PROTO_EVENT_LOST ? 99 : 0,
+                .message = type == PROTO_EVENT_SEND || type == PROTO_EVENT_DELIVER
+                                   ? 0x1000 + seq : 0,
         };
 }
 
@@ -392,7 +394,7 @@ static void test_events(void **state) {
                 in[t - 1] = event(t, t);
         n = proto_encode_events(b, PROTO_RECORD_MAX, in, ARRAY_SIZE(in));
         check_record(b, n, PROTO_TYPE_EVENTS, 0);
-        assert_int_equal(n, 24 + 88 * 7);
+        assert_int_equal(n, 24 + 96 * 7);
         assert_int_equal(get32(b, 16), 7);
         /* the first event at 24: seq, time, type, error, peer, uid, pid, ... */
         assert_int_equal(get64(b, 24), 1);
@@ -410,6 +412,10 @@ static void test_events(void **state) {
         assert_int_equal(get32(b, 96), 1);
         assert_int_equal(get32(b, 100), 2);
         assert_int_equal(get64(b, 104), 0);
+        /* the message ID last: SEND and DELIVER carry one, the others none */
+        assert_int_equal(get64(b, 112), 0x1001);
+        assert_int_equal(get64(b, 24 + 96 + 88), 0x1002);
+        assert_int_equal(get64(b, 24 + 96 * 2 + 88), 0);
 
         assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), 0);
         assert_int_equal(out.n_events, 7);
@@ -420,12 +426,20 @@ static void test_events(void **state) {
         assert_int_equal(proto_decode_events(&out, b, (size_t)n, 1), -EBADMSG);
 
         /* a bad event anywhere refuses the record */
-        put32(b, 24 + 88 * 6 + 16, 8);
+        put32(b, 24 + 96 * 6 + 16, 8);
         assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), -EINVAL);
-        put32(b, 24 + 88 * 6 + 16, PROTO_EVENT_LOST);
-        put64(b, 24 + 88 * 6 + 80, 0);
+        put32(b, 24 + 96 * 6 + 16, PROTO_EVENT_LOST);
+        put64(b, 24 + 96 * 6 + 80, 0);
         assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), -EINVAL);
-        put64(b, 24 + 88 * 6 + 80, 99);
+        put64(b, 24 + 96 * 6 + 80, 99);
+        assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), 0);
+        /* a message ID exactly on SEND and DELIVER */
+        put64(b, 24 + 96 * 6 + 88, 7);
+        assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), -EINVAL);
+        put64(b, 24 + 96 * 6 + 88, 0);
+        put64(b, 24 + 96 + 88, 0);
+        assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), -EINVAL);
+        put64(b, 24 + 96 + 88, 0x1002);
         assert_int_equal(proto_decode_events(&out, b, (size_t)n, 0), 0);
         /* a cookie, a count that does not match, reserved */
         put64(b, 8, 1);
@@ -452,8 +466,14 @@ static void test_events(void **state) {
         got.count = 1;
         assert_int_equal(proto_encode_events(b, PROTO_RECORD_MAX, &got, 1), -EINVAL);
         got.count = 0;
+        got.message = 3;
+        assert_int_equal(proto_encode_events(b, PROTO_RECORD_MAX, &got, 1), -EINVAL);
+        got = event(PROTO_EVENT_SEND, 1);
+        got.message = 0;
+        assert_int_equal(proto_encode_events(b, PROTO_RECORD_MAX, &got, 1), -EINVAL);
+        got = event(PROTO_EVENT_DESTROY, 1);
         assert_int_equal(proto_encode_events(b, PROTO_RECORD_MAX, &got, 0), -EINVAL);
-        assert_int_equal(proto_encode_events(b, 24 + 87, &got, 1), -ENOBUFS);
+        assert_int_equal(proto_encode_events(b, 24 + 95, &got, 1), -ENOBUFS);
         free(b);
 }
 
