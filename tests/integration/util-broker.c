@@ -10,6 +10,11 @@
  * then the count comes from the broker's STATUS report (`open_fds`, which
  * leaves out the asking connection's own), asked on the address of the
  * broker this process started with that PID.
+ *
+ * Every broker started here is killed when the test process exits, if it
+ * still runs: a check that failed half-way (cmocka goes on with the next
+ * case) must not leave a broker holding the test's stdout, which would
+ * keep meson waiting until its timeout.
  */
 
 #include <dirent.h>
@@ -40,9 +45,25 @@ static struct {
         char path[128];
 } test_brokers[TEST_BROKERS_MAX];
 
+/* at exit: kill and reap the brokers we started that still run */
+static void test_brokers_kill(void) {
+        for (size_t i = 0; i < TEST_BROKERS_MAX; ++i) {
+                pid_t pid = test_brokers[i].pid;
+
+                if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, NULL, 0);
+                }
+                test_brokers[i].pid = 0;
+        }
+}
+
 static void test_broker_remember(const TestBroker *broker) {
+        static bool registered;
         size_t slot = 0;
 
+        if (!registered && atexit(test_brokers_kill) == 0)
+                registered = true;
         for (size_t i = 0; i < TEST_BROKERS_MAX; ++i) {
                 if (test_brokers[i].pid == broker->pid || test_brokers[i].pid == 0 ||
                     kill(test_brokers[i].pid, 0) < 0) {
@@ -164,6 +185,8 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
         broker->pid = fork();
         if (broker->pid < 0)
                 fail_msg("fork: %s", strerror(errno));
+        if (broker->pid > 0)
+                test_broker_remember(broker);
         if (broker->pid == 0) {
                 const char *argv[TEST_BROKER_ARGS_MAX + 3] = { exe };
                 size_t n = 1;
@@ -209,7 +232,6 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
         }
 
         setenv("BUS1_ADDRESS", broker->path, 1);
-        test_broker_remember(broker);
 
         /*
          * The broker may still be closing the socket it sent READY=1 with:
