@@ -655,7 +655,11 @@ static int ctl_show_queue(const JsonValue *v) {
                 bool data = strcmp(json_get_string(e, "type", ""), "data") == 0;
 
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(e, "entry", 0));
-                ctl_table_addf(&t, "%" PRIu64, json_get_u64(e, "seq", 0));
+                /* only privileged callers get the bus-wide number */
+                if (json_get(e, "seq"))
+                        ctl_table_addf(&t, "%" PRIu64, json_get_u64(e, "seq", 0));
+                else
+                        ctl_table_add(&t, "-");
                 ctl_table_add(&t, json_get_string(e, "type", NULL));
                 ctl_table_addf(&t, "0x%" PRIx64, json_get_u64(e, "destination", 0));
                 ctl_table_addf(&t, "%" PRIu64, json_get_u64(e, "node", 0));

@@ -26,8 +26,10 @@ static int caps_lookup_user(const char *name, uid_t *uidp, gid_t *gidp) {
 
         errno = 0;
         pw = getpwnam(name);
+        /* glibc reports "not found" as no error, or ENOENT, ESRCH, EBADF or EPERM */
         if (!pw)
-                return errno ? -errno : -ESRCH;
+                return errno && errno != ENOENT && errno != ESRCH && errno != EBADF &&
+                       errno != EPERM ? -errno : -ESRCH;
         *uidp = pw->pw_uid;
         *gidp = pw->pw_gid;
         return 0;

@@ -8,8 +8,10 @@
  * of one line carries over to the next except the current section.
  *
  * Invariants:
- *  - a value stored in a ConfigValues is in 1..CONFIG_VALUE_MAX and its
- *    `set` flag is true; an unset value is 0;
+ *  - a value stored in a ConfigValues is in config_key_min()..CONFIG_VALUE_MAX
+ *    and its `set` flag is true; an unset value is 0;
+ *  - what the parser ignores (an unknown key, an unknown section and all
+ *    its lines) never changes a ConfigValues; it only adds a warning;
  *  - `sections` holds at most one section per UID ([UID n] and a
  *    [User name] naming the same UID share it), in order of first
  *    appearance;
@@ -32,6 +34,8 @@
 
 /* the longest text quoted back in an error message */
 #define CONFIG_QUOTE_MAX 64
+/* names longer than this are compared with no valid name (their distance is too large anyway) */
+#define CONFIG_SUGGEST_LEN_MAX 64
 
 static const char *const config_key_names[_CONFIG_KEY_N] = {
         [CONFIG_MAX_SLICES] = "MaxSlices",
@@ -41,9 +45,53 @@ static const char *const config_key_names[_CONFIG_KEY_N] = {
         [CONFIG_MAX_CONNECTIONS] = "MaxConnections",
 };
 
+/*
+ * The smallest useful value of each key and why, as config_parse_value()
+ * words it; the range it gives when a value is too large
+ */
+static const struct {
+        uint64_t min;
+        const char *below;
+        const char *range;
+} config_key_mins[_CONFIG_KEY_N] = {
+        [CONFIG_MAX_SLICES] = {
+                CONFIG_MIN_SLICES,
+                "below the smallest useful value 2 (one message: a peer may hold at most "
+                "half of what its UID has left)",
+                "out of range (2 to 2147483647)",
+        },
+        [CONFIG_MAX_HANDLES] = {
+                CONFIG_MIN_HANDLES,
+                "below the smallest useful value 2 (one handle: a peer may hold at most "
+                "half of what its UID has left)",
+                "out of range (2 to 2147483647)",
+        },
+        [CONFIG_MAX_INFLIGHT_BYTES] = {
+                CONFIG_MIN_INFLIGHT_BYTES,
+                "below the smallest useful value 4096 (one page: a pool costs whole pages, "
+                "and a peer may fill at most half of what its UID has left)",
+                "out of range (4096 to 2147483647)",
+        },
+        [CONFIG_MAX_INFLIGHT_FDS] = {
+                CONFIG_MIN_INFLIGHT_FDS,
+                "below the smallest useful value 2 (one fd: a peer may hold at most half "
+                "of what its UID has left)",
+                "out of range (2 to 2147483647)",
+        },
+        [CONFIG_MAX_CONNECTIONS] = {
+                CONFIG_MIN_CONNECTIONS,
+                "below the smallest useful value 1 (one connection)",
+                "out of range (1 to 2147483647)",
+        },
+};
+
+/* section names, for suggestions; UID and User take an argument */
+static const char *const config_section_names[] = { "Limits", "UID", "User" };
+
 typedef struct ConfigParser {
         Config *config;
-        ConfigValues *section;  /* NULL before the first section header */
+        ConfigValues *section;  /* NULL before the first section header and in an unknown one */
+        bool skip;              /* in an unknown section: its assignments are ignored */
         ConfigError *err;
         const char *line;       /* start of the current line */
         unsigned int n_line;    /* its number, 1-based */
@@ -75,6 +123,7 @@ void config_init(Config *config) {
  */
 void config_deinit(Config *config) {
         free(config->sections);
+        free(config->warnings);
         config_init(config);
 }
 
@@ -102,6 +151,102 @@ ConfigKey config_key_from_name(const char *name, size_t len) {
         return _CONFIG_KEY_INVALID;
 }
 
+/**
+ * config_key_min() - the smallest value a key takes
+ * @key:        CONFIG_*
+ *
+ * Below it the bus is of no use (CONFIG_MIN_*): no message, handle or fd
+ * could be delivered, or no connection made.
+ *
+ * Return: the minimum, or 0 for an invalid key.
+ */
+uint64_t config_key_min(ConfigKey key) {
+        return key >= 0 && key < _CONFIG_KEY_N ? config_key_mins[key].min : 0;
+}
+
+static char config_ascii_lower(char c) {
+        return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool config_char_eq(char a, char b) {
+        return config_ascii_lower(a) == config_ascii_lower(b);
+}
+
+/*
+ * Edit distance of @a and the NUL-terminated @b (at most
+ * CONFIG_SUGGEST_LEN_MAX long): insertions, deletions, substitutions and
+ * swaps of two neighbours cost 1 each, a difference in case nothing (the
+ * exact name has been looked for already).
+ */
+static size_t config_distance(const char *a, size_t la, const char *b) {
+        size_t rows[3][CONFIG_SUGGEST_LEN_MAX + 1];
+        size_t *prev2 = rows[0], *prev = rows[1], *cur = rows[2], lb = strlen(b);
+
+        for (size_t j = 0; j <= lb; ++j)
+                prev[j] = j;
+        for (size_t i = 1; i <= la; ++i) {
+                size_t *t;
+
+                cur[0] = i;
+                for (size_t j = 1; j <= lb; ++j) {
+                        size_t v = prev[j - 1] + !config_char_eq(a[i - 1], b[j - 1]);
+
+                        v = MIN(v, prev[j] + 1);
+                        v = MIN(v, cur[j - 1] + 1);
+                        if (i > 1 && j > 1 && config_char_eq(a[i - 1], b[j - 2]) &&
+                            config_char_eq(a[i - 2], b[j - 1]))
+                                v = MIN(v, prev2[j - 2] + 1);
+                        cur[j] = v;
+                }
+                t = prev2;
+                prev2 = prev;
+                prev = cur;
+                cur = t;
+        }
+        return prev[lb];
+}
+
+/*
+ * The index of the name in @names nearest to @name, if it is at most a
+ * third of that name's length away (and at least @slack); -1 if none is.
+ * The first of equally near names wins.
+ */
+static int config_nearest(const char *name, size_t len, const char *const *names, size_t n,
+                          size_t slack) {
+        size_t best_d = SIZE_MAX;
+        int best = -1;
+
+        if (len > CONFIG_SUGGEST_LEN_MAX)
+                return -1;
+        for (size_t i = 0; i < n; ++i) {
+                size_t lb = strlen(names[i]), d;
+
+                d = config_distance(name, len, names[i]);
+                if (d <= MAX(slack, lb / 3) && d < best_d) {
+                        best_d = d;
+                        best = (int)i;
+                }
+        }
+        return best;
+}
+
+/**
+ * config_key_suggest() - the valid key nearest to a name
+ * @name:       a name, not NUL-terminated
+ * @len:        its length
+ *
+ * Nearest by edit distance (case ignored, two swapped neighbours count as
+ * one edit), and only if at most max(2, a third of the key's length) edits
+ * away: "MaxInflightByte" and "maxslices" have a suggestion, "Foo" has none.
+ *
+ * Return: CONFIG_*, or _CONFIG_KEY_INVALID if no key is close.
+ */
+ConfigKey config_key_suggest(const char *name, size_t len) {
+        int i = config_nearest(name, len, config_key_names, _CONFIG_KEY_N, 2);
+
+        return i < 0 ? _CONFIG_KEY_INVALID : (ConfigKey)i;
+}
+
 /* a decimal number without sign, all of [text, text + len) */
 static int config_parse_decimal(uint64_t *vp, const char *text, size_t len, size_t *n_digitsp) {
         uint64_t v = 0;
@@ -116,28 +261,15 @@ static int config_parse_decimal(uint64_t *vp, const char *text, size_t len, size
         return 0;
 }
 
-/**
- * config_parse_value() - parse and validate the value of a key
- * @valuep:     out: the value
- * @key:        CONFIG_*
- * @text:       the value, without surrounding blanks, not NUL-terminated
- * @len:        its length
- * @reasonp:    out, on failure: why, for a message (a static string)
- *
- * A value is a decimal integer (no sign, no blanks) from 1 to
- * CONFIG_VALUE_MAX; for CONFIG_MAX_INFLIGHT_BYTES it may end in K, M or G
- * (times 1024, 1024², 1024³). Overflow anywhere is out of range.
- *
- * Return: 0, -EINVAL if it is no such number, -ERANGE if it is out of range.
- */
-int config_parse_value(uint64_t *valuep, ConfigKey key, const char *text, size_t len,
-                       const char **reasonp) {
+/* config_parse_value(), but -EDOM for a value below the key's minimum */
+static int config_parse_value_at(uint64_t *valuep, ConfigKey key, const char *text, size_t len,
+                                 const char **reasonp) {
         bool suffixes = key == CONFIG_MAX_INFLIGHT_BYTES;
         uint64_t v, mul = 1;
         size_t n;
 
         if (config_parse_decimal(&v, text, len, &n) < 0) {
-                *reasonp = "out of range (1 to 2147483647)";
+                *reasonp = config_key_mins[key].range;
                 return -ERANGE;
         }
         if (n == 0 || (n < len && !(suffixes && n + 1 == len))) {
@@ -161,12 +293,40 @@ int config_parse_value(uint64_t *valuep, ConfigKey key, const char *text, size_t
                         return -EINVAL;
                 }
         }
-        if (__builtin_mul_overflow(v, mul, &v) || v < 1 || v > CONFIG_VALUE_MAX) {
-                *reasonp = "out of range (1 to 2147483647)";
+        if (__builtin_mul_overflow(v, mul, &v) || v > CONFIG_VALUE_MAX) {
+                *reasonp = config_key_mins[key].range;
                 return -ERANGE;
+        }
+        if (v < config_key_mins[key].min) {
+                *reasonp = config_key_mins[key].below;
+                return -EDOM;
         }
         *valuep = v;
         return 0;
+}
+
+/**
+ * config_parse_value() - parse and validate the value of a key
+ * @valuep:     out: the value
+ * @key:        CONFIG_*
+ * @text:       the value, without surrounding blanks, not NUL-terminated
+ * @len:        its length
+ * @reasonp:    out, on failure: why, for a message (a static string)
+ *
+ * A value is a decimal integer (no sign, no blanks) from config_key_min()
+ * to CONFIG_VALUE_MAX; for CONFIG_MAX_INFLIGHT_BYTES it may end in K, M or
+ * G (times 1024, 1024², 1024³), and the minimum applies to the product.
+ * Overflow anywhere is out of range. The reason for a value below the
+ * minimum is "below the smallest useful value N (why)".
+ *
+ * Return: 0, -EINVAL if it is no such number, -ERANGE if it is out of range
+ *         (below the minimum included).
+ */
+int config_parse_value(uint64_t *valuep, ConfigKey key, const char *text, size_t len,
+                       const char **reasonp) {
+        int r = config_parse_value_at(valuep, key, text, len, reasonp);
+
+        return r == -EDOM ? -ERANGE : r;
 }
 
 /**
@@ -186,17 +346,51 @@ void config_set_default(Config *config, ConfigKey key, uint64_t value) {
 static int config_error(ConfigParser *p, const char *at, const char *fmt, ...)
         __attribute__((__format__(__printf__, 3, 4)));
 
+/* the 1-based column of @at in the current line; 0 for NULL, the whole line */
+static unsigned int config_column(ConfigParser *p, const char *at) {
+        return at ? (unsigned int)MIN((size_t)(at - p->line) + 1, (size_t)UINT32_MAX) : 0;
+}
+
 /* fill in the error for the current line; @at NULL means the whole line */
 static int config_error(ConfigParser *p, const char *at, const char *fmt, ...) {
         va_list ap;
 
         p->err->line = p->n_line;
-        p->err->column = at ? (unsigned int)MIN((size_t)(at - p->line) + 1, (size_t)UINT32_MAX)
-                            : 0;
+        p->err->column = config_column(p, at);
         va_start(ap, fmt);
         vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
         va_end(ap);
         return -EINVAL;
+}
+
+static void config_warning(ConfigParser *p, const char *at, const char *fmt, ...)
+        __attribute__((__format__(__printf__, 3, 4)));
+
+/*
+ * Keep a warning about the current line; beyond CONFIG_WARNINGS_MAX, or
+ * without memory, it is only counted
+ */
+static void config_warning(ConfigParser *p, const char *at, const char *fmt, ...) {
+        Config *config = p->config;
+        ConfigError *w;
+        va_list ap;
+
+        if (config->n_warnings >= CONFIG_WARNINGS_MAX) {
+                ++config->n_warnings_dropped;
+                return;
+        }
+        if (!config->warnings) {
+                config->warnings = calloc(CONFIG_WARNINGS_MAX, sizeof(*config->warnings));
+                if (!config->warnings) {
+                        ++config->n_warnings_dropped;
+                        return;
+                }
+        }
+        w = &config->warnings[config->n_warnings++];
+        *w = (ConfigError){ .line = p->n_line, .column = config_column(p, at) };
+        va_start(ap, fmt);
+        vsnprintf(w->message, sizeof(w->message), fmt, ap);
+        va_end(ap);
 }
 
 static int config_quote_len(size_t len) {
@@ -260,6 +454,43 @@ static int config_parse_user_section(ConfigParser *p, const char *arg, size_t le
         return config_get_section(&p->section, p->config, uid);
 }
 
+/* an unknown section [name arg]: a warning, with the nearest valid section */
+static void config_warn_section(ConfigParser *p, const char *name, const char *name_end,
+                                const char *arg, const char *arg_end) {
+        size_t len = name_end - name, n_digits;
+        int quote = config_quote_len(arg_end - name), q_arg = config_quote_len(arg_end - arg);
+        uint64_t uid;
+        int i;
+
+        /* [UID1000]: the blank is missing */
+        if (arg == arg_end && len > 3 && config_char_eq(name[0], 'U') &&
+            config_char_eq(name[1], 'I') && config_char_eq(name[2], 'D') &&
+            config_parse_decimal(&uid, name + 3, len - 3, &n_digits) >= 0 &&
+            n_digits == len - 3) {
+                config_warning(p, name, "unknown section '[%.*s]' ignored with its keys; "
+                               "did you mean [UID %.*s]?", quote, name,
+                               config_quote_len(len - 3), name + 3);
+                return;
+        }
+
+        i = config_nearest(name, len, config_section_names, ARRAY_SIZE(config_section_names),
+                           1);
+        if (i < 0)
+                config_warning(p, name, "unknown section '[%.*s]' ignored with its keys "
+                               "(sections: [Limits], [UID n], [User name])", quote, name);
+        else if (i == 0)
+                config_warning(p, name, "unknown section '[%.*s]' ignored with its keys; "
+                               "did you mean [Limits]?", quote, name);
+        else if (arg != arg_end)
+                config_warning(p, name, "unknown section '[%.*s]' ignored with its keys; "
+                               "did you mean [%s %.*s]?", quote, name, config_section_names[i],
+                               q_arg, arg);
+        else
+                config_warning(p, name, "unknown section '[%.*s]' ignored with its keys; "
+                               "did you mean [%s]?", quote, name,
+                               i == 1 ? "UID n" : "User name");
+}
+
 /* '[' ... ']' with nothing after it; @s..@end is the trimmed line */
 static int config_parse_section(ConfigParser *p, const char *s, const char *end) {
         const char *close, *name, *name_end, *arg, *arg_end;
@@ -279,6 +510,11 @@ static int config_parse_section(ConfigParser *p, const char *s, const char *end)
         for (arg = name_end; arg < arg_end && config_is_blank(*arg); ++arg)
                 ;
 
+        if (name == name_end)
+                return config_error(p, name, "missing section name: [Limits], [UID n] or "
+                                    "[User name]");
+
+        p->skip = false;
         if (config_word_is(name, name_end - name, "Limits")) {
                 if (arg != arg_end)
                         return config_error(p, arg, "[Limits] takes no argument");
@@ -295,8 +531,12 @@ static int config_parse_section(ConfigParser *p, const char *s, const char *end)
                         return config_error(p, s, "missing user name: [User name]");
                 return config_parse_user_section(p, arg, arg_end - arg);
         }
-        return config_error(p, name, "unknown section '[%.*s]' (expected [Limits], [UID n] "
-                            "or [User name])", config_quote_len(arg_end - name), name);
+
+        /* what follows, up to the next section, is ignored */
+        p->section = NULL;
+        p->skip = true;
+        config_warn_section(p, name, name_end, arg, arg_end);
+        return 0;
 }
 
 /* Key=value; @s..@end is the trimmed line */
@@ -304,6 +544,7 @@ static int config_parse_assignment(ConfigParser *p, const char *s, const char *e
         const char *eq, *key_end, *value, *reason;
         ConfigKey key;
         uint64_t v;
+        int r;
 
         eq = memchr(s, '=', end - s);
         if (!eq)
@@ -314,16 +555,35 @@ static int config_parse_assignment(ConfigParser *p, const char *s, const char *e
                 ;
         if (key_end == s)
                 return config_error(p, s, "missing key before '='");
+        if (!p->section && !p->skip)
+                return config_error(p, s, "%.*s= outside a section (put it under [Limits], "
+                                    "[UID n] or [User name])", config_quote_len(key_end - s),
+                                    s);
+        /* an unknown section was warned about once: nothing in it counts */
+        if (p->skip)
+                return 0;
 
         key = config_key_from_name(s, key_end - s);
-        if (key == _CONFIG_KEY_INVALID)
-                return config_error(p, s, "unknown key '%.*s'", config_quote_len(key_end - s), s);
-        if (!p->section)
-                return config_error(p, s, "%s= outside a section (put it under [Limits], "
-                                    "[UID n] or [User name])", config_key_names[key]);
+        if (key == _CONFIG_KEY_INVALID) {
+                ConfigKey near = config_key_suggest(s, key_end - s);
+
+                if (near == _CONFIG_KEY_INVALID)
+                        config_warning(p, s, "unknown key '%.*s' ignored (keys: MaxSlices, "
+                                       "MaxHandles, MaxInflightBytes, MaxInflightFds, "
+                                       "MaxConnections)", config_quote_len(key_end - s), s);
+                else
+                        config_warning(p, s, "unknown key '%.*s' ignored; did you mean %s?",
+                                       config_quote_len(key_end - s), s,
+                                       config_key_names[near]);
+                return 0;
+        }
         if (value == end)
                 return config_error(p, value, "missing value for %s=", config_key_names[key]);
-        if (config_parse_value(&v, key, value, end - value, &reason) < 0)
+        r = config_parse_value_at(&v, key, value, end - value, &reason);
+        if (r == -EDOM)
+                return config_error(p, value, "%s=%.*s is %s", config_key_names[key],
+                                    config_quote_len(end - value), value, reason);
+        if (r < 0)
                 return config_error(p, value, "invalid value '%.*s' for %s=: %s",
                                     config_quote_len(end - value), value, config_key_names[key],
                                     reason);
@@ -363,6 +623,9 @@ static int config_parse_line(ConfigParser *p, const char *end) {
  * Lines end in "\n" (a "\r" before it is ignored, and so is a UTF-8 byte
  * order mark at the start). [User name] sections are resolved through
  * config->resolve_user; without it they are an error. No other I/O.
+ * An unknown key, or an unknown section and every line in it, is ignored
+ * and added to config->warnings (with no path), also when a later line is
+ * an error.
  *
  * Return: 0, -EINVAL for invalid text (@err names the line and column),
  *         -ENOMEM, or what config->resolve_user returned other than
@@ -472,7 +735,7 @@ static int config_read_fd(char **bufp, size_t *lenp, int fd) {
  *
  * A file that does not exist is no error: it sets nothing. [User name]
  * sections are resolved with config->resolve_user, or getpwnam(3) if that
- * is NULL.
+ * is NULL. The warnings the file adds to config->warnings carry @path.
  *
  * Return: 1 if the file was read, 0 if it does not exist, -EINVAL for
  *         invalid content, -EFBIG for a file larger than CONFIG_FILE_MAX,
@@ -483,6 +746,7 @@ int config_load_file(Config *config, const char *path, ConfigError *err) {
         _cleanup_(closep) int fd = -1;
         _cleanup_(freep) char *buf = NULL;
         ConfigResolveFn resolve = config->resolve_user;
+        size_t n_warnings = config->n_warnings;
         struct stat st;
         size_t len = 0;
         int r;
@@ -509,6 +773,8 @@ int config_load_file(Config *config, const char *path, ConfigError *err) {
         r = config_parse(config, buf, len, err);
         config->resolve_user = resolve;
         err->path = path;
+        for (size_t i = n_warnings; i < config->n_warnings; ++i)
+                config->warnings[i].path = path;
         return r < 0 ? r : 1;
 }
 

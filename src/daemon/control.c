@@ -426,10 +426,15 @@ static const char *control_entry_type(unsigned int type) {
         return "unknown";
 }
 
-static void control_write_entry(JsonWriter *w, QueueEntry *entry) {
+/*
+ * One queue entry. Its seq is the bus-wide transaction counter: only a
+ * privileged caller sees it, since its jumps count other users' traffic.
+ */
+static void control_write_entry(JsonWriter *w, QueueEntry *entry, bool privileged) {
         json_begin_object(w);
         json_pair_u64(w, "entry", entry->id);
-        json_pair_u64(w, "seq", entry->seq);
+        if (privileged)
+                json_pair_u64(w, "seq", entry->seq);
         json_pair_string(w, "type", control_entry_type(entry->type));
         if (entry->type == QUEUE_ENTRY_DATA) {
                 Message *m = container_of(entry, Message, entry);
@@ -457,7 +462,7 @@ static void control_write_entry(JsonWriter *w, QueueEntry *entry) {
         json_end_object(w);
 }
 
-static void control_write_queue(JsonWriter *w, Peer *peer, bool *truncatedp) {
+static void control_write_queue(JsonWriter *w, Peer *peer, bool privileged, bool *truncatedp) {
         unsigned int n = 0;
         QueueEntry *entry;
 
@@ -466,7 +471,7 @@ static void control_write_queue(JsonWriter *w, Peer *peer, bool *truncatedp) {
         list_for_each_entry(entry, &peer->queue.entries, link) {
                 if (!control_list_next(w, &n, truncatedp))
                         break;
-                control_write_entry(w, entry);
+                control_write_entry(w, entry, privileged);
         }
         json_end_array(w);
 }
@@ -519,7 +524,7 @@ static int control_report_peer(Control *control, JsonWriter *w, uint32_t caller_
         control_write_peer_limits(w, &peer->limits);
         control_write_nodes(w, peer, truncatedp);
         control_write_handles(w, peer, truncatedp);
-        control_write_queue(w, peer, truncatedp);
+        control_write_queue(w, peer, control_is_privileged(control, caller_uid), truncatedp);
         control_write_slices(w, peer, truncatedp);
         json_pair_bool(w, "truncated", *truncatedp);
         json_end_object(w);

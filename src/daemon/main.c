@@ -7,7 +7,7 @@
  * activation; $XDG_RUNTIME_DIR/bus1/socket (the directory made 0700).
  *
  * The limits come from configuration files (config.h), read in this order
- * with later ones overriding earlier ones key by key: /etc/bus1/bus1d.conf,
+ * with later ones overriding earlier ones key by key: SYSCONFDIR/bus1/bus1d.conf,
  * then, unless running as root, $XDG_CONFIG_HOME/bus1/bus1d.conf (default
  * ~/.config/bus1/bus1d.conf); or instead only the --config=PATH files. The
  * --max-*= options come last: they set the defaults for every UID, over
@@ -81,13 +81,14 @@ static void main_help(void) {
                "                              $XDG_CONFIG_HOME/" CONFIG_USER_PATH "\n"
                "      --check-config          read and check the configuration, print the\n"
                "                              effective limits, exit 0 if valid, 1 if not\n"
-               "      --max-slices=N          pool slices per UID (default 16384)\n"
-               "      --max-handles=N         handle references per UID (default 65536)\n"
+               "      --max-slices=N          pool slices per UID (default 16384, at least 2)\n"
+               "      --max-handles=N         handle references per UID (default 65536,\n"
+               "                              at least 2)\n"
                "      --max-inflight-bytes=N  pool bytes per UID, suffix K, M or G allowed\n"
-               "                              (default 16M)\n"
-               "      --max-inflight-fds=N    fds in flight per UID (default 4096)\n"
-               "      --max-connections=N     connections per UID (default 1024)\n"
-               "The --max-* options set the defaults for every UID (N from 1 to\n"
+               "                              (default 16M, at least 4096)\n"
+               "      --max-inflight-fds=N    fds in flight per UID (default 4096, at least 2)\n"
+               "      --max-connections=N     connections per UID (default 1024, at least 1)\n"
+               "The --max-* options set the defaults for every UID (N up to\n"
                "2147483647); they override [Limits] of the configuration files, not\n"
                "their [UID n] and [User name] sections.\n");
 }
@@ -235,8 +236,12 @@ static int main_default_address(char *buf, size_t size) {
         return 0;
 }
 
-/* "path:line:column: message", leaving out what the error does not have */
-static void main_config_error(const ConfigError *err, bool check) {
+/*
+ * "path:line:column: message", leaving out what the error does not have;
+ * a warning (something ignored) says "warning: " before the message, and
+ * is logged as one
+ */
+static void main_config_error(const ConfigError *err, bool check, bool warning) {
         char where[PATH_MAX + 64];
         int n = 0;
 
@@ -249,19 +254,26 @@ static void main_config_error(const ConfigError *err, bool check) {
                 where[0] = '\0';
 
         if (check)
-                fprintf(stderr, "bus1d: %s%s\n", where, err->message);
+                fprintf(stderr, "bus1d: %s%s%s\n", where, warning ? "warning: " : "",
+                        err->message);
+        else if (warning)
+                log_warning("configuration: %s%s", where, err->message);
         else
                 log_error("configuration: %s%s", where, err->message);
 }
 
 /*
  * Read the configuration files and the --max-* options into @config. With
- * @check, say on stdout which files were read, as comments.
+ * @check, say on stdout which files were read, as comments. What a file
+ * has that is ignored (unknown keys and sections) is a warning, printed
+ * (or logged) as soon as the file is read, before an error in it; it does
+ * not fail.
  */
 static int main_load_config(Config *config, bool check) {
         const char *paths[MAIN_CONFIG_MAX];
         char user_path[PATH_MAX];
         unsigned int n_paths = 0;
+        size_t n_warned = config->n_warnings;
         ConfigError err = {};
         int r;
 
@@ -277,6 +289,8 @@ static int main_load_config(Config *config, bool check) {
 
         for (unsigned int i = 0; i < n_paths; ++i) {
                 r = config_load_file(config, paths[i], &err);
+                for (; n_warned < config->n_warnings; ++n_warned)
+                        main_config_error(&config->warnings[n_warned], check, true);
                 if (r == 0 && main_arg_n_config > 0) {
                         /* a file named on the command line must be there */
                         err = (ConfigError){ .path = paths[i] };
@@ -284,13 +298,20 @@ static int main_load_config(Config *config, bool check) {
                         r = -ENOENT;
                 }
                 if (r < 0) {
-                        main_config_error(&err, check);
+                        main_config_error(&err, check, false);
                         return r;
                 }
                 if (check)
                         printf("# %s: %s\n", paths[i], r > 0 ? "read" : "not found");
                 else if (r > 0)
                         log_info("configuration: read %s", paths[i]);
+        }
+        if (config->n_warnings_dropped > 0) {
+                err = (ConfigError){};
+                snprintf(err.message, sizeof(err.message),
+                         "%zu more warnings not shown (unknown keys or sections, ignored)",
+                         config->n_warnings_dropped);
+                main_config_error(&err, check, true);
         }
 
         for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k)
@@ -433,11 +454,13 @@ int main(int argc, char **argv) {
 
         /* binding may have needed privileges; serving needs none */
         r = caps_drop(main_arg_user);
-        if (r < 0) {
+        if (r == -ESRCH)
+                log_error("--user=%s: no such user", main_arg_user);
+        else if (r < 0)
                 log_error("cannot drop privileges%s%s: %s", main_arg_user ? " to user " : "",
                           main_arg_user ? main_arg_user : "", strerror(-r));
+        if (r < 0)
                 return EXIT_FAILURE;
-        }
 
         /* the event loop never close(2)s a client's fd itself: that may block */
         r = closer_start();

@@ -3,11 +3,18 @@
  * Broker config: bus1d's configuration files and limit options end to end
  *
  * `bus1d --check-config` on good and bad files (exit status, the effective
- * limits it prints, errors naming file:line:column), layering of several
- * files and options, the per-user path (as root, checked in a child that
- * switched to an unprivileged UID), and a broker started with --config:
- * a UID override for the test's own UID shows in a new peer's PEER_QUERY
- * limits, and MaxConnections refuses the connection beyond it.
+ * limits it prints, errors naming file:line:column, values below a key's
+ * smallest useful value), unknown keys and sections (warnings with the
+ * nearest valid name, exit 0), layering of several files and options, the
+ * system path (SYSCONFDIR from meson) and the per-user path (as root,
+ * checked in a child that switched to an unprivileged UID), and a broker
+ * started with --config: it starts despite an unknown key and logs the
+ * warning, it refuses MaxInflightBytes=1, it works at every minimum, a UID
+ * override for the test's own UID shows in a new peer's PEER_QUERY limits,
+ * and MaxConnections refuses the connection beyond it.
+ *
+ * Every bus1d a test starts is recorded; the teardown kills what a failed
+ * test left running.
  */
 
 #include <errno.h>
@@ -23,13 +30,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
+#include "daemon/config.h"
 #include "util-broker.h"
+
+/*
+ * What a test started and has not reaped yet, for the teardown to kill.
+ * The TestBroker, TestDir and Spawned these point to are static in their
+ * test, so that they outlive a failed test's stack frame.
+ */
+static pid_t test_child = 0;
+static TestBroker *test_broker = NULL;
+/* and what it has not removed yet: its files, a spawned broker's directory */
+static void test_leftovers_remove(void);
+
+/* kill @pid if it is our child and not reaped yet */
+static void kill_child(pid_t pid) {
+        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+        }
+}
+
+static int teardown_kill(void **state) {
+        kill_child(test_child);
+        test_child = 0;
+        test_leftovers_remove();
+        if (test_broker) {
+                kill_child(test_broker->pid);
+                if (test_broker->path[0])
+                        unlink(test_broker->path);
+                if (test_broker->dir[0])
+                        rmdir(test_broker->dir);
+                unsetenv("BUS1_ADDRESS");
+                test_broker = NULL;
+        }
+        return 0;
+}
+
+/* test_broker_start_args(), recorded for the teardown (also if it fails) */
+static void broker_start(TestBroker *broker, const char *const *args) {
+        memset(broker, 0, sizeof(*broker));
+        test_broker = broker;
+        test_broker_start_args(broker, args);
+}
+
+static void broker_stop(TestBroker *broker) {
+        test_broker_stop(broker);
+        test_broker = NULL;
+}
 
 /* what one run of bus1d printed, and how it ended */
 typedef struct Run {
@@ -97,6 +152,7 @@ static void run_bus1d(Run *run, const RunOptions *opts, const char *const *args)
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
+                unsetenv("NOTIFY_SOCKET");
                 if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
                         _exit(126);
                 if (opts && opts->xdg_config_home)
@@ -110,10 +166,12 @@ static void run_bus1d(Run *run, const RunOptions *opts, const char *const *args)
                 execv(argv[0], (char *const *)argv);
                 _exit(127);
         }
+        test_child = pid;
         close(out[1]);
         close(err[1]);
         run_collect(run, out[0], err[0]);
         assert_int_equal(waitpid(pid, &run->status, 0), pid);
+        test_child = 0;
 }
 
 static bool run_exited(const Run *run, int code) {
@@ -131,6 +189,11 @@ static void assert_contains(const char *text, const char *what) {
                 fail_msg("expected '%s' in:\n%s", what, text);
 }
 
+static int query(int peer, struct bus1_cmd_peer_reset *q) {
+        memset(q, 0, sizeof(*q));
+        return bus1_uapi_ioctl(peer, BUS1_CMD_PEER_QUERY, q);
+}
+
 /* a private directory for files, world-readable so that another UID can read it */
 typedef struct TestDir {
         char path[64];
@@ -138,10 +201,14 @@ typedef struct TestDir {
         unsigned int n_files;
 } TestDir;
 
+/* the directory a test has not removed yet, for the teardown */
+static TestDir *test_dir_live = NULL;
+
 static void test_dir_make(TestDir *dir) {
         memset(dir, 0, sizeof(*dir));
         snprintf(dir->path, sizeof(dir->path), "/tmp/bus1d-test-config-XXXXXX");
         assert_non_null(mkdtemp(dir->path));
+        test_dir_live = dir;
         assert_int_equal(chmod(dir->path, 0755), 0);
 }
 
@@ -167,7 +234,8 @@ static const char *test_dir_file(TestDir *dir, const char *name, const char *tex
         return path;
 }
 
-static void test_dir_remove(TestDir *dir) {
+/* remove the files and the directory; rmdir(2)'s result */
+static int test_dir_clean(TestDir *dir) {
         while (dir->n_files > 0) {
                 char *path = dir->files[--dir->n_files], *slash;
 
@@ -178,13 +246,18 @@ static void test_dir_remove(TestDir *dir) {
                 if (strcmp(path, dir->path))
                         rmdir(path);
         }
-        assert_int_equal(rmdir(dir->path), 0);
+        return rmdir(dir->path);
+}
+
+static void test_dir_remove(TestDir *dir) {
+        test_dir_live = NULL;
+        assert_int_equal(test_dir_clean(dir), 0);
 }
 
 static void test_check_good(void **state) {
         char arg[PATH_MAX + 16], text[512], expect[256];
         const char *path;
-        TestDir dir;
+        static TestDir dir;
         Run run;
 
         test_dir_make(&dir);
@@ -236,11 +309,21 @@ typedef struct BadVector {
 
 static void test_check_bad(void **state) {
         static const BadVector vectors[] = {
-                { "[Limits]\nMaxSlices=100\n\nMaxSlice=5\n", ":4:1: ", "unknown key 'MaxSlice'" },
-                { "# x\n[Limit]\n", ":2:2: ", "unknown section '[Limit]'" },
                 { "MaxSlices=5\n", ":1:1: ", "outside a section" },
                 { "[Limits]\nMaxInflightBytes=2G\n", ":2:18: ", "out of range" },
-                { "[Limits]\nMaxSlices=0\n", ":2:11: ", "out of range" },
+                { "[Limits]\nMaxSlices=0\n", ":2:11: ",
+                  "MaxSlices=0 is below the smallest useful value 2 (one message: " },
+                { "[Limits]\nMaxInflightBytes=1\n", ":2:18: ",
+                  "MaxInflightBytes=1 is below the smallest useful value 4096 (one page: " },
+                { "[UID 5]\nMaxHandles=1\n", ":2:12: ",
+                  "MaxHandles=1 is below the smallest useful value 2 (one handle: " },
+                { "[Limits]\nMaxInflightFds=1\n", ":2:16: ",
+                  "MaxInflightFds=1 is below the smallest useful value 2 (one fd: " },
+                { "[Limits]\nMaxConnections=0\n", ":2:16: ",
+                  "MaxConnections=0 is below the smallest useful value 1 (one connection)" },
+                /* an unknown key or section before it does not hide the error */
+                { "[Limit]\n[Limits]\nFoo=1\nMaxSlices=x\n", ":4:11: ", "invalid value 'x'" },
+                { "[Limits]\n[Limits\n", ":2:1: ", "missing ']'" },
                 { "[Limits]\nMaxHandles=99999999999999999999\n", ":2:12: ", "out of range" },
                 { "[Limits]\nMaxConnections=ten\n", ":2:16: ", "not a decimal number" },
                 { "[UID x]\n", ":1:6: ", "invalid UID" },
@@ -248,7 +331,7 @@ static void test_check_bad(void **state) {
                 { "[Limits]\nMaxSlices\n", ":2:1: ", "expected 'Key=value'" },
         };
         char arg[PATH_MAX + 16], expect[PATH_MAX + 32];
-        TestDir dir;
+        static TestDir dir;
         Run run;
 
         test_dir_make(&dir);
@@ -279,7 +362,17 @@ static void test_check_bad(void **state) {
 
 static void test_check_bad_options(void **state) {
         static const char *const bad[][2] = {
-                { "--max-slices=0", "out of range" },
+                { "--max-slices=0", "--max-slices=0: below the smallest useful value 2 (" },
+                { "--max-slices=1", "--max-slices=1: below the smallest useful value 2 (" },
+                { "--max-handles=1", "--max-handles=1: below the smallest useful value 2 (" },
+                { "--max-inflight-bytes=1",
+                  "--max-inflight-bytes=1: below the smallest useful value 4096 (one page" },
+                { "--max-inflight-bytes=3K", "below the smallest useful value 4096" },
+                { "--max-inflight-fds=1",
+                  "--max-inflight-fds=1: below the smallest useful value 2 (" },
+                { "--max-connections=0",
+                  "--max-connections=0: below the smallest useful value 1 (" },
+                { "--max-slices=2147483648", "out of range (2 to 2147483647)" },
                 { "--max-handles=2147483648", "out of range" },
                 { "--max-inflight-fds=-1", "not a decimal number" },
                 { "--max-connections=1K", "not a decimal number" },
@@ -296,8 +389,19 @@ static void test_check_bad_options(void **state) {
                 assert_contains(run.err, bad[i][1]);
         }
 
+        /* the minimums are minimums */
+        run_bus1d(&run, NULL, (const char *[]){ "--max-slices=2", "--max-handles=2",
+                                                "--max-inflight-bytes=4K",
+                                                "--max-inflight-fds=2", "--max-connections=1",
+                                                "--config=/dev/null", "--check-config", NULL });
+        assert_exit(&run, 0);
+        assert_contains(run.out, "[Limits]\nMaxSlices=2\nMaxHandles=2\nMaxInflightBytes=4096\n"
+                                 "MaxInflightFds=2\nMaxConnections=1\n");
+
         run_bus1d(&run, NULL, (const char *[]){ "--help", NULL });
         assert_exit(&run, 0);
+        /* the system file it reads, where meson installs it */
+        assert_contains(run.out, " " SYSCONFDIR "/bus1/bus1d.conf and\n");
         assert_contains(run.out, "--check-config");
         assert_contains(run.out, "--config=PATH");
         assert_contains(run.out, "--max-slices=N");
@@ -307,10 +411,301 @@ static void test_check_bad_options(void **state) {
         assert_contains(run.out, "--max-connections=N");
 }
 
+typedef struct WarnVector {
+        const char *text;
+        const char *warning;    /* after the path */
+} WarnVector;
+
+/*
+ * Unknown keys and sections: --check-config says so on stderr, as warnings
+ * naming file, line, column and the nearest valid name, applies the rest
+ * and exits 0.
+ */
+static void test_check_warnings(void **state) {
+        static const WarnVector vectors[] = {
+                { "[Limits]\nMaxSlices=100\n\nMaxSlice=5\n",
+                  ":4:1: warning: unknown key 'MaxSlice' ignored; did you mean MaxSlices?\n" },
+                { "[Limits]\nMaxSlices=100\nMaxInflightByte=1M\n",
+                  ":3:1: warning: unknown key 'MaxInflightByte' ignored; "
+                  "did you mean MaxInflightBytes?\n" },
+                { "[Limits]\nMaxSlices=100\nFoo=1\n",
+                  ":3:1: warning: unknown key 'Foo' ignored (keys: MaxSlices, " },
+                { "# x\n[Limit]\nMaxSlices=7\n[Limits]\nMaxSlices=100\n",
+                  ":2:2: warning: unknown section '[Limit]' ignored with its keys; "
+                  "did you mean [Limits]?\n" },
+        };
+        char arg[PATH_MAX + 16], expect[PATH_MAX + 128], text[2048];
+        static TestDir dir;
+        Run run;
+        size_t n;
+
+        test_dir_make(&dir);
+        for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); ++i) {
+                const char *path = test_dir_file(&dir, "warn.conf", vectors[i].text);
+
+                snprintf(arg, sizeof(arg), "--config=%s", path);
+                run_bus1d(&run, NULL, (const char *[]){ arg, "--check-config", NULL });
+                assert_exit(&run, 0);
+                snprintf(expect, sizeof(expect), "bus1d: %s%s", path, vectors[i].warning);
+                assert_contains(run.err, expect);
+                /* one line: the warning */
+                assert_null(strchr(strchr(run.err, '\n') + 1, '\n'));
+                /* the rest of the file counts */
+                assert_contains(run.out, "[Limits]\nMaxSlices=100\nMaxHandles=65536\n");
+                test_dir_remove(&dir);
+                test_dir_make(&dir);
+        }
+
+        /* a file full of them: CONFIG_WARNINGS_MAX lines, then how many more */
+        n = (size_t)snprintf(text, sizeof(text), "[Limits]\n");
+        for (unsigned int i = 0; i < CONFIG_WARNINGS_MAX + 3; ++i)
+                n += (size_t)snprintf(text + n, sizeof(text) - n, "Foo%u=1\n", i);
+        assert_true(n < sizeof(text));
+        snprintf(arg, sizeof(arg), "--config=%s", test_dir_file(&dir, "many.conf", text));
+        run_bus1d(&run, NULL, (const char *[]){ arg, "--check-config", NULL });
+        assert_exit(&run, 0);
+        assert_contains(run.err, "unknown key 'Foo0' ignored");
+        assert_null(strstr(run.err, "'Foo32'"));
+        assert_contains(run.err, "bus1d: warning: 3 more warnings not shown");
+        test_dir_remove(&dir);
+}
+
+/* a broker started by hand: its stderr in a pipe, its pid for the teardown */
+typedef struct Spawned {
+        pid_t pid;
+        int err_fd;
+        char dir[64];
+        char path[128];
+        char err[16384];
+        size_t n_err;
+} Spawned;
+
+/* the broker spawn_broker() started and spawned_reap() has not reaped */
+static Spawned *test_spawned = NULL;
+
+static void test_leftovers_remove(void) {
+        if (test_dir_live) {
+                test_dir_clean(test_dir_live);
+                test_dir_live = NULL;
+        }
+        if (test_spawned) {
+                if (test_spawned->err_fd > 0)
+                        close(test_spawned->err_fd);
+                unlink(test_spawned->path);
+                rmdir(test_spawned->dir);
+                test_spawned = NULL;
+        }
+}
+
+static void spawn_broker(Spawned *b, const char *const *args) {
+        const char *argv[16] = { broker_exe() };
+        char listen[160];
+        size_t n = 1;
+        int err[2];
+
+        memset(b, 0, sizeof(*b));
+        b->err_fd = -1;
+        snprintf(b->dir, sizeof(b->dir), "/tmp/bus1d-test-config-XXXXXX");
+        assert_non_null(mkdtemp(b->dir));
+        test_spawned = b;
+        snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
+        snprintf(listen, sizeof(listen), "--listen=%s", b->path);
+        argv[n++] = listen;
+        argv[n++] = "--log-target=stderr";
+        for (size_t i = 0; args[i]; ++i) {
+                assert_true(n + 1 < sizeof(argv) / sizeof(argv[0]));
+                argv[n++] = args[i];
+        }
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+
+        b->pid = fork();
+        assert_true(b->pid >= 0);
+        if (b->pid == 0) {
+                unsetenv("NOTIFY_SOCKET");
+                if (dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(126);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        test_child = b->pid;
+        close(err[1]);
+        b->err_fd = err[0];
+}
+
+/*
+ * Read the broker's stderr until it says @what (true), or closes it
+ * (false, with @what NULL: read to the end); 10 s at most.
+ */
+static bool spawned_read_until(Spawned *b, const char *what) {
+        struct pollfd p = { .fd = b->err_fd, .events = POLLIN };
+
+        while (!what || !strstr(b->err, what)) {
+                ssize_t l;
+                int r = poll(&p, 1, 10000);
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        fail_msg("bus1d wrote nothing for 10 s; so far:\n%s", b->err);
+                l = read(b->err_fd, b->err + b->n_err, sizeof(b->err) - 1 - b->n_err);
+                if (l < 0 && errno == EINTR)
+                        continue;
+                if (l <= 0)
+                        return false;
+                b->n_err += (size_t)l;
+                b->err[b->n_err] = '\0';
+                assert_true(b->n_err < sizeof(b->err) - 1);
+        }
+        return true;
+}
+
+/* the broker exits (or is stopped with SIGTERM first); its status */
+static int spawned_reap(Spawned *b, bool terminate) {
+        int status;
+
+        if (terminate)
+                assert_int_equal(kill(b->pid, SIGTERM), 0);
+        spawned_read_until(b, NULL);
+        assert_int_equal(waitpid(b->pid, &status, 0), b->pid);
+        test_child = 0;
+        test_spawned = NULL;
+        close(b->err_fd);
+        unlink(b->path);
+        assert_int_equal(rmdir(b->dir), 0);
+        return status;
+}
+
+/*
+ * An unknown key does not stop the broker: it logs a warning with the
+ * file, line and the key it probably meant, applies the rest and serves.
+ */
+static void test_broker_unknown_key_starts(void **state) {
+        struct bus1_cmd_peer_reset q;
+        char arg[PATH_MAX + 16], expect[PATH_MAX + 128];
+        const char *path;
+        static Spawned b;
+        static TestDir dir;
+        int peer, status;
+
+        test_dir_make(&dir);
+        path = test_dir_file(&dir, "bus1d.conf",
+                             "[Limits]\nMaxInflightByte=1M\nMaxSlices=100\n[Limit]\n");
+        snprintf(arg, sizeof(arg), "--config=%s", path);
+        spawn_broker(&b, (const char *[]){ arg, NULL });
+
+        if (!spawned_read_until(&b, "listening on"))
+                fail_msg("bus1d exited instead of listening:\n%s", b.err);
+        /* <4>: logged as a warning */
+        snprintf(expect, sizeof(expect),
+                 "<4>bus1d: configuration: %s:2:1: unknown key 'MaxInflightByte' ignored; "
+                 "did you mean MaxInflightBytes?\n", path);
+        assert_contains(b.err, expect);
+        snprintf(expect, sizeof(expect),
+                 "<4>bus1d: configuration: %s:4:2: unknown section '[Limit]' ignored with "
+                 "its keys; did you mean [Limits]?\n", path);
+        assert_contains(b.err, expect);
+        assert_null(strstr(b.err, "<3>"));
+
+        /* it serves, with what the rest of the file says */
+        setenv("BUS1_ADDRESS", b.path, 1);
+        peer = bus1_uapi_open(NULL);
+        assert_true(peer >= 0);
+        assert_int_equal(query(peer, &q), 0);
+        assert_int_equal(q.max_slices, 100);
+        assert_int_equal(q.max_inflight_bytes, 16 * 1024 * 1024);
+        assert_int_equal(bus1_uapi_close(peer), 0);
+        unsetenv("BUS1_ADDRESS");
+
+        status = spawned_reap(&b, true);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("bus1d: status 0x%x after SIGTERM:\n%s", status, b.err);
+        test_dir_remove(&dir);
+}
+
+/* a value below a key's minimum stops the broker before it listens, saying the minimum */
+static void test_broker_below_minimum_exits(void **state) {
+        char arg[PATH_MAX + 16], expect[PATH_MAX + 128];
+        const char *path;
+        static Spawned b;
+        static TestDir dir;
+        int status;
+
+        test_dir_make(&dir);
+        path = test_dir_file(&dir, "bus1d.conf", "[Limits]\nMaxInflightBytes=1\n");
+        snprintf(arg, sizeof(arg), "--config=%s", path);
+        spawn_broker(&b, (const char *[]){ arg, NULL });
+
+        if (spawned_read_until(&b, "listening on"))
+                fail_msg("bus1d started with MaxInflightBytes=1:\n%s", b.err);
+        status = spawned_reap(&b, false);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+                fail_msg("bus1d: status 0x%x, expected exit 1:\n%s", status, b.err);
+        snprintf(expect, sizeof(expect),
+                 "<3>bus1d: configuration: %s:2:18: MaxInflightBytes=1 is below the "
+                 "smallest useful value 4096 (one page: ", path);
+        assert_contains(b.err, expect);
+
+        /* the same as an option */
+        spawn_broker(&b, (const char *[]){ "--max-inflight-bytes=1", NULL });
+        status = spawned_reap(&b, false);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
+                fail_msg("bus1d: status 0x%x, expected exit 1:\n%s", status, b.err);
+        assert_contains(b.err, "--max-inflight-bytes=1: below the smallest useful value 4096");
+        test_dir_remove(&dir);
+}
+
+/*
+ * At every minimum the bus is of use: a peer (the only connection its UID
+ * may have) owns a node, and sends itself one message of half a page (2040
+ * bytes and the 8 of its fd area) with an fd, which it receives; a slice
+ * any larger would not fit.
+ */
+static void test_broker_at_minimums(void **state) {
+        static char data[2049];
+        struct bus1_cmd_recv recv = { .max_offset = 4096 };
+        uint64_t node = 0x100;
+        struct iovec vec = { .iov_base = data, .iov_len = sizeof(data) };
+        struct bus1_cmd_send send = {
+                .ptr_destinations = (uintptr_t)&node,
+                .n_destinations = 1,
+                .ptr_vecs = (uintptr_t)&vec,
+                .n_vecs = 1,
+        };
+        static TestBroker broker;
+        int peer, fd;
+
+        broker_start(&broker, (const char *[]){ "--max-slices=2", "--max-handles=2",
+                                                "--max-inflight-bytes=4096",
+                                                "--max-inflight-fds=2", "--max-connections=1",
+                                                "--config=/dev/null", NULL });
+        peer = bus1_uapi_open(NULL);
+        assert_true(peer >= 0);
+
+        /* 2049 bytes take a slice of 2056, more than half of 4096 */
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_SEND, &send), -EDQUOT);
+
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        vec.iov_len = 2040;
+        send.ptr_fds = (uintptr_t)&fd;
+        send.n_fds = 1;
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_SEND, &send), 0);
+        close(fd);
+
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_RECV, &recv), 0);
+        assert_int_equal(recv.msg.type, BUS1_MSG_DATA);
+        assert_int_equal(recv.msg.destination, node);
+        assert_int_equal(recv.msg.n_bytes, 2040);
+        assert_int_equal(bus1_uapi_ioctl(peer, BUS1_CMD_SLICE_RELEASE, &recv.msg.offset), 0);
+
+        assert_int_equal(bus1_uapi_close(peer), 0);
+        broker_stop(&broker);
+}
+
 /* several files and options: later files override key by key, options last */
 static void test_check_layering(void **state) {
         char arg1[PATH_MAX + 16], arg2[PATH_MAX + 16];
-        TestDir dir;
+        static TestDir dir;
         Run run;
 
         test_dir_make(&dir);
@@ -334,14 +729,14 @@ static void test_check_layering(void **state) {
 }
 
 /*
- * Without --config: /etc/bus1/bus1d.conf, and $XDG_CONFIG_HOME's file
+ * Without --config: SYSCONFDIR/bus1/bus1d.conf, and $XDG_CONFIG_HOME's file
  * unless root. As root, also run the check as an unprivileged UID.
  */
 static void test_check_default_paths(void **state) {
         RunOptions opts = {};
         char expect[PATH_MAX + 32];
         const char *user_file;
-        TestDir dir;
+        static TestDir dir;
         Run run;
 
         test_dir_make(&dir);
@@ -350,7 +745,8 @@ static void test_check_default_paths(void **state) {
 
         run_bus1d(&run, &opts, (const char *[]){ "--check-config", NULL });
         assert_exit(&run, 0);
-        assert_contains(run.out, "# /etc/bus1/bus1d.conf: ");
+        assert_contains(run.out, "# " SYSCONFDIR "/bus1/bus1d.conf: ");
+        assert_contains(run.out, "# " CONFIG_SYSTEM_PATH ": ");
         if (getuid() == 0) {
                 /* root runs the system bus: no per-user file */
                 assert_null(strstr(run.out, user_file));
@@ -375,23 +771,18 @@ static void test_check_default_paths(void **state) {
         snprintf(expect, sizeof(expect), "--config=%s", user_file);
         run_bus1d(&run, &opts, (const char *[]){ expect, "--check-config", NULL });
         assert_exit(&run, 0);
-        assert_null(strstr(run.out, "/etc/bus1/bus1d.conf"));
+        assert_null(strstr(run.out, CONFIG_SYSTEM_PATH));
         assert_contains(run.out, "MaxInflightFds=77\n");
 
         test_dir_remove(&dir);
-}
-
-static int query(int peer, struct bus1_cmd_peer_reset *q) {
-        memset(q, 0, sizeof(*q));
-        return bus1_uapi_ioctl(peer, BUS1_CMD_PEER_QUERY, q);
 }
 
 /* a UID override for our own UID reaches a new peer's limits */
 static void test_override_reaches_peer(void **state) {
         struct bus1_cmd_peer_reset q;
         char arg[PATH_MAX + 16], text[256];
-        TestBroker broker;
-        TestDir dir;
+        static TestBroker broker;
+        static TestDir dir;
         int peer;
 
         test_dir_make(&dir);
@@ -404,8 +795,8 @@ static void test_override_reaches_peer(void **state) {
                  (unsigned int)getuid());
         snprintf(arg, sizeof(arg), "--config=%s", test_dir_file(&dir, "bus1d.conf", text));
 
-        test_broker_start_args(&broker, (const char *[]){ arg, "--max-inflight-fds=5",
-                                                          "--max-inflight-bytes=1M", NULL });
+        broker_start(&broker, (const char *[]){ arg, "--max-inflight-fds=5",
+                                                "--max-inflight-bytes=1M", NULL });
         peer = bus1_uapi_open(NULL);
         assert_true(peer >= 0);
         assert_int_equal(query(peer, &q), 0);
@@ -414,12 +805,12 @@ static void test_override_reaches_peer(void **state) {
         assert_int_equal(q.max_inflight_bytes, 1024 * 1024);
         assert_int_equal(q.max_inflight_fds, 5);
         assert_int_equal(bus1_uapi_close(peer), 0);
-        test_broker_stop(&broker);
+        broker_stop(&broker);
 
         /* an override for another UID leaves ours at the defaults */
         snprintf(text, sizeof(text), "[UID %u]\nMaxSlices=7\n", (unsigned int)getuid() + 1);
         snprintf(arg, sizeof(arg), "--config=%s", test_dir_file(&dir, "other.conf", text));
-        test_broker_start_args(&broker, (const char *[]){ arg, NULL });
+        broker_start(&broker, (const char *[]){ arg, NULL });
         peer = bus1_uapi_open(NULL);
         assert_true(peer >= 0);
         assert_int_equal(query(peer, &q), 0);
@@ -428,7 +819,7 @@ static void test_override_reaches_peer(void **state) {
         assert_int_equal(q.max_inflight_bytes, 16 * 1024 * 1024);
         assert_int_equal(q.max_inflight_fds, 4096);
         assert_int_equal(bus1_uapi_close(peer), 0);
-        test_broker_stop(&broker);
+        broker_stop(&broker);
 
         test_dir_remove(&dir);
 }
@@ -450,14 +841,14 @@ static int open_retry(void) {
 static void test_max_connections(void **state) {
         struct bus1_cmd_peer_reset q;
         char arg[PATH_MAX + 16], text[128];
-        TestBroker broker;
-        TestDir dir;
+        static TestBroker broker;
+        static TestDir dir;
         int a, b, c;
 
         test_dir_make(&dir);
         snprintf(text, sizeof(text), "[UID %u]\nMaxConnections=2\n", (unsigned int)getuid());
         snprintf(arg, sizeof(arg), "--config=%s", test_dir_file(&dir, "bus1d.conf", text));
-        test_broker_start_args(&broker, (const char *[]){ arg, NULL });
+        broker_start(&broker, (const char *[]){ arg, NULL });
 
         /* the start-up probe may still hold a connection for a moment */
         a = open_retry();
@@ -480,19 +871,23 @@ static void test_max_connections(void **state) {
 
         assert_int_equal(bus1_uapi_close(b), 0);
         assert_int_equal(bus1_uapi_close(c), 0);
-        test_broker_stop(&broker);
+        broker_stop(&broker);
         test_dir_remove(&dir);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_check_good),
-                cmocka_unit_test(test_check_bad),
-                cmocka_unit_test(test_check_bad_options),
-                cmocka_unit_test(test_check_layering),
-                cmocka_unit_test(test_check_default_paths),
-                cmocka_unit_test(test_override_reaches_peer),
-                cmocka_unit_test(test_max_connections),
+                cmocka_unit_test_teardown(test_check_good, teardown_kill),
+                cmocka_unit_test_teardown(test_check_bad, teardown_kill),
+                cmocka_unit_test_teardown(test_check_bad_options, teardown_kill),
+                cmocka_unit_test_teardown(test_check_warnings, teardown_kill),
+                cmocka_unit_test_teardown(test_broker_unknown_key_starts, teardown_kill),
+                cmocka_unit_test_teardown(test_broker_below_minimum_exits, teardown_kill),
+                cmocka_unit_test_teardown(test_broker_at_minimums, teardown_kill),
+                cmocka_unit_test_teardown(test_check_layering, teardown_kill),
+                cmocka_unit_test_teardown(test_check_default_paths, teardown_kill),
+                cmocka_unit_test_teardown(test_override_reaches_peer, teardown_kill),
+                cmocka_unit_test_teardown(test_max_connections, teardown_kill),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

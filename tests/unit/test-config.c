@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for Config: the parser (every key, suffixes, ranges, overflow,
- * syntax errors with their line and column, unknown keys and sections,
- * duplicates), layering of several texts and of command-line defaults,
- * [User name] resolution, the loader and the per-user path, and what
- * config_apply() makes of it in a UserRegistry.
+ * Tests for Config: the parser (every key, suffixes, ranges and each key's
+ * smallest useful value, overflow, syntax errors with their line and
+ * column, unknown keys and sections as warnings with the nearest valid
+ * name, duplicates), layering of several texts and of command-line
+ * defaults, [User name] resolution, the loader and the per-user path, the
+ * system path from meson's sysconfdir, and what config_apply() makes of it
+ * in a UserRegistry (at the minimums: one message, handle and fd fit).
  *
  * Every test builds its own Config and registry on the stack and calls
  * assert_config_valid() after each parse: values set are in range, values
@@ -30,9 +32,13 @@
 #include "daemon/user.h"
 #include "util/macro.h"
 
+/* longer than any name config_key_suggest() compares */
+#define CONFIG_QUOTE_LEN_TEST 100
+
 static void assert_values_valid(const ConfigValues *v) {
         for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k) {
                 if (v->set[k]) {
+                        assert_true(v->value[k] >= config_key_min(k));
                         assert_true(v->value[k] >= 1);
                         assert_true(v->value[k] <= CONFIG_VALUE_MAX);
                 } else {
@@ -128,13 +134,14 @@ static void test_every_key(void **state) {
                  "[Limits]\n"
                  "MaxSlices=100\n"
                  "MaxHandles=200\n"
-                 "MaxInflightBytes=300\n"
+                 "MaxInflightBytes=30000\n"
                  "MaxInflightFds=400\n"
                  "MaxConnections=500\n");
         assert_int_equal(config.n_sections, 0);
+        assert_int_equal(config.n_warnings, 0);
         assert_int_equal(config.defaults.value[CONFIG_MAX_SLICES], 100);
         assert_int_equal(config.defaults.value[CONFIG_MAX_HANDLES], 200);
-        assert_int_equal(config.defaults.value[CONFIG_MAX_INFLIGHT_BYTES], 300);
+        assert_int_equal(config.defaults.value[CONFIG_MAX_INFLIGHT_BYTES], 30000);
         assert_int_equal(config.defaults.value[CONFIG_MAX_INFLIGHT_FDS], 400);
         assert_int_equal(config.defaults.value[CONFIG_MAX_CONNECTIONS], 500);
 
@@ -142,7 +149,7 @@ static void test_every_key(void **state) {
         assert_int_equal(config_apply(&config, &registry), 0);
         assert_int_equal(registry.defaults.max[USER_SLICES], 100);
         assert_int_equal(registry.defaults.max[USER_HANDLES], 200);
-        assert_int_equal(registry.defaults.max[USER_BYTES], 300);
+        assert_int_equal(registry.defaults.max[USER_BYTES], 30000);
         assert_int_equal(registry.defaults.max[USER_FDS], 400);
         assert_int_equal(registry.defaults.max_peers, 500);
         assert_int_equal(registry.n_overrides, 0);
@@ -175,7 +182,7 @@ typedef struct ValueVector {
 
 static void test_values_and_suffixes(void **state) {
         static const ValueVector vectors[] = {
-                { CONFIG_MAX_SLICES, "1", 0, 1 },
+                { CONFIG_MAX_SLICES, "2", 0, 2 },
                 { CONFIG_MAX_SLICES, "007", 0, 7 },
                 { CONFIG_MAX_SLICES, "2147483647", 0, 2147483647 },
                 { CONFIG_MAX_HANDLES, "2147483648", -ERANGE },
@@ -185,6 +192,13 @@ static void test_values_and_suffixes(void **state) {
                 { CONFIG_MAX_CONNECTIONS, "2147483648", -ERANGE },
                 { CONFIG_MAX_SLICES, "0", -ERANGE },
                 { CONFIG_MAX_SLICES, "000", -ERANGE },
+                { CONFIG_MAX_SLICES, "1", -ERANGE },
+                { CONFIG_MAX_HANDLES, "1", -ERANGE },
+                { CONFIG_MAX_HANDLES, "2", 0, 2 },
+                { CONFIG_MAX_INFLIGHT_FDS, "1", -ERANGE },
+                { CONFIG_MAX_INFLIGHT_FDS, "2", 0, 2 },
+                { CONFIG_MAX_CONNECTIONS, "0", -ERANGE },
+                { CONFIG_MAX_CONNECTIONS, "1", 0, 1 },
                 /* 64-bit wrap-around is out of range too, not a small number */
                 { CONFIG_MAX_SLICES, "18446744073709551615", -ERANGE },
                 { CONFIG_MAX_SLICES, "18446744073709551616", -ERANGE },
@@ -203,8 +217,13 @@ static void test_values_and_suffixes(void **state) {
                 { CONFIG_MAX_HANDLES, "1M", -EINVAL },
                 { CONFIG_MAX_INFLIGHT_FDS, "1G", -EINVAL },
                 { CONFIG_MAX_CONNECTIONS, "1K", -EINVAL },
-                { CONFIG_MAX_INFLIGHT_BYTES, "1", 0, 1 },
-                { CONFIG_MAX_INFLIGHT_BYTES, "1K", 0, 1024 },
+                { CONFIG_MAX_INFLIGHT_BYTES, "1", -ERANGE },
+                { CONFIG_MAX_INFLIGHT_BYTES, "4095", -ERANGE },
+                { CONFIG_MAX_INFLIGHT_BYTES, "4096", 0, 4096 },
+                /* the minimum applies to the value, suffix included */
+                { CONFIG_MAX_INFLIGHT_BYTES, "1K", -ERANGE },
+                { CONFIG_MAX_INFLIGHT_BYTES, "3K", -ERANGE },
+                { CONFIG_MAX_INFLIGHT_BYTES, "4K", 0, 4096 },
                 { CONFIG_MAX_INFLIGHT_BYTES, "16M", 0, 16 * 1024 * 1024 },
                 { CONFIG_MAX_INFLIGHT_BYTES, "1G", 0, 1024 * 1024 * 1024 },
                 { CONFIG_MAX_INFLIGHT_BYTES, "2047M", 0, 2047ULL * 1024 * 1024 },
@@ -290,18 +309,22 @@ static void test_syntax_errors(void **state) {
                 { "[Limits]\nMaxSlices=\n", 0, 2, 11, "missing value for MaxSlices=" },
                 { "[Limits]\nMaxSlices=   \n", 0, 2, 11, "missing value" },
                 { "[Limits]\n=5\n", 0, 2, 1, "missing key" },
-                { "[Limits]\r\nFoo=1\r\n", 0, 2, 1, "unknown key 'Foo'" },
-                { "[Limits]\nmaxslices=1\n", 0, 2, 1, "unknown key 'maxslices'" },
+                /* an unknown key is only a warning, but not outside a section */
+                { "Foo=1\n", 0, 1, 1, "Foo= outside a section" },
+                /* a bad value is an error after an unknown key too */
+                { "[Limits]\nFoo=1\nMaxSlices=x\n", 0, 3, 11, "invalid value 'x'" },
+                /* in an unknown section, a malformed line is still an error */
+                { "[Service]\nMaxSlices\n", 0, 2, 1, "expected 'Key=value'" },
+                { "[Service]\n=5\n", 0, 2, 1, "missing key" },
+                { "[Service]\n[Limits\n", 0, 2, 1, "missing ']'" },
                 { "[Limits]\nMaxSlices=1 # no trailing comments\n", 0, 2, 11, "invalid value" },
-                { "[Limits]\nMaxSlices=1\nMaxSlices=2\nMaxSlices=x\n", 0, 4, 11, "invalid" },
+                { "[Limits]\nMaxSlices=3\nMaxSlices=4\nMaxSlices=x\n", 0, 4, 11, "invalid" },
                 { "[Limits\n", 0, 1, 1, "missing ']'" },
                 { "  [Limits] x\n", 0, 1, 11, "unexpected text after ']'" },
                 { "[Limits]]\n", 0, 1, 9, "unexpected text" },
                 { "[Limits foo]\n", 0, 1, 9, "takes no argument" },
-                { "[limits]\n", 0, 1, 2, "unknown section '[limits]'" },
-                { "[Limit]\n", 0, 1, 2, "unknown section '[Limit]'" },
-                { "[]\n", 0, 1, 2, "unknown section '[]'" },
-                { "[Service]\nMaxSlices=1\n", 0, 1, 2, "unknown section '[Service]'" },
+                { "[]\n", 0, 1, 2, "missing section name" },
+                { "[ \t]\n", 0, 1, 4, "missing section name" },
                 { "[UID]\n", 0, 1, 1, "missing UID" },
                 { "[UID abc]\n", 0, 1, 6, "invalid UID 'abc'" },
                 { "[UID -1]\n", 0, 1, 6, "invalid UID" },
@@ -335,14 +358,327 @@ static void test_syntax_errors(void **state) {
         }
 }
 
+/* each key's smallest useful value: refused below it, with the minimum in the reason */
+static void test_minimums(void **state) {
+        static const uint64_t mins[_CONFIG_KEY_N] = {
+                [CONFIG_MAX_SLICES] = 2,
+                [CONFIG_MAX_HANDLES] = 2,
+                [CONFIG_MAX_INFLIGHT_BYTES] = 4096,
+                [CONFIG_MAX_INFLIGHT_FDS] = 2,
+                [CONFIG_MAX_CONNECTIONS] = 1,
+        };
+
+        assert_int_equal(config_key_min(_CONFIG_KEY_N), 0);
+        assert_int_equal(config_key_min(_CONFIG_KEY_INVALID), 0);
+        for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k) {
+                char text[32], below[64], range[64];
+                const char *reason = NULL;
+                uint64_t value = 0;
+
+                assert_int_equal(config_key_min(k), mins[k]);
+                snprintf(below, sizeof(below), "below the smallest useful value %llu (",
+                         (unsigned long long)mins[k]);
+                snprintf(range, sizeof(range), "out of range (%llu to 2147483647)",
+                         (unsigned long long)mins[k]);
+
+                snprintf(text, sizeof(text), "%llu", (unsigned long long)mins[k]);
+                assert_int_equal(config_parse_value(&value, k, text, strlen(text), &reason), 0);
+                assert_int_equal(value, mins[k]);
+
+                snprintf(text, sizeof(text), "%llu", (unsigned long long)mins[k] - 1);
+                assert_int_equal(config_parse_value(&value, k, text, strlen(text), &reason),
+                                 -ERANGE);
+                assert_non_null(strstr(reason, below));
+                /* a static string that fits a message with the key and a quoted value */
+                assert_true(strlen(reason) + 100 < sizeof(((ConfigError *)NULL)->message));
+
+                assert_int_equal(config_parse_value(&value, k, "0", 1, &reason), -ERANGE);
+                assert_non_null(strstr(reason, below));
+
+                assert_int_equal(config_parse_value(&value, k, "2147483648", 10, &reason),
+                                 -ERANGE);
+                assert_string_equal(reason, range);
+        }
+}
+
+typedef struct MinimumVector {
+        const char *text;
+        unsigned int line;
+        unsigned int column;
+        const char *message;
+} MinimumVector;
+
+/* through the parser: "Key=value is below the smallest useful value N (why)" */
+static void test_minimums_in_text(void **state) {
+        static const MinimumVector vectors[] = {
+                { "[Limits]\nMaxInflightBytes=1\n", 2, 18,
+                  "MaxInflightBytes=1 is below the smallest useful value 4096 (one page: " },
+                { "[Limits]\nMaxInflightBytes = 3K\n", 2, 20,
+                  "MaxInflightBytes=3K is below the smallest useful value 4096" },
+                { "[UID 5]\nMaxSlices=1\n", 2, 11,
+                  "MaxSlices=1 is below the smallest useful value 2 (one message: " },
+                { "[Limits]\nMaxHandles=1\n", 2, 12,
+                  "MaxHandles=1 is below the smallest useful value 2 (one handle: " },
+                { "[Limits]\nMaxInflightFds=0\n", 2, 16,
+                  "MaxInflightFds=0 is below the smallest useful value 2 (one fd: " },
+                { "[Limits]\nMaxConnections=0\n", 2, 16,
+                  "MaxConnections=0 is below the smallest useful value 1 (one connection)" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(vectors); ++i) {
+                const MinimumVector *v = &vectors[i];
+                ConfigError err = {};
+                Config config;
+                int r;
+
+                config_init(&config);
+                r = config_parse(&config, v->text, strlen(v->text), &err);
+                if (r != -EINVAL || err.line != v->line || err.column != v->column ||
+                    !strstr(err.message, v->message))
+                        fail_msg("vector %zu: %d at %u:%u: '%s'; expected %u:%u: '%s'", i, r,
+                                 err.line, err.column, err.message, v->line, v->column,
+                                 v->message);
+                assert_config_valid(&config);
+                config_deinit(&config);
+        }
+}
+
+/*
+ * Why these minimums: at them, a peer can be charged one message of half a
+ * page with one handle and one fd, on its own behalf or another UID's;
+ * one below, not even one slice, handle or fd fits (a peer holds at most
+ * half of what its UID has left).
+ */
+static void test_minimums_are_useful(void **state) {
+        static const uint64_t held[_USER_N] = {};
+        UserRegistry registry;
+        UserLimits limits;
+        Config config;
+        User *user;
+
+        config_init(&config);
+        user_registry_init(&registry);
+        parse_ok(&config, "[Limits]\nMaxSlices=2\nMaxHandles=2\nMaxInflightBytes=4K\n"
+                          "MaxInflightFds=2\nMaxConnections=1\n");
+        assert_int_equal(config_apply(&config, &registry), 0);
+        assert_int_equal(user_get(&user, &registry, 1000), 0);
+        assert_int_equal(user->limits.max_peers, 1);
+        for (uint32_t actor = 1000; actor <= 2000; actor += 1000) {
+                assert_int_equal(user_check(user, actor, held,
+                                            (uint64_t[_USER_N]){ [USER_SLICES] = 1,
+                                                                 [USER_HANDLES] = 1,
+                                                                 [USER_BYTES] = 2048,
+                                                                 [USER_FDS] = 1 }),
+                                 0);
+                /* the largest message is half a page */
+                assert_int_equal(user_check(user, actor, held,
+                                            (uint64_t[_USER_N]){ [USER_SLICES] = 1,
+                                                                 [USER_BYTES] = 2056 }),
+                                 -EDQUOT);
+        }
+        user_unref(user);
+
+        /* one below each minimum (set directly: the parser refuses it) */
+        limits = registry.defaults;
+        limits.max[USER_SLICES] = 1;
+        limits.max[USER_HANDLES] = 1;
+        limits.max[USER_FDS] = 1;
+        assert_int_equal(user_registry_set_override(&registry, 3000, &limits), 0);
+        assert_int_equal(user_get(&user, &registry, 3000), 0);
+        for (unsigned int r = 0; r < _USER_N; ++r) {
+                uint64_t charge[_USER_N] = {};
+
+                if (r == USER_BYTES)
+                        continue;
+                charge[r] = 1;
+                assert_int_equal(user_check(user, 3000, held, charge), -EDQUOT);
+        }
+        user_unref(user);
+
+        user_registry_deinit(&registry);
+        config_deinit(&config);
+}
+
+static void test_key_suggest(void **state) {
+        char long_name[CONFIG_QUOTE_LEN_TEST + 1];
+
+        for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k)
+                assert_int_equal(config_key_suggest(config_key_name(k), strlen(config_key_name(k))),
+                                 k);
+        assert_int_equal(config_key_suggest("MaxInflightByte", 15), CONFIG_MAX_INFLIGHT_BYTES);
+        assert_int_equal(config_key_suggest("MaxInflightBytess", 17), CONFIG_MAX_INFLIGHT_BYTES);
+        assert_int_equal(config_key_suggest("maxslices", 9), CONFIG_MAX_SLICES);
+        assert_int_equal(config_key_suggest("MAXHANDLES", 10), CONFIG_MAX_HANDLES);
+        assert_int_equal(config_key_suggest("MaxSilces", 9), CONFIG_MAX_SLICES);
+        assert_int_equal(config_key_suggest("MaxInflihgtFds", 14), CONFIG_MAX_INFLIGHT_FDS);
+        assert_int_equal(config_key_suggest("MaxConection", 12), CONFIG_MAX_CONNECTIONS);
+        assert_int_equal(config_key_suggest("Connections", 11), CONFIG_MAX_CONNECTIONS);
+        assert_int_equal(config_key_suggest("Handles", 7), CONFIG_MAX_HANDLES);
+        /* not a prefix: "MaxSlicesX" with its length */
+        assert_int_equal(config_key_suggest("MaxSlicesX", 10), CONFIG_MAX_SLICES);
+        /* too far from every key */
+        assert_int_equal(config_key_suggest("Foo", 3), _CONFIG_KEY_INVALID);
+        assert_int_equal(config_key_suggest("", 0), _CONFIG_KEY_INVALID);
+        assert_int_equal(config_key_suggest("MaxBytes", 8), _CONFIG_KEY_INVALID);
+        assert_int_equal(config_key_suggest("MaxPeers", 8), _CONFIG_KEY_INVALID);
+        memset(long_name, 'x', sizeof(long_name));
+        assert_int_equal(config_key_suggest(long_name, sizeof(long_name)), _CONFIG_KEY_INVALID);
+}
+
+typedef struct WarningVector {
+        const char *text;
+        unsigned int line;
+        unsigned int column;
+        const char *message;
+        bool suggestion;        /* "did you mean" */
+} WarningVector;
+
+/* an unknown key or section is a warning naming the nearest valid one; nothing is set */
+static void test_unknown_warnings(void **state) {
+        static const WarningVector vectors[] = {
+                { "[Limits]\nMaxInflightByte=1M\n", 2, 1,
+                  "unknown key 'MaxInflightByte' ignored; did you mean MaxInflightBytes?", true },
+                /* the value of an unknown key is not looked at */
+                { "[Limits]\nmaxslices=1\n", 2, 1,
+                  "unknown key 'maxslices' ignored; did you mean MaxSlices?", true },
+                { "[UID 7]\n  MaxConection = 3\n", 2, 3,
+                  "unknown key 'MaxConection' ignored; did you mean MaxConnections?", true },
+                { "[Limits]\nMaxInflihgtFds=x\n", 2, 1, "did you mean MaxInflightFds?", true },
+                { "[Limits]\nHandles=5\n", 2, 1, "did you mean MaxHandles?", true },
+                { "[Limits]\r\nFoo=bar\r\n", 2, 1,
+                  "unknown key 'Foo' ignored (keys: MaxSlices, MaxHandles, MaxInflightBytes, "
+                  "MaxInflightFds, MaxConnections)", false },
+                { "[Limits]\nMaxFds=\n", 2, 1, "unknown key 'MaxFds' ignored (keys: ", false },
+                { "[Limits]\nMax Slices=5\n", 2, 1, "did you mean MaxSlices?", true },
+                /* an unknown section: one warning, whatever its lines hold */
+                { "[Limit]\nMaxSlices=abc\nFoo=1\n", 1, 2,
+                  "unknown section '[Limit]' ignored with its keys; did you mean [Limits]?",
+                  true },
+                { "  [ limits ]\n", 1, 5, "unknown section '[limits]' ignored", true },
+                { "[limits]\n", 1, 2, "did you mean [Limits]?", true },
+                { "[uid 1000]\nMaxSlices=5\n", 1, 2,
+                  "unknown section '[uid 1000]' ignored with its keys; did you mean [UID 1000]?",
+                  true },
+                { "[UID1000]\nMaxSlices=5\n", 1, 2, "did you mean [UID 1000]?", true },
+                { "[Users alice]\n", 1, 2, "did you mean [User alice]?", true },
+                { "[Usr]\n", 1, 2, "did you mean [User name]?", true },
+                { "[UIDs]\n", 1, 2, "did you mean [UID n]?", true },
+                { "# c\n[Service]\nFoo=1\nMaxSlices=0\n", 2, 2,
+                  "unknown section '[Service]' ignored with its keys (sections: [Limits], "
+                  "[UID n], [User name])", false },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(vectors); ++i) {
+                const WarningVector *v = &vectors[i];
+                ConfigError err = {};
+                Config config;
+                int r;
+
+                config_init(&config);
+                r = config_parse(&config, v->text, strlen(v->text), &err);
+                if (r < 0)
+                        fail_msg("vector %zu: %d at %u:%u: %s", i, r, err.line, err.column,
+                                 err.message);
+                if (config.n_warnings != 1 || config.warnings[0].line != v->line ||
+                    config.warnings[0].column != v->column ||
+                    !strstr(config.warnings[0].message, v->message))
+                        fail_msg("vector %zu: %zu warnings, the first at %u:%u: '%s'; "
+                                 "expected %u:%u: '%s'", i, config.n_warnings,
+                                 config.n_warnings ? config.warnings[0].line : 0,
+                                 config.n_warnings ? config.warnings[0].column : 0,
+                                 config.n_warnings ? config.warnings[0].message : "",
+                                 v->line, v->column, v->message);
+                assert_null(config.warnings[0].path);
+                assert_int_equal(config.n_warnings_dropped, 0);
+                if (!!strstr(config.warnings[0].message, "did you mean") != v->suggestion)
+                        fail_msg("vector %zu: '%s' %s a suggestion", i,
+                                 config.warnings[0].message, v->suggestion ? "lacks" : "has");
+                /* what was ignored set nothing (only [UID 7] is a section) */
+                assert_int_equal(config.n_sections, !strncmp(v->text, "[UID 7]", 7));
+                for (ConfigKey k = 0; k < _CONFIG_KEY_N; ++k) {
+                        assert_false(config.defaults.set[k]);
+                        for (size_t j = 0; j < config.n_sections; ++j)
+                                assert_false(config.sections[j].values.set[k]);
+                }
+                assert_config_valid(&config);
+                config_deinit(&config);
+                assert_null(config.warnings);
+                assert_int_equal(config.n_warnings, 0);
+        }
+}
+
+/* the rest of a file still counts; warnings stay when a later line fails */
+static void test_unknown_keep_going(void **state) {
+        ConfigError err = {};
+        Config config;
+        char text[1024];
+        size_t n = 0;
+
+        config_init(&config);
+        parse_ok(&config,
+                 "[Limits]\n"
+                 "MaxSlice=5\n"
+                 "MaxHandles=77\n"
+                 "[Limit]\n"
+                 "MaxHandles=1\n"
+                 "[UID 5]\n"
+                 "MaxSlices=9\n"
+                 "MaxInflightByte=1\n"
+                 "[Limits]\n"
+                 "MaxInflightFds=8\n");
+        assert_int_equal(config.n_warnings, 3);
+        assert_int_equal(config.warnings[0].line, 2);
+        assert_int_equal(config.warnings[1].line, 4);
+        assert_int_equal(config.warnings[2].line, 8);
+        assert_false(config.defaults.set[CONFIG_MAX_SLICES]);
+        /* the known key in the unknown section did not count */
+        assert_int_equal(config.defaults.value[CONFIG_MAX_HANDLES], 77);
+        assert_int_equal(config.defaults.value[CONFIG_MAX_INFLIGHT_FDS], 8);
+        assert_int_equal(section_of(&config, 5)->value[CONFIG_MAX_SLICES], 9);
+        assert_false(section_of(&config, 5)->set[CONFIG_MAX_INFLIGHT_BYTES]);
+
+        /* a second text adds its warnings after the first's */
+        parse_ok(&config, "[Limits]\nFoo=1\n");
+        assert_int_equal(config.n_warnings, 4);
+        assert_int_equal(config.warnings[3].line, 2);
+        config_deinit(&config);
+
+        config_init(&config);
+        snprintf(text, sizeof(text), "[Limits]\nFoo=1\nMaxSlices=x\n");
+        assert_int_equal(config_parse(&config, text, strlen(text), &err), -EINVAL);
+        assert_int_equal(err.line, 3);
+        assert_int_equal(config.n_warnings, 1);
+        assert_int_equal(config.warnings[0].line, 2);
+        config_deinit(&config);
+
+        /* at most CONFIG_WARNINGS_MAX are kept, the rest counted */
+        config_init(&config);
+        n = (size_t)snprintf(text, sizeof(text), "[Limits]\n");
+        for (unsigned int i = 0; i < CONFIG_WARNINGS_MAX + 8; ++i)
+                n += (size_t)snprintf(text + n, sizeof(text) - n, "Foo%u=1\n", i);
+        assert_true(n < sizeof(text));
+        parse_ok(&config, text);
+        assert_int_equal(config.n_warnings, CONFIG_WARNINGS_MAX);
+        assert_int_equal(config.n_warnings_dropped, 8);
+        assert_int_equal(config.warnings[CONFIG_WARNINGS_MAX - 1].line, CONFIG_WARNINGS_MAX + 1);
+        config_deinit(&config);
+        assert_int_equal(config.n_warnings_dropped, 0);
+}
+
+/* the system file is where meson installs it: <prefix>/<sysconfdir>/bus1 */
+static void test_system_path(void **state) {
+        assert_true(SYSCONFDIR[0] == '/');
+        assert_string_equal(CONFIG_SYSTEM_PATH, SYSCONFDIR "/bus1/bus1d.conf");
+}
+
 static void test_uid_range(void **state) {
         Config config;
 
         config_init(&config);
-        parse_ok(&config, "[UID 0]\nMaxSlices=1\n[UID 4294967294]\nMaxSlices=2\n");
+        parse_ok(&config, "[UID 0]\nMaxSlices=2\n[UID 4294967294]\nMaxSlices=3\n");
         assert_int_equal(config.n_sections, 2);
-        assert_int_equal(section_of(&config, 0)->value[CONFIG_MAX_SLICES], 1);
-        assert_int_equal(section_of(&config, 4294967294U)->value[CONFIG_MAX_SLICES], 2);
+        assert_int_equal(section_of(&config, 0)->value[CONFIG_MAX_SLICES], 2);
+        assert_int_equal(section_of(&config, 4294967294U)->value[CONFIG_MAX_SLICES], 3);
         config_deinit(&config);
 }
 
@@ -352,16 +688,16 @@ static void test_duplicates_last_wins(void **state) {
         config_init(&config);
         parse_ok(&config,
                  "[Limits]\n"
-                 "MaxSlices=1\n"
-                 "MaxSlices=2\n"
+                 "MaxSlices=21\n"
+                 "MaxSlices=22\n"
                  "[UID 1000]\n"
                  "MaxHandles=10\n"
                  "MaxSlices=11\n"
                  "[Limits]\n"
-                 "MaxSlices=3\n"
+                 "MaxSlices=23\n"
                  "[UID 1000]\n"
                  "MaxHandles=12\n");
-        assert_int_equal(config.defaults.value[CONFIG_MAX_SLICES], 3);
+        assert_int_equal(config.defaults.value[CONFIG_MAX_SLICES], 23);
         assert_int_equal(config.n_sections, 1);
         assert_int_equal(section_of(&config, 1000)->value[CONFIG_MAX_HANDLES], 12);
         assert_int_equal(section_of(&config, 1000)->value[CONFIG_MAX_SLICES], 11);
@@ -596,14 +932,30 @@ static void test_load_file(void **state) {
         assert_int_equal(section_of(&config, 0)->value[CONFIG_MAX_CONNECTIONS], 3);
         assert_null(config.resolve_user);
 
+        /* an unknown key is read past, with a warning naming the file and line */
+        snprintf(path, sizeof(path), "%s/unknown.conf", dir);
+        write_text(path, "[Limits]\n\nMaxSlice=9\nMaxHandles=99\n");
+        assert_int_equal(config.n_warnings, 0);
+        assert_int_equal(config_load_file(&config, path, &err), 1);
+        assert_config_valid(&config);
+        assert_int_equal(config.defaults.value[CONFIG_MAX_SLICES], 9);
+        assert_int_equal(config.defaults.value[CONFIG_MAX_HANDLES], 99);
+        assert_int_equal(config.n_warnings, 1);
+        assert_string_equal(config.warnings[0].path, path);
+        assert_int_equal(config.warnings[0].line, 3);
+        assert_int_equal(config.warnings[0].column, 1);
+        assert_non_null(strstr(config.warnings[0].message,
+                               "unknown key 'MaxSlice' ignored; did you mean MaxSlices?"));
+        unlink(path);
+
         /* a bad one names itself and the line */
         snprintf(path, sizeof(path), "%s/bad.conf", dir);
-        write_text(path, "[Limits]\n\nMaxSlice=9\n");
+        write_text(path, "[Limits]\n\nMaxSlices=1\n");
         assert_int_equal(config_load_file(&config, path, &err), -EINVAL);
         assert_string_equal(err.path, path);
         assert_int_equal(err.line, 3);
-        assert_int_equal(err.column, 1);
-        assert_non_null(strstr(err.message, "unknown key 'MaxSlice'"));
+        assert_int_equal(err.column, 11);
+        assert_non_null(strstr(err.message, "MaxSlices=1 is below the smallest useful value 2"));
 
         snprintf(path, sizeof(path), "%s/nobody-here.conf", dir);
         write_text(path, "[User no-such-user-bus1-test]\n");
@@ -689,6 +1041,12 @@ int main(void) {
                 cmocka_unit_test(test_values_and_suffixes),
                 cmocka_unit_test(test_values_in_text),
                 cmocka_unit_test(test_syntax_errors),
+                cmocka_unit_test(test_minimums),
+                cmocka_unit_test(test_minimums_in_text),
+                cmocka_unit_test(test_minimums_are_useful),
+                cmocka_unit_test(test_key_suggest),
+                cmocka_unit_test(test_unknown_warnings),
+                cmocka_unit_test(test_unknown_keep_going),
                 cmocka_unit_test(test_uid_range),
                 cmocka_unit_test(test_duplicates_last_wins),
                 cmocka_unit_test(test_layering),
@@ -697,6 +1055,7 @@ int main(void) {
                 cmocka_unit_test(test_format_round_trip),
                 cmocka_unit_test(test_load_file),
                 cmocka_unit_test(test_user_path),
+                cmocka_unit_test(test_system_path),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
