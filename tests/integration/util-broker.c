@@ -58,7 +58,8 @@ static void test_brokers_kill(void) {
         }
 }
 
-static void test_broker_remember(const TestBroker *broker) {
+/* remember @broker, listening on @path (its own, or a --listen= of its arguments) */
+static void test_broker_remember(const TestBroker *broker, const char *path) {
         static bool registered;
         size_t slot = 0;
 
@@ -72,8 +73,7 @@ static void test_broker_remember(const TestBroker *broker) {
                 }
         }
         test_brokers[slot].pid = broker->pid;
-        snprintf(test_brokers[slot].path, sizeof(test_brokers[slot].path), "%s",
-                 broker->path);
+        snprintf(test_brokers[slot].path, sizeof(test_brokers[slot].path), "%s", path);
 }
 
 /* the open_fds of the STATUS report of the broker we started as @pid */
@@ -185,8 +185,15 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
         broker->pid = fork();
         if (broker->pid < 0)
                 fail_msg("fork: %s", strerror(errno));
-        if (broker->pid > 0)
-                test_broker_remember(broker);
+        if (broker->pid > 0) {
+                const char *path = broker->path;
+
+                /* the last --listen= wins, as in getopt */
+                for (size_t i = 0; args && args[i] && i < TEST_BROKER_ARGS_MAX; ++i)
+                        if (strncmp(args[i], "--listen=", 9) == 0)
+                                path = args[i] + 9;
+                test_broker_remember(broker, path);
+        }
         if (broker->pid == 0) {
                 const char *argv[TEST_BROKER_ARGS_MAX + 3] = { exe };
                 size_t n = 1;
