@@ -60,11 +60,11 @@
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
-#include "daemon/broker.h"
-#include "daemon/bus.h"
-#include "daemon/connection.h"
-#include "daemon/peer.h"
-#include "daemon/validate.h"
+#include "broker/broker.h"
+#include "bus/bus.h"
+#include "broker/connection.h"
+#include "bus/peer.h"
+#include "bus/validate.h"
 #include "fuzz/fuzz-dispatch.h"
 #include "fuzz/fuzz.h"
 #include "proto/proto.h"

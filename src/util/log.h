@@ -9,7 +9,7 @@
  * line with a syslog-style `<N>` prefix (which the journal turns into the
  * priority when stderr goes there), or on a terminal plain text with
  * `error: ` or `warning: ` where it applies; the daemon may install another sink,
- * such as the journal's native protocol (daemon/journal.h), which also
+ * such as the journal's native protocol (broker/journal.h), which also
  * receives the structured fields of log_struct(). util/ stays free of
  * libsystemd that way.
  *

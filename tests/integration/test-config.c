@@ -37,7 +37,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/config.h"
+#include "broker/config.h"
 #include "util-broker.h"
 
 /*

@@ -16,10 +16,10 @@
 #include <sys/uio.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/bus.h"
-#include "daemon/peer.h"
-#include "daemon/tx.h"
-#include "daemon/validate.h"
+#include "bus/bus.h"
+#include "bus/peer.h"
+#include "bus/tx.h"
+#include "bus/validate.h"
 #include "util/fdlist.h"
 
 #define assert_valid(_bus) assert_int_equal(bus_validate(_bus), 0)

@@ -20,13 +20,13 @@
 #include <sys/eventfd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/bus.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
-#include "daemon/peer.h"
-#include "daemon/pool.h"
-#include "daemon/queue.h"
-#include "daemon/validate.h"
+#include "bus/bus.h"
+#include "bus/handle.h"
+#include "bus/node.h"
+#include "bus/peer.h"
+#include "bus/pool.h"
+#include "bus/queue.h"
+#include "bus/validate.h"
 #include "model-util.h"
 #include "util/list.h"
 

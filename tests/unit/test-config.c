@@ -28,8 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "daemon/config.h"
-#include "daemon/user.h"
+#include "broker/config.h"
+#include "bus/user.h"
 #include "util/macro.h"
 
 /* longer than any name config_key_suggest() compares */

@@ -24,10 +24,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/bus.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
-#include "daemon/peer.h"
+#include "bus/bus.h"
+#include "bus/handle.h"
+#include "bus/node.h"
+#include "bus/peer.h"
 #include "model-util.h"
 
 #define REMOTE true

@@ -56,12 +56,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include "daemon/handle.h"
-#include "daemon/message.h"
-#include "daemon/node.h"
-#include "daemon/pool.h"
-#include "daemon/queue.h"
-#include "daemon/user.h"
+#include "bus/handle.h"
+#include "bus/message.h"
+#include "bus/node.h"
+#include "bus/pool.h"
+#include "bus/queue.h"
+#include "bus/user.h"
 #include "model-util.h"
 
 #define SLOTS_MAX 6U

@@ -23,10 +23,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/bus.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
-#include "daemon/peer.h"
+#include "bus/bus.h"
+#include "bus/handle.h"
+#include "bus/node.h"
+#include "bus/peer.h"
 #include "model-util.h"
 
 /* the n-th ID assigned to a peer, for another peer's node */

@@ -27,10 +27,10 @@
 #include <sys/eventfd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
-#include "daemon/bus.h"
-#include "daemon/peer.h"
-#include "daemon/pool.h"
-#include "daemon/tx.h"
+#include "bus/bus.h"
+#include "bus/peer.h"
+#include "bus/pool.h"
+#include "bus/tx.h"
 #include "model-util.h"
 #include "util/fdlist.h"
 

@@ -4,7 +4,7 @@
  * Tests for the pool slice allocator
  *
  * Every test builds its own pool (over a local buffer, a calloc()ed one with
- * a grow callback, or an anonymous mapping) and calls pool_validate() after
+ * a grow callback, or zeroed heap memory) and calls pool_validate() after
  * each step, so the extent list, both trees and the counters are checked
  * throughout. Placement is checked by hand for small layouts (best fit,
  * lowest offset among equal holes, merging) and, in the randomized test,
@@ -25,7 +25,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <cmocka.h>
-#include "daemon/pool.h"
+#include "bus/pool.h"
 #include "util/list.h"
 #include "util/macro.h"
 
@@ -49,6 +49,10 @@ static int grow_log_grow(Pool *pool, uint64_t size) {
         log->sizes[log->n_calls++] = size;
         return 0;
 }
+
+static const PoolOps grow_log_ops = {
+        .grow = grow_log_grow,
+};
 
 static PoolSlice *alloc_ok(Pool *pool, uint64_t size) {
         PoolSlice *slice = NULL;
@@ -112,11 +116,11 @@ static void test_slice_size(void **state) {
         assert_int_equal(pool_slice_size(16), 16);
         assert_int_equal(pool_slice_size(17), 24);
 
-        assert_int_equal(pool_init_anonymous(&pool, 4096), 0);
+        assert_int_equal(pool_init_heap(&pool, 4096), 0);
         assert_pool_valid(&pool);
         assert_int_equal(pool.backed_size, 4096);
-        assert_null(pool.grow);
-        assert_true(pool.anonymous);
+        assert_non_null(pool.ops);
+        assert_null(pool.ops->grow);
 
         /* an empty message still takes a slice of POOL_SLICE_MIN bytes */
         a = alloc_ok(&pool, 0);
@@ -317,7 +321,7 @@ static void test_emsgsize(void **state) {
         Pool pool;
         PoolSlice *slice;
 
-        assert_int_equal(pool_init_anonymous(&pool, 4096), 0);
+        assert_int_equal(pool_init_heap(&pool, 4096), 0);
         alloc_fails(&pool, 4097, -EMSGSIZE);
         alloc_fails(&pool, UINT64_MAX, -EMSGSIZE);
         alloc_fails(&pool, UINT64_MAX - 6, -EMSGSIZE);
@@ -353,7 +357,7 @@ static void test_emsgsize(void **state) {
         pool_deinit(&pool);
 
         /* an empty region */
-        assert_int_equal(pool_init_anonymous(&pool, 0), 0);
+        assert_int_equal(pool_init_heap(&pool, 0), 0);
         assert_pool_valid(&pool);
         alloc_fails(&pool, 0, -EMSGSIZE);
         pool_deinit(&pool);
@@ -435,7 +439,7 @@ static void test_grow(void **state) {
 
         buf = calloc(1, max);
         assert_non_null(buf);
-        pool_init(&pool, buf, max, grow_log_grow, &log);
+        pool_init(&pool, buf, max, &grow_log_ops, &log);
         assert_pool_valid(&pool);
         assert_int_equal(pool.backed_size, 0);
         assert_ptr_equal(pool.userdata, &log);
@@ -532,7 +536,7 @@ static void test_grow_fails_first(void **state) {
         Pool pool;
 
         /* failing on the very first allocation, with the region still lazy */
-        pool_init(&pool, buf, sizeof(buf), grow_log_grow, &log);
+        pool_init(&pool, buf, sizeof(buf), &grow_log_ops, &log);
         alloc_fails(&pool, 8, -ENOMEM);
         alloc_fails(&pool, sizeof(buf), -ENOMEM);
         assert_int_equal(pool.backed_size, 0);
@@ -609,7 +613,7 @@ static void test_write(void **state) {
         assert_pool_valid(&pool);
 }
 
-static void test_anonymous_deinit(void **state) {
+static void test_heap_deinit(void **state) {
         Pool pool = POOL_NULL(pool);
         PoolSlice *a, *b;
 
@@ -618,7 +622,7 @@ static void test_anonymous_deinit(void **state) {
         pool_deinit(&pool);
         assert_pool_valid(&pool);
 
-        assert_int_equal(pool_init_anonymous(&pool, 1 << 20), 0);
+        assert_int_equal(pool_init_heap(&pool, 1 << 20), 0);
         assert_non_null(pool.base);
         a = alloc_ok(&pool, 1000);
         b = alloc_ok(&pool, 500000);
@@ -630,13 +634,13 @@ static void test_anonymous_deinit(void **state) {
         pool_deinit(&pool);
         assert_pool_valid(&pool);
         assert_null(pool.base);
-        assert_false(pool.anonymous);
+        assert_null(pool.ops);
         assert_int_equal(pool.max_size, 0);
         pool_deinit(&pool);
         assert_pool_valid(&pool);
 
         /* and the pool can be set up again */
-        assert_int_equal(pool_init_anonymous(&pool, 4096), 0);
+        assert_int_equal(pool_init_heap(&pool, 4096), 0);
         a = alloc_ok(&pool, 4096);
         pool_deinit(&pool);
         assert_pool_valid(&pool);
@@ -814,9 +818,9 @@ static void random_run(uint64_t seed, bool with_grow) {
         if (with_grow) {
                 buf = calloc(1, RANDOM_MAX_SIZE);
                 assert_non_null(buf);
-                pool_init(&pool, buf, RANDOM_MAX_SIZE, grow_log_grow, &log);
+                pool_init(&pool, buf, RANDOM_MAX_SIZE, &grow_log_ops, &log);
         } else {
-                assert_int_equal(pool_init_anonymous(&pool, RANDOM_MAX_SIZE), 0);
+                assert_int_equal(pool_init_heap(&pool, RANDOM_MAX_SIZE), 0);
         }
         assert_pool_valid(&pool);
 
@@ -866,7 +870,7 @@ int main(void) {
                 cmocka_unit_test(test_grow),
                 cmocka_unit_test(test_grow_fails_first),
                 cmocka_unit_test(test_write),
-                cmocka_unit_test(test_anonymous_deinit),
+                cmocka_unit_test(test_heap_deinit),
                 cmocka_unit_test(test_random),
         };
 

@@ -27,9 +27,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include "model-util.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
-#include "daemon/queue.h"
+#include "bus/handle.h"
+#include "bus/node.h"
+#include "bus/queue.h"
 
 #define ID_N1 0x100ULL
 #define ID_N2 0x200ULL

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for the broker's side of the release ring (daemon/ring.c)
+ * Tests for the broker's side of the release ring (broker/ring.c)
  *
  * Each test creates a ring with ring_init() and maps the memfd it returns a
  * second time, read-write and shared, as the client does: that mapping is
@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "daemon/ring.h"
+#include "broker/ring.h"
 #include "proto/proto.h"
 
 #define SEEN_MAX 2048

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for the broker's turn scheduler (daemon/scheduler.c)
+ * Tests for the broker's turn scheduler (broker/scheduler.c)
  *
  *  - nothing ready: no turn; an entry made ready twice waits once;
  *  - UIDs take turns: one UID with many ready entries and another with one
@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "daemon/scheduler.h"
+#include "broker/scheduler.h"
 
 #define QUANTUM 1000
 

@@ -39,7 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "daemon/handle.h"
+#include "bus/handle.h"
 #include "model-util.h"
 
 /* the hook's script: dequeue @victim's front entry at its @at-th drain */

@@ -29,8 +29,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include "model-util.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
+#include "bus/handle.h"
+#include "bus/node.h"
 
 /* node IDs the tests choose (new IDs: MANAGED and REMOTE clear) */
 #define ID_N1 0x100ULL

@@ -37,9 +37,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 #include "model-util.h"
-#include "daemon/handle.h"
-#include "daemon/node.h"
-#include "daemon/user.h"
+#include "bus/handle.h"
+#include "bus/node.h"
+#include "bus/user.h"
 #include "util/fdlist.h"
 #include "util/macro.h"
 #include "util/rbtree.h"
