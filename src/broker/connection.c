@@ -1093,188 +1093,226 @@ static int connection_handle_monitor(Connection *conn, uint64_t *cookiep, const 
 }
 
 /* apply one request and answer it; a fatal error closes the connection */
-static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr,
-                                        const void *buf, size_t len, int *fds,
-                                        size_t n_fds) {
-        uint8_t out[PROTO_SIZE_REPLY_PEER_QUERY];
-        uint64_t cookie = hdr->cookie;
-        Peer *peer = conn->peer;
+/*
+ * One request being handled. A handler either answers it itself and
+ * returns CONNECTION_REPLIED, or returns 0 or a negative errno, which the
+ * dispatcher answers with a plain REPLY (a fatal one closes the
+ * connection). Handlers that decode the request may correct the cookie.
+ */
+typedef struct Request {
+        const void *buf;
+        size_t len;
+        int *fds;
+        size_t n_fds;
+        uint64_t cookie;
+} Request;
+
+#define CONNECTION_REPLIED 1
+
+static int connection_do_hello(Connection *conn, Request *req) {
         int r;
 
-        r = proto_check_request_type(hdr->type);
+        if (conn->monitor)
+                return -EBUSY;
+        r = connection_handle_hello(conn, req->buf, req->len, req->fds, req->n_fds);
         if (r < 0)
-                goto reply;
+                return r;
+        conn->control = false;
+        return CONNECTION_REPLIED;
+}
 
-        /* control requests need no HELLO: such a connection is no peer to list */
-        if (!conn->hello && proto_type_is_control(hdr->type))
+/* ACK is never answered; only a fatal error (the connection closes) counts */
+static int connection_do_ack(Connection *conn, Request *req) {
+        int r = connection_handle_ack(conn, req->buf, req->len, req->n_fds);
+
+        if (r < 0 && proto_error_is_fatal(r))
+                connection_fail(conn);
+        return CONNECTION_REPLIED;
+}
+
+static int connection_do_disconnect(Connection *conn, Request *req) {
+        ProtoPeerDisconnect d;
+        int r = proto_decode_peer_disconnect(&d, req->buf, req->len, req->n_fds);
+
+        return r < 0 ? r : peer_disconnect(conn->peer);
+}
+
+static int connection_do_query(Connection *conn, Request *req) {
+        uint8_t out[PROTO_SIZE_REPLY_PEER_QUERY];
+        ProtoReplyPeerQuery reply = { .cookie = req->cookie };
+        ProtoPeerQuery q;
+        PeerLimits l;
+        int r;
+
+        r = proto_decode_peer_query(&q, req->buf, req->len, req->n_fds);
+        if (r >= 0)
+                r = peer_query(conn->peer, q.flags, &reply.peer_flags, &l);
+        if (r < 0)
+                return r;
+        reply.max_slices = l.max_slices;
+        reply.max_handles = l.max_handles;
+        reply.max_inflight_bytes = l.max_inflight_bytes;
+        reply.max_inflight_fds = l.max_inflight_fds;
+        r = proto_encode_reply_peer_query(out, sizeof(out), &reply);
+        if (r < 0)
+                return r;
+        connection_push_dirty(conn->broker, conn);
+        connection_reply(conn, out, (size_t)r, NULL, -1);
+        return CONNECTION_REPLIED;
+}
+
+static int connection_do_reset(Connection *conn, Request *req) {
+        ProtoPeerReset q;
+        PeerLimits l;
+        int r;
+
+        r = proto_decode_peer_reset(&q, req->buf, req->len, req->n_fds);
+        if (r < 0)
+                return r;
+        l = (PeerLimits){
+                .max_slices = q.max_slices,
+                .max_handles = q.max_handles,
+                .max_inflight_bytes = q.max_inflight_bytes,
+                .max_inflight_fds = q.max_inflight_fds,
+        };
+        return peer_reset(conn->peer, q.flags, q.peer_flags, &l);
+}
+
+static int connection_do_release(Connection *conn, Request *req) {
+        ProtoHandleRelease q;
+        int r = proto_decode_handle_release(&q, req->buf, req->len, req->n_fds);
+
+        return r < 0 ? r : peer_handle_release(conn->peer, q.id);
+}
+
+static int connection_do_transfer(Connection *conn, Request *req) {
+        uint8_t out[PROTO_SIZE_REPLY_HANDLE_TRANSFER];
+        ProtoReplyHandleTransfer reply = { .cookie = req->cookie };
+        int r;
+
+        r = connection_handle_transfer(conn, &req->cookie, req->buf, req->len, req->fds,
+                                       req->n_fds, &reply.dst_handle);
+        if (r < 0)
+                return r;
+        reply.cookie = req->cookie;
+        r = proto_encode_reply_handle_transfer(out, sizeof(out), &reply);
+        if (r < 0)
+                return r;
+        connection_push_dirty(conn->broker, conn);
+        connection_reply(conn, out, (size_t)r, NULL, -1);
+        return CONNECTION_REPLIED;
+}
+
+static int connection_do_destroy(Connection *conn, Request *req) {
+        ProtoNodesDestroy q;
+        int r;
+
+        r = proto_decode_nodes_destroy(&q, req->buf, req->len, req->n_fds);
+        if (r < 0)
+                return r;
+        /* little-endian and 8-aligned in the receive buffer: used in place */
+        return peer_nodes_destroy(conn->peer, q.flags & ~PROTO_NODES_DESTROY_FLAG_EFAULT,
+                                  (const uint64_t *)q.ids, q.n_nodes);
+}
+
+static int connection_do_slice_release(Connection *conn, Request *req) {
+        ProtoSliceRelease q;
+        int r = proto_decode_slice_release(&q, req->buf, req->len, req->n_fds);
+
+        return r < 0 ? r : peer_slice_release(conn->peer, q.offset);
+}
+
+static int connection_do_slice_fds(Connection *conn, Request *req) {
+        return connection_handle_slice_fds(conn, &req->cookie, req->buf, req->len, req->n_fds);
+}
+
+/* the handlers below answer success themselves (0), errors through the dispatcher */
+static int connection_replied(int r) {
+        return r == 0 ? CONNECTION_REPLIED : r;
+}
+
+static int connection_do_send(Connection *conn, Request *req) {
+        return connection_replied(connection_handle_send(conn, &req->cookie, req->buf, req->len,
+                                                         req->fds, req->n_fds));
+}
+
+static int connection_do_recv(Connection *conn, Request *req) {
+        return connection_replied(connection_handle_recv(conn, &req->cookie, req->buf, req->len,
+                                                         req->n_fds));
+}
+
+static int connection_do_ctl(Connection *conn, Request *req) {
+        return connection_replied(connection_handle_ctl(conn, &req->cookie, req->buf, req->len,
+                                                        req->n_fds));
+}
+
+static int connection_do_monitor(Connection *conn, Request *req) {
+        return connection_replied(connection_handle_monitor(conn, &req->cookie, req->buf,
+                                                            req->len, req->n_fds));
+}
+
+/*
+ * Whether the connection may make this request now: a known type; before
+ * HELLO only control requests (then it is no peer to list); and right after
+ * a RECV handed fds over, only the SLICE_FDS that confirms them (pipelining
+ * RECVs would hand the same fds over again and again) or an ACK.
+ */
+static int connection_admit(Connection *conn, uint16_t type) {
+        int r = proto_check_request_type(type);
+
+        if (r < 0)
+                return r;
+        if (!conn->hello && proto_type_is_control(type))
                 conn->control = true;
-        else if (!conn->hello && hdr->type != PROTO_TYPE_HELLO) {
-                r = -EBADMSG;
-                goto reply;
-        }
+        else if (!conn->hello && type != PROTO_TYPE_HELLO)
+                return -EBADMSG;
+        if (conn->fd_pending && type != PROTO_TYPE_SLICE_FDS && type != PROTO_TYPE_ACK)
+                return -EBADMSG;
+        return 0;
+}
 
-        /*
-         * fds a RECV handed over are confirmed by the very next request:
-         * anything else means the client did not read them, and pipelining
-         * RECVs would hand the same fds over again and again
-         */
-        if (conn->fd_pending && hdr->type != PROTO_TYPE_SLICE_FDS &&
-            hdr->type != PROTO_TYPE_ACK) {
-                r = -EBADMSG;
-                goto reply;
-        }
-
-        switch (hdr->type) {
-        case PROTO_TYPE_HELLO:
-                if (conn->monitor) {
-                        r = -EBUSY;
-                        break;
-                }
-                r = connection_handle_hello(conn, buf, len, fds, n_fds);
-                if (r == 0) {
-                        conn->control = false;
-                        return;
-                }
-                break;
-
-        case PROTO_TYPE_ACK:
-                r = connection_handle_ack(conn, buf, len, n_fds);
-                if (r < 0 && proto_error_is_fatal(r))
-                        connection_fail(conn);
-                /* unanswered */
-                return;
-
-        case PROTO_TYPE_PEER_DISCONNECT: {
-                ProtoPeerDisconnect req;
-
-                r = proto_decode_peer_disconnect(&req, buf, len, n_fds);
-                if (r >= 0)
-                        r = peer_disconnect(peer);
-                break;
-        }
-        case PROTO_TYPE_PEER_QUERY: {
-                ProtoReplyPeerQuery reply = { .cookie = cookie };
-                PeerLimits l;
-                ProtoPeerQuery req;
-
-                r = proto_decode_peer_query(&req, buf, len, n_fds);
-                if (r >= 0)
-                        r = peer_query(peer, req.flags, &reply.peer_flags, &l);
-                if (r < 0)
-                        break;
-                reply.max_slices = l.max_slices;
-                reply.max_handles = l.max_handles;
-                reply.max_inflight_bytes = l.max_inflight_bytes;
-                reply.max_inflight_fds = l.max_inflight_fds;
-                r = proto_encode_reply_peer_query(out, sizeof(out), &reply);
-                if (r < 0)
-                        break;
-                connection_push_dirty(conn->broker, conn);
-                connection_reply(conn, out, (size_t)r, NULL, -1);
-                return;
-        }
-        case PROTO_TYPE_PEER_RESET: {
-                ProtoPeerReset req;
-                PeerLimits l;
-
-                r = proto_decode_peer_reset(&req, buf, len, n_fds);
-                if (r < 0)
-                        break;
-                l = (PeerLimits){
-                        .max_slices = req.max_slices,
-                        .max_handles = req.max_handles,
-                        .max_inflight_bytes = req.max_inflight_bytes,
-                        .max_inflight_fds = req.max_inflight_fds,
-                };
-                r = peer_reset(peer, req.flags, req.peer_flags, &l);
-                break;
-        }
-        case PROTO_TYPE_HANDLE_RELEASE: {
-                ProtoHandleRelease req;
-
-                r = proto_decode_handle_release(&req, buf, len, n_fds);
-                if (r >= 0)
-                        r = peer_handle_release(peer, req.id);
-                break;
-        }
-        case PROTO_TYPE_HANDLE_TRANSFER: {
-                ProtoReplyHandleTransfer reply = { .cookie = cookie };
-
-                r = connection_handle_transfer(conn, &cookie, buf, len, fds, n_fds,
-                                               &reply.dst_handle);
-                if (r < 0)
-                        break;
-                r = proto_encode_reply_handle_transfer(out, sizeof(out), &reply);
-                if (r < 0)
-                        break;
-                connection_push_dirty(conn->broker, conn);
-                connection_reply(conn, out, (size_t)r, NULL, -1);
-                return;
-        }
-        case PROTO_TYPE_NODES_DESTROY: {
-                ProtoNodesDestroy req;
-
-                r = proto_decode_nodes_destroy(&req, buf, len, n_fds);
-                if (r < 0)
-                        break;
-                /* little-endian and 8-aligned in the receive buffer: use in place */
-                r = peer_nodes_destroy(peer, req.flags & ~PROTO_NODES_DESTROY_FLAG_EFAULT,
-                                       (const uint64_t *)req.ids, req.n_nodes);
-                break;
-        }
-        case PROTO_TYPE_SLICE_RELEASE: {
-                ProtoSliceRelease req;
-
-                r = proto_decode_slice_release(&req, buf, len, n_fds);
-                if (r >= 0)
-                        r = peer_slice_release(peer, req.offset);
-                break;
-        }
-        case PROTO_TYPE_SLICE_FDS:
-                r = connection_handle_slice_fds(conn, &cookie, buf, len, n_fds);
-                break;
-
-        case PROTO_TYPE_SEND:
-                r = connection_handle_send(conn, &cookie, buf, len, fds, n_fds);
-                if (r == 0)
-                        return;
-                break;
-
-        case PROTO_TYPE_RECV:
-                r = connection_handle_recv(conn, &cookie, buf, len, n_fds);
-                if (r == 0)
-                        return;
-                break;
-
+static int connection_handle(Connection *conn, uint16_t type, Request *req) {
+        switch (type) {
+        case PROTO_TYPE_HELLO:          return connection_do_hello(conn, req);
+        case PROTO_TYPE_ACK:            return connection_do_ack(conn, req);
+        case PROTO_TYPE_PEER_DISCONNECT: return connection_do_disconnect(conn, req);
+        case PROTO_TYPE_PEER_QUERY:     return connection_do_query(conn, req);
+        case PROTO_TYPE_PEER_RESET:     return connection_do_reset(conn, req);
+        case PROTO_TYPE_HANDLE_RELEASE: return connection_do_release(conn, req);
+        case PROTO_TYPE_HANDLE_TRANSFER: return connection_do_transfer(conn, req);
+        case PROTO_TYPE_NODES_DESTROY:  return connection_do_destroy(conn, req);
+        case PROTO_TYPE_SLICE_RELEASE:  return connection_do_slice_release(conn, req);
+        case PROTO_TYPE_SLICE_FDS:      return connection_do_slice_fds(conn, req);
+        case PROTO_TYPE_SEND:           return connection_do_send(conn, req);
+        case PROTO_TYPE_RECV:           return connection_do_recv(conn, req);
         case PROTO_TYPE_CTL_STATUS:
         case PROTO_TYPE_CTL_PEERS:
         case PROTO_TYPE_CTL_PEER:
         case PROTO_TYPE_CTL_QUOTA:
-        case PROTO_TYPE_CTL_METRICS:
-                r = connection_handle_ctl(conn, &cookie, buf, len, n_fds);
-                if (r == 0)
-                        return;
-                break;
-
-        case PROTO_TYPE_CTL_MONITOR:
-                r = connection_handle_monitor(conn, &cookie, buf, len, n_fds);
-                if (r == 0)
-                        return;
-                break;
-
-        default:
-                /* a request type of a later version */
-                r = -ENOTTY;
-                break;
+        case PROTO_TYPE_CTL_METRICS:    return connection_do_ctl(conn, req);
+        case PROTO_TYPE_CTL_MONITOR:    return connection_do_monitor(conn, req);
+        default:                        return -ENOTTY; /* a type of a later version */
         }
+}
 
-reply:
+static void connection_dispatch_request(Connection *conn, const ProtoHeader *hdr,
+                                        const void *buf, size_t len, int *fds,
+                                        size_t n_fds) {
+        Request req = { .buf = buf, .len = len, .fds = fds, .n_fds = n_fds,
+                        .cookie = hdr->cookie };
+        int r;
+
+        r = connection_admit(conn, hdr->type);
+        if (r == 0)
+                r = connection_handle(conn, hdr->type, &req);
+        if (r == CONNECTION_REPLIED)
+                return;
         if (proto_error_is_fatal(r)) {
                 connection_fail(conn);
                 return;
         }
         connection_push_dirty(conn->broker, conn);
-        connection_reply_error(conn, cookie, r < 0 ? -r : 0);
+        connection_reply_error(conn, req.cookie, r < 0 ? -r : 0);
 }
 
 /* receive one packet; returns its length, 0 on EOF, -EAGAIN, or -errno */

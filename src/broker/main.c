@@ -104,6 +104,38 @@ static int main_parse_limit(ConfigKey key, const char *option, const char *value
         return 0;
 }
 
+/* --log-target=auto|journal|stderr */
+static int main_parse_log_target(const char *value) {
+        if (strcmp(value, "auto") == 0)
+                main_arg_log_target = MAIN_LOG_AUTO;
+        else if (strcmp(value, "journal") == 0)
+                main_arg_log_target = MAIN_LOG_JOURNAL;
+        else if (strcmp(value, "stderr") == 0)
+                main_arg_log_target = MAIN_LOG_STDERR;
+        else {
+                fprintf(stderr, "bus1d: --log-target=%s: expected auto, journal or stderr\n",
+                        value);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* --socket-mode=MODE, octal */
+static int main_parse_socket_mode(const char *value) {
+        unsigned long mode;
+        char *end;
+
+        errno = 0;
+        mode = strtoul(value, &end, 8);
+        if (errno || end == value || *end || mode == 0 || mode > 07777) {
+                fprintf(stderr, "bus1d: --socket-mode=%s: expected an octal mode from 1 to "
+                        "7777, such as 0666\n", value);
+                return -EINVAL;
+        }
+        main_arg_socket_mode = (mode_t)mode;
+        return 0;
+}
+
 static int main_parse_argv(int argc, char **argv) {
         enum {
                 ARG_VERSION = 0x100,
@@ -164,35 +196,18 @@ static int main_parse_argv(int argc, char **argv) {
                         main_arg_check_config = true;
                         break;
                 case ARG_LOG_TARGET:
-                        if (strcmp(optarg, "auto") == 0) {
-                                main_arg_log_target = MAIN_LOG_AUTO;
-                        } else if (strcmp(optarg, "journal") == 0) {
-                                main_arg_log_target = MAIN_LOG_JOURNAL;
-                        } else if (strcmp(optarg, "stderr") == 0) {
-                                main_arg_log_target = MAIN_LOG_STDERR;
-                        } else {
-                                fprintf(stderr, "bus1d: --log-target=%s: expected auto, "
-                                        "journal or stderr\n", optarg);
-                                return -EINVAL;
-                        }
+                        r = main_parse_log_target(optarg);
+                        if (r < 0)
+                                return r;
                         break;
                 case ARG_USER:
                         main_arg_user = optarg;
                         break;
-                case ARG_SOCKET_MODE: {
-                        char *end;
-                        unsigned long mode;
-
-                        errno = 0;
-                        mode = strtoul(optarg, &end, 8);
-                        if (errno || end == optarg || *end || mode == 0 || mode > 07777) {
-                                fprintf(stderr, "bus1d: --socket-mode=%s: expected an octal "
-                                        "mode from 1 to 7777, such as 0666\n", optarg);
-                                return -EINVAL;
-                        }
-                        main_arg_socket_mode = (mode_t)mode;
+                case ARG_SOCKET_MODE:
+                        r = main_parse_socket_mode(optarg);
+                        if (r < 0)
+                                return r;
                         break;
-                }
                 case ARG_LIMIT ... ARG_LIMIT_LAST:
                         r = main_parse_limit(c - ARG_LIMIT, options[i].name, optarg);
                         if (r < 0)
@@ -362,18 +377,8 @@ static void main_setup_process(void) {
         }
 }
 
-int main(int argc, char **argv) {
-        _cleanup_(broker_freep) Broker *broker = NULL;
-        _cleanup_(config_deinit) Config config = {};
-        char path[PATH_MAX];
-        int r, n_activated;
-
-        r = main_parse_argv(argc, argv);
-        if (r)
-                return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-        if (main_arg_check_config)
-                return main_check_config();
-
+/* the journal if asked for, or if stderr goes there (--log-target) */
+static void main_setup_log(void) {
         if (main_arg_log_target == MAIN_LOG_JOURNAL ||
             (main_arg_log_target == MAIN_LOG_AUTO && journal_stderr_is_journal())) {
                 if (journal_available())
@@ -381,47 +386,41 @@ int main(int argc, char **argv) {
                 else if (main_arg_log_target == MAIN_LOG_JOURNAL)
                         log_warning("no journal at " JOURNAL_SOCKET_PATH "; logging to stderr");
         }
+}
 
-        /*
-         * Claim the activated sockets before anything opens a descriptor,
-         * and check they are there: a stale $LISTEN_FDS must not make us
-         * take our own event loop's descriptors for sockets.
-         */
-        n_activated = main_arg_listen ? 0 : sd_listen_fds(true);
-        if (n_activated < 0) {
-                log_error("socket activation: %s", strerror(-n_activated));
-                return EXIT_FAILURE;
+/*
+ * Claim the activated sockets before anything opens a descriptor, and
+ * check they are there: a stale $LISTEN_FDS must not make us take our own
+ * event loop's descriptors for sockets. Return: their number, or -1.
+ */
+static int main_claim_activated(void) {
+        int n = main_arg_listen ? 0 : sd_listen_fds(true);
+
+        if (n < 0) {
+                log_error("socket activation: %s", strerror(-n));
+                return -1;
         }
-        for (int i = 0; i < n_activated; ++i)
+        for (int i = 0; i < n; ++i)
                 if (fcntl(SD_LISTEN_FDS_START + i, F_GETFD) < 0) {
                         log_error("socket activation: fd %d is not open",
                                   SD_LISTEN_FDS_START + i);
-                        return EXIT_FAILURE;
+                        return -1;
                 }
+        return n;
+}
 
-        /* after the activation check: user lookups may open descriptors */
-        r = main_load_config(&config, false);
-        if (r < 0)
-                return EXIT_FAILURE;
+/*
+ * The configured limits. Before any listener exists, so no user is looked
+ * up with the built-in limits. A new peer's limits start equal to its
+ * user's, so the bus's own caps on them must not be lower than what the
+ * configuration allows a user.
+ */
+static int main_apply_config(Broker *broker, const Config *config) {
+        int r = config_apply(config, &broker->bus.users);
 
-        main_setup_process();
-
-        r = broker_new(&broker);
-        if (r < 0) {
-                log_error("cannot set up the broker: %s", strerror(-r));
-                return EXIT_FAILURE;
-        }
-
-        /*
-         * Before any listener exists, so no user is looked up with the
-         * built-in limits. A new peer's limits start equal to its user's
-         * (SPEC section 8), so the bus's own caps on them must not be lower
-         * than what the configuration allows a user.
-         */
-        r = config_apply(&config, &broker->bus.users);
         if (r < 0) {
                 log_error("cannot apply the configuration: %s", strerror(-r));
-                return EXIT_FAILURE;
+                return r;
         }
         broker->bus.limits = (PeerLimits){
                 .max_slices = PEER_LIMIT_MAX,
@@ -429,11 +428,17 @@ int main(int argc, char **argv) {
                 .max_inflight_bytes = PEER_LIMIT_MAX,
                 .max_inflight_fds = PEER_LIMIT_MAX,
         };
+        return 0;
+}
+
+/* --listen, the activated sockets, or the default address; says why not */
+static int main_listen(Broker *broker, int n_activated, char *path, size_t size) {
+        int r;
 
         if (!main_arg_listen && n_activated == 0) {
                 /* it says why it cannot */
-                if (main_default_address(path, sizeof(path)) < 0)
-                        return EXIT_FAILURE;
+                if (main_default_address(path, size) < 0)
+                        return -1;
                 main_arg_listen = path;
         }
         if (main_arg_listen)
@@ -449,18 +454,24 @@ int main(int argc, char **argv) {
                 log_error("cannot listen on %s: %s",
                           main_arg_listen ? main_arg_listen : "the activated sockets",
                           strerror(-r));
-        if (r < 0)
-                return EXIT_FAILURE;
+        return r;
+}
 
-        /* binding may have needed privileges; serving needs none */
-        r = caps_drop(main_arg_user);
+/* binding may have needed privileges; serving needs none */
+static int main_drop_privileges(void) {
+        int r = caps_drop(main_arg_user);
+
         if (r == -ESRCH)
                 log_error("--user=%s: no such user", main_arg_user);
         else if (r < 0)
                 log_error("cannot drop privileges%s%s: %s", main_arg_user ? " to user " : "",
                           main_arg_user ? main_arg_user : "", strerror(-r));
-        if (r < 0)
-                return EXIT_FAILURE;
+        return r;
+}
+
+/* serve until SIGTERM/SIGINT; the broker is freed here */
+static int main_serve(Broker *broker) {
+        int r;
 
         /* the event loop never close(2)s a client's fd itself: that may block */
         r = closer_start();
@@ -468,7 +479,6 @@ int main(int argc, char **argv) {
                 log_error("cannot start the closing thread: %s", strerror(-r));
                 return EXIT_FAILURE;
         }
-
         if (main_arg_listen)
                 log_notice("listening on %s (clients: BUS1_ADDRESS=%s)", main_arg_listen,
                            main_arg_listen);
@@ -478,9 +488,42 @@ int main(int argc, char **argv) {
         sd_notify(0, "STOPPING=1");
         if (r < 0)
                 log_error("event loop failed: %s", strerror(-r));
-        broker = broker_free(broker);
+        broker_free(broker);
         /* an fd whose close(2) never returns must not keep the broker from exiting */
         if (!closer_flush(MAIN_CLOSE_TIMEOUT_MS))
                 log_warning("%zu client descriptors still closing at exit", closer_pending());
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_(broker_freep) Broker *broker = NULL;
+        _cleanup_(config_deinit) Config config = {};
+        char path[PATH_MAX];
+        int r, n_activated;
+
+        r = main_parse_argv(argc, argv);
+        if (r)
+                return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        if (main_arg_check_config)
+                return main_check_config();
+        main_setup_log();
+
+        n_activated = main_claim_activated();
+        if (n_activated < 0)
+                return EXIT_FAILURE;
+        /* after the activation check: user lookups may open descriptors */
+        if (main_load_config(&config, false) < 0)
+                return EXIT_FAILURE;
+        main_setup_process();
+
+        r = broker_new(&broker);
+        if (r < 0) {
+                log_error("cannot set up the broker: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (main_apply_config(broker, &config) < 0 ||
+            main_listen(broker, n_activated, path, sizeof(path)) < 0 ||
+            main_drop_privileges() < 0)
+                return EXIT_FAILURE;
+        return main_serve(TAKE_PTR(broker));
 }
