@@ -298,7 +298,7 @@ static void expect_listening(JournalBroker *b, const Entry *e) {
                  b->path);
         entry_expect(e, "MESSAGE", text);
         entry_expect(e, "PRIORITY", "5");
-        entry_expect(e, "CODE_FUNC", "main");
+        entry_expect(e, "CODE_FUNC", "main_serve");
         entry_expect(e, "SYSLOG_IDENTIFIER", "bus1d");
 }
 
