@@ -248,19 +248,20 @@ void test_broker_start_args(TestBroker *broker, const char *const *args) {
         setenv("BUS1_ADDRESS", broker->path, 1);
 
         /*
-         * The broker may still be closing the socket it sent READY=1 with:
-         * take the count once it is stable (no client has connected yet).
+         * The broker may still be closing the socket it sent READY=1 with
+         * (for long, when a loaded machine descheduled it right then): the
+         * baseline is the least count over 100 ms, and over at least ten
+         * samples (no client has connected yet).
          */
         broker->n_fds_idle = test_count_fds(broker->pid);
-        for (int i = 0; i < 200; ++i) {
+        for (int i = 0; i < 20; ++i) {
                 struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
                 unsigned int n;
 
                 nanosleep(&ts, NULL);
                 n = test_count_fds(broker->pid);
-                if (n == broker->n_fds_idle)
-                        break;
-                broker->n_fds_idle = n;
+                if (n < broker->n_fds_idle)
+                        broker->n_fds_idle = n;
         }
 }
 
@@ -284,8 +285,13 @@ void test_broker_stop(TestBroker *broker) {
                         break;
                 nanosleep(&ts, NULL);
         }
-        /* a failed check must not leave the broker running (it holds our stdout) */
-        if (n != broker->n_fds_idle) {
+        /*
+         * A failed check must not leave the broker running (it holds our
+         * stdout). Fewer than the baseline is no leak: a descriptor the
+         * broker held for a moment at start (the socket it sent READY=1
+         * with, on a loaded machine) was counted in it.
+         */
+        if (n > broker->n_fds_idle) {
                 kill(broker->pid, SIGKILL);
                 waitpid(broker->pid, &status, 0);
                 unlink(broker->path);
