@@ -36,7 +36,7 @@
  * the idle p99 of the same broker, ratio) and fair-K-flood (what the
  * flooders got through during the measurement, messages received per
  * second). Then a table in microseconds, unless --no-table (bench/run
- * passes it), with the target of the fairness issue: with 1, 4 and 16
+ * passes it), with the fairness target (docs/limits.md): with 1, 4 and 16
  * flooding clients of another UID, the victim's p99 is at most
  * FAIR_TARGET times its idle p99. That is reported, never asserted: the
  * exit status is 0 unless a call failed or a flooder died (bench_die()).

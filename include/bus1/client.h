@@ -18,7 +18,7 @@
  *
  * Functions returning int return 0 (or a documented non-negative value) on
  * success and a negative errno on failure; the errno values are the bus1
- * ones (SPEC section 9 / bus1(7)), and -ECONNRESET when the connection to
+ * ones (docs/model.md §9 / bus1(7)), and -ECONNRESET when the connection to
  * the broker ended (-ESHUTDOWN only means the peer was disconnected; see
  * bus1_strerror()). Objects are reference counted; *_unref()
  * accepts NULL and returns NULL. A peer may be used from several threads;

@@ -29,7 +29,7 @@
 typedef struct Bus Bus;
 typedef struct BusEvent BusEvent;
 
-/* defaults of SPEC section 8 */
+/* defaults of docs/model.md §8 */
 #define BUS_DEFAULT_MAX_SLICES          16384U
 /* freed messages kept for reuse */
 #define BUS_MESSAGE_CACHE_MAX           256U

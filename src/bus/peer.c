@@ -745,7 +745,7 @@ static void peer_dequeue_message(Peer *peer, Message *m, uint64_t flags, PeerRec
                         .n_fds = message_n_fds(m),
                 });
 
-        /* dequeued: the sender's quota share comes back (SPEC 8) */
+        /* dequeued: the sender's quota share comes back (docs/model.md §8) */
         user_share_sub(peer->user, m->actor, m->share);
         memset(m->share, 0, sizeof(m->share));
         queue_remove(&peer->queue, &m->entry);

@@ -7,7 +7,7 @@
  * A peer is created for each connection and lives as long as it. Its
  * operations are the bus1 commands (peer_*() here, peer_send() in tx.h);
  * each takes validated arguments and returns 0 or a negative errno from
- * SPEC section 9, and queues whatever entries it causes. None of them does
+ * docs/model.md §9, and queues whatever entries it causes. None of them does
  * socket I/O.
  *
  * After peer_disconnect() the peer holds nothing (no node, handle, queued

@@ -12,7 +12,7 @@
  *  - handles created for receivers that did not hold the nodes yet, chained
  *    through Handle.stage_next; they have no references until the commit.
  *
- * Error classes (SPEC section 4): EHOSTUNREACH, ESHUTDOWN, EDQUOT and
+ * Error classes (docs/model.md §4): EHOSTUNREACH, ESHUTDOWN, EDQUOT and
  * EXFULL concern one receiver and stay per destination with
  * BUS1_SEND_FLAG_CONTINUE; every other error fails the whole call.
  */

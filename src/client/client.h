@@ -8,7 +8,7 @@
  * kernel-UAPI compatibility layer in <bus1/uapi.h>) need: connecting and
  * adopting connections, one request/reply exchange at a time, the buffer of
  * entries the broker pushed, and the local RECV that answers from it
- * without a round trip whenever SPEC section 10 allows (docs/protocol.md,
+ * without a round trip whenever docs/model.md §10 allows (docs/protocol.md,
  * "Pushed entries and local receive").
  *
  * A Client costs two descriptors: the socket and the pool memfd. Calls on

@@ -4,7 +4,7 @@
  *
  * A Bus1Message holds the entry as the RECV returned it, a reference on its
  * peer (the payload, handle IDs and security context are read in place from
- * the peer's read-only pool, with the slice layout of SPEC section 5) and
+ * the peer's read-only pool, with the slice layout of docs/model.md §5) and
  * the fds the RECV installed.
  *
  * Slice layout, offsets from the slice start: payload at 0; handle IDs

@@ -4,8 +4,8 @@
  *
  * Every public function of the native API is called here at least once:
  * peers and their limits, sending with every kind of attachment, the
- * message accessors (read back against the slice layout of SPEC section
- * 5), fd stealing, PEEK, seeds, handles and nodes, sd-event dispatch
+ * message accessors (read back against the slice layout of docs/model.md
+ * §5.3), fd stealing, PEEK, seeds, handles and nodes, sd-event dispatch
  * (handler errors, detaching, disconnecting and unreferencing from inside
  * the handler, a broker that goes away), threads sharing a peer, adopting
  * a connection in a child that this binary re-executes, and the two

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Quota and hostile clients (issue 5): per-UID accounting end to end
+ * Quota and hostile clients: per-UID accounting end to end
  *
  * Each test starts its own bus1d (some with a small or large
  * RLIMIT_NOFILE) and talks to it through the UAPI layer of libbus1-client:
@@ -61,7 +61,7 @@
 #define QUOTA_ASAN 0
 #endif
 
-/* the broker's default per-UID limits (SPEC section 8) */
+/* the broker's default per-UID limits (docs/model.md §8) */
 #define LIMIT_SLICES 16384ULL
 #define LIMIT_HANDLES 65536ULL
 #define LIMIT_BYTES (16ULL * 1024 * 1024)
@@ -94,7 +94,7 @@ typedef struct Quota {
 } Quota;
 
 /*
- * How many charges of @c fit one after another (issue 5):
+ * How many charges of @c fit one after another:
  *  - a foreign actor: (c + share) * (n + 1) - share <= remaining, n the
  *    number of actors holding a share after the charge; the UID itself:
  *    c <= remaining;
@@ -142,7 +142,7 @@ static uint64_t quota_expect_small(Quota slices) {
 }
 
 static void test_quota_expect_vectors(void **state) {
-        /* the vectors of issue 5, limit 1024 */
+        /* worked examples of docs/limits.md, limit 1024 */
         assert_int_equal(quota_expect((Quota){ .limit = 1024, .peer_limit = 1024,
                                                .foreign = true }, 512), 1);
         assert_int_equal(quota_expect((Quota){ .limit = 1024, .peer_limit = 1024,
@@ -314,7 +314,7 @@ static int quota_broker_start(TestBroker *broker, rlim_t nofile) {
 /*
  * Not root: nothing can run. The two-UID cases need setresuid(), and every
  * case counts the broker's descriptors in /proc/PID/fd, which bus1d (being
- * non-dumpable, as issue 5 requires) only shows to root.
+ * non-dumpable) only shows to root.
  */
 static const char *quota_not_root =
         "needs root: peers of other UIDs need setresuid(), and bus1d is non-dumpable, so "
@@ -1024,8 +1024,8 @@ static void test_two_uids_flood(void **state) {
 /*
  * The way two processes of different UIDs meet without a shared parent: B
  * connects its own peer and passes the connection over a socket; A proves
- * it holds it by naming that descriptor as HANDLE_TRANSFER's dst_fd (SPEC
- * section 6; the kernel took any descriptor of a bus1 peer).
+ * it holds it by naming that descriptor as HANDLE_TRANSFER's dst_fd
+ * (docs/model.md §6.5; the kernel took any descriptor of a bus1 peer).
  */
 static void test_two_uids_passed_connection(void **state) {
         QuotaFixture *f = *state;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * UAPI fds and pool: file descriptors in messages (SPEC sections 4 and 5)
+ * UAPI fds and pool: file descriptors in messages (docs/model.md §4 and 5)
  * and the read-only pool
  *
  * fds travel with SCM_RIGHTS through the broker. With
@@ -445,7 +445,7 @@ static void test_fds_multicast(void **state) {
 
 /*
  * In-flight fds are charged to the receiver until it dequeues the message
- * (SPEC 8), and dequeuing is the RECV (SPEC 10: quota returned at dequeue,
+ * (docs/model.md §8), and dequeuing is the RECV (docs/model.md §10: quota returned at dequeue,
  * and section 7 across side channels): once a's RECV returned, b's next
  * send of an fd fits again, with or without INSTALL_FDS.
  */

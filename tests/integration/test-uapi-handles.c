@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * UAPI handles and nodes: IDs, reference counts and notifications
- * (SPEC §2, §3) through a real broker
+ * (docs/model.md §2, §3) through a real broker
  *
  * Handles travel between three peers of this process by HANDLE_TRANSFER
  * and inside messages; the tests check the IDs each peer sees, the user

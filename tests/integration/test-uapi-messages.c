@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * UAPI messages: SEND and RECV of data through a real broker (SPEC §4, §5)
+ * UAPI messages: SEND and RECV of data through a real broker (docs/model.md §4, §5)
  *
  * Unicast, iovecs, empty messages, atomic multicast and its per-destination
  * errors with BUS1_SEND_FLAG_CONTINUE, sender-side errors that fail the
@@ -639,9 +639,9 @@ static uint64_t place(UapiFixture *f, int from, uint64_t dst, int to, const uint
 
 /*
  * EXFULL: the quota allows the slice, but no hole of the pool is large
- * enough. One peer may hold only part of its user's 16 MiB (SPEC §8), so
+ * enough. One peer may hold only part of its user's 16 MiB (docs/model.md §8), so
  * the 16 MiB pool is fragmented with tiny slices instead of filled:
- * best fit (SPEC §5) puts each where this test expects it.
+ * best fit (docs/model.md §5) puts each where this test expects it.
  */
 static void test_exfull(void **state) {
         UapiFixture *f = *state;

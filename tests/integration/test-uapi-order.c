@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * UAPI ordering across processes (SPEC section 7)
+ * UAPI ordering across processes (docs/model.md §7)
  *
  * Every event on the bus behaves as if it happened in one total order that
  * respects causality, including causality through side channels the bus

@@ -2,7 +2,7 @@
 /*
  * UAPI peer lifecycle: query, reset and flush, the seed, RECV corner cases,
  * disconnect and close, poll readiness, and the ioctl entry point itself
- * (SPEC §5, §6) through a real broker
+ * (docs/model.md §5, §6) through a real broker
  */
 
 #include <fcntl.h>

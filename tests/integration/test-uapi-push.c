@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * UAPI pushing early: the SPEC section 10 rules that depend on when an entry
+ * UAPI pushing early: the docs/model.md §10 rules that depend on when an entry
  * is dequeued, with the broker pushing entries ahead of RECV
  *
  * The broker writes every entry into the receiver's socket as it is queued,
@@ -335,7 +335,7 @@ static void test_push_peek_handles(void **state) {
 }
 
 /*
- * The accepted difference of SPEC section 10: a peer releases a handle to
+ * The accepted difference of docs/model.md §10: a peer releases a handle to
  * zero while an entry carrying it was already pushed. The entry may revive
  * the same ID instead of a fresh one, but whichever ID the received slice
  * names must be the peer's handle, hold exactly the reference the message

@@ -9,7 +9,7 @@
  * point where it can be observed, and that a client which writes nonsense
  * there loses only its own connection:
  *  - placement: a slice released through the ring is reused by the very
- *    next message, at the lowest offset that fits (SPEC section 5), 1,000
+ *    next message, at the lowest offset that fits (docs/model.md §5), 1,000
  *    times in a row, and best fit sees a hole the ring freed;
  *  - space: a pool filled to the peer's quota takes a message of exactly
  *    the released size once a slice was released through the ring, sent by
@@ -75,7 +75,7 @@ static int ring_setup_args(void **state, const char *const *args) {
         return 0;
 }
 
-/* pools of 64 KiB: a peer alone may hold 32 KiB (SPEC section 8) */
+/* pools of 64 KiB: a peer alone may hold 32 KiB (docs/model.md §8) */
 static int ring_setup_small_pool(void **state) {
         return ring_setup_args(state, (const char *const[]){ "--max-inflight-bytes=64K", NULL });
 }

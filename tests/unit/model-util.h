@@ -119,7 +119,7 @@ static inline void test_expect_empty(Peer *peer) {
 /*
  * dequeue the next entry and check it is a notification of @type
  * (BUS1_MSG_NODE_*) to @destination with @flags, carrying the fixed
- * notification fields (SPEC section 5)
+ * notification fields (docs/model.md §5)
  */
 static inline void test_expect_notification(Peer *peer, uint64_t type, uint64_t destination,
                                             uint64_t flags) {

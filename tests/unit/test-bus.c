@@ -76,7 +76,7 @@ static void check_peers(Bus *bus, Peer **expected, size_t n) {
         assert_int_equal(list_is_empty(&bus->peers), n == 0);
 }
 
-/* bus_init() gives an empty bus with the SPEC's default limits */
+/* bus_init() gives an empty bus with the default limits (docs/model.md §8) */
 static void test_init_defaults(void **state) {
         Bus bus;
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for handle IDs and the handle table (SPEC sections 2 and 3)
+ * Tests for handle IDs and the handle table (docs/model.md §2 and 3)
  *
  * Each test builds its own Bus on the stack with a few peers and drives it
  * only through the peer commands (SEND, RECV, HANDLE_TRANSFER,

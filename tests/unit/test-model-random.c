@@ -8,7 +8,7 @@
  * they collide: owner-chosen IDs from a tiny set (0, 8, 0x100), IDs the peer
  * holds, stale and garbage managed IDs, low limits and small pools. After
  * every command the model's own checker runs (bus_validate()), and then a
- * shadow model that knows what the commands should have done from the SPEC,
+ * shadow model that knows what the commands should have done from the model (docs/model.md),
  * not from the model's structures:
  *  - per peer, the user references it must hold on each of its IDs (+1 for a
  *    node it creates, a transfer into it, each received handle entry; -1 per
@@ -24,9 +24,9 @@
  *    it with user references, unless it released, flushed or disconnected
  *    first; never twice, never to a peer that did not hold it;
  *  - a NODE_RELEASE queued whenever a node's count fell back to its pin;
- *  - the exact return code of every command where the SPEC fixes it (limits
+ *  - the exact return code of every command where the model fixes it (limits
  *    and the per-UID fair share of user.h included; EXFULL only where the
- *    allocator's placement decides), and one the SPEC lists for that command
+ *    allocator's placement decides), and one the model lists for that command
  *    otherwise.
  * Each seed ends by dropping the seeds, draining every queue and releasing
  * every slice; then every pool must be empty. The fds open at the end of each
@@ -99,14 +99,14 @@ static const char *const op_names[_OP_MAX] = {
         [OP_REPLACE] = "(replace peer)",
 };
 
-/* every errno a command may return, SPEC section 9; index 0 is success */
+/* every errno a command may return, docs/model.md §9; index 0 is success */
 static const int known_errors[] = {
         0, EINVAL, EMSGSIZE, ENXIO, ENOTUNIQ, EHOSTUNREACH, ESHUTDOWN, EDQUOT, EXFULL,
         EAGAIN, ERANGE, EBUSY, EREMOTE, ESTALE,
 };
 #define N_KNOWN_ERRORS (sizeof(known_errors) / sizeof(known_errors[0]))
 
-/* what each command may return at all (SPEC sections 3-6, 8, 9) */
+/* what each command may return at all (docs/model.md §3-6, 8, 9) */
 static const int allowed_send[] = { 0, EINVAL, EMSGSIZE, ENXIO, ENOTUNIQ, EHOSTUNREACH,
                                     ESHUTDOWN, EDQUOT, EXFULL, -1 };
 static const int allowed_recv[] = { 0, EINVAL, EAGAIN, ERANGE, ESHUTDOWN, -1 };
@@ -553,17 +553,17 @@ static int known_usage_compare(const RBNode *n, const void *key) {
  *
  * A: a handle the holder released while its seed still carries it (it is
  *    detached) gets a NODE_DESTROY whose destination is the released ID
- *    (SPEC 3: released before dequeuing it, so never seen).
+ *    (docs/model.md §3: released before dequeuing it, so never seen).
  * B: PEEK of a message carrying a handle released meanwhile shows the
  *    released ID, which for an owner-chosen ID may name a new node; the
- *    dequeuing RECV writes the fresh ID (SPEC 2, 5).
+ *    dequeuing RECV writes the fresh ID (docs/model.md §2, 5).
  * C: a refused charge of a user on its own behalf (creating a node, a send or
  *    transfer between peers of one UID) leaves a UserUsage of the user by
  *    itself, which bus_validate() rejects from then on.
  * D: a message a receiving user can never hold gets EDQUOT instead of
  *    EMSGSIZE when another of its resources is exhausted at the moment
  *    (user_check() answers for the first resource it looks at), so with
- *    CONTINUE it fails one destination instead of the whole call (SPEC 4, 8).
+ *    CONTINUE it fails one destination instead of the whole call (docs/model.md §4, 8).
  */
 static bool known_issue(Ctx *c, uint64_t *counter, const char *what) {
         if (c->strict)
@@ -653,7 +653,7 @@ static void op_note(Ctx *c, const char *fmt, ...) {
 
 static void scan_nodes(Ctx *c);
 
-/* record the result, check it is one the SPEC allows for the command at all */
+/* record the result, check it is one the model (docs/model.md §9) allows for the command at all */
 static void op_result(Ctx *c, int r, uint32_t expected) {
         const int *allowed = allowed_by_op[c->op_kind];
         bool ok = false;
@@ -667,7 +667,7 @@ static void op_result(Ctx *c, int r, uint32_t expected) {
 
         for (size_t i = 0; allowed[i] >= 0; ++i)
                 ok |= allowed[i] == -r;
-        CHECK(c, ok, "%s returned %s, which the SPEC does not list for it",
+        CHECK(c, ok, "%s returned %s, which the model does not list for it",
               op_names[c->op_kind], errname(r));
         for (size_t i = 0; i < N_KNOWN_ERRORS; ++i)
                 if (known_errors[i] == -r)
@@ -1025,7 +1025,7 @@ static void count_entries(Ctx *c, uint64_t serial) {
 }
 
 /*
- * A node's count (SPEC 3, node.h n_user_refs) from the shadow alone: the user
+ * A node's count (docs/model.md §3, node.h n_user_refs) from the shadow alone: the user
  * references every peer holds on it, plus one per handle entry of a message
  * queued to, or a seed of, a peer.
  */
@@ -1812,7 +1812,7 @@ static void verify_data(Ctx *c, Slot *s, const PeerRecv *r, uint64_t serial, siz
         }
 
         if (n_secctx) {
-                /* SPEC 5: the context follows the fd area of the n_fds reported */
+                /* docs/model.md §5: the context follows the fd area of the n_fds reported */
                 at = r->offset + align8(t->len) + align8(8 * t->n_handles) + align8(4 * r->n_fds);
                 CHECK(c, !memcmp(pool->base + at, t->secctx, n_secctx),
                       "security context not at slice offset %" PRIu64 " (n_fds reported %"
@@ -1918,7 +1918,7 @@ static int do_recv(Ctx *c, unsigned si, const RecvArgs *a) {
 
                 /*
                  * The NODE_DESTROY of a detached handle at the front can only
-                 * name a released ID (issue A): the model may withdraw it.
+                 * name a released ID: the model may withdraw it.
                  */
                 while (front && front->type == QUEUE_ENTRY_NODE_DESTROY &&
                        handle_is_detached(container_of(front, Handle, destroy))) {
@@ -2464,7 +2464,7 @@ static void slot_connect(Ctx *c, Slot *s) {
                 s->peer->n_secctx = (uint64_t)n;
         }
         s->down = false;
-        /* SPEC 8: a peer's limits start equal to its user's (the bus may cap them) */
+        /* docs/model.md §8: a peer's limits start equal to its user's (the bus may cap them) */
         s->limits = (PeerLimits){
                 .max_slices = (uint32_t)MIN(MIN((uint64_t)c->bus.limits.max_slices,
                                                 s->peer->user->limits.max[USER_SLICES]),
@@ -2856,7 +2856,7 @@ static void test_seq_seed_detached_destroy(void **state) {
         seq_send(&c, 1, BUS1_SEND_FLAG_SEED, NULL, 0, (uint64_t[]){ x }, 1, 0, 0);
         seq_release(&c, 1, x, 0);
         seq_destroy(&c, 0, 0, 8, 0);
-        /* SPEC 3: released before the destruction, so never seen */
+        /* docs/model.md §3: released before the destruction, so never seen */
         seq_recv_known(&c, 1, 0, -EAGAIN, 0, &st.known_stale_destroy,
                        "NODE_DESTROY to a released ID");
         seq_recv(&c, 1, BUS1_RECV_FLAG_SEED, 0);
@@ -2915,7 +2915,7 @@ static void test_seq_never_fits(void **state) {
         seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, 0);
         seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, 0);
         seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, -EDQUOT);
-        /* 8 KiB can never fit P1's 4 KiB: EMSGSIZE fails the whole call (SPEC 4, 8) */
+        /* 8 KiB can never fit P1's 4 KiB: EMSGSIZE fails the whole call (docs/model.md §4, 8) */
         big.dsts[0] = x;
         CHECK(&c, do_send(&c, 0, &big) == -EMSGSIZE || c.stats->known_emsgsize,
               "sequence: unexpected SEND result");

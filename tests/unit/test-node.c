@@ -2,7 +2,7 @@
 
 /*
  * Tests for node lifetime: NODE_RELEASE, NODES_DESTROY and what destruction
- * does to messages and handles (SPEC section 3)
+ * does to messages and handles (docs/model.md §3)
  *
  * Each test builds its own Bus on the stack with a few peers and drives it
  * only through the peer commands, as a client would; the model's consistency

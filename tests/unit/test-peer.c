@@ -2,7 +2,7 @@
 
 /*
  * Tests for the peer lifecycle: PEER_DISCONNECT, PEER_QUERY, PEER_RESET, the
- * seed, RECV, SLICE_RELEASE and fd passing (SPEC sections 5 and 6)
+ * seed, RECV, SLICE_RELEASE and fd passing (docs/model.md §5 and 6)
  *
  * Every test builds its own Bus on the stack with a few peers (A, B, C, with
  * UIDs 1, 2, 3), drives them through the model's commands and calls
@@ -41,7 +41,7 @@ typedef struct Expect {
         uint64_t destination;
 } Expect;
 
-/* the ID the @n-th handle a peer is assigned gets (SPEC section 2) */
+/* the ID the @n-th handle a peer is assigned gets (docs/model.md §2) */
 static uint64_t assigned_id(uint64_t n, bool remote) {
         return (n << 3) | BUS1_HANDLE_FLAG_MANAGED | (remote ? BUS1_HANDLE_FLAG_REMOTE : 0);
 }
@@ -1093,7 +1093,7 @@ static void test_seed_set_and_recv(void **state) {
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &p), -EAGAIN);
         assert_valid(&bus);
 
-        /* released to zero before, so received again under a fresh ID (SPEC 2) */
+        /* released to zero before, so received again under a fresh ID (docs/model.md §2) */
         fresh = test_slice_handle(a, &r, 1);
         assert_int_equal(test_slice_handle(a, &r, 2), fresh);
         assert_int_not_equal(fresh, ab);
@@ -1223,7 +1223,7 @@ static void test_seed_pins_across_flush(void **state) {
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
         assert_valid(&bus);
         assert_int_equal(test_slice_handle(a, &r, 0), 0x100);
-        /* FLUSH released it to zero: received again under a fresh ID (SPEC 2) */
+        /* FLUSH released it to zero: received again under a fresh ID (docs/model.md §2) */
         assert_int_not_equal(test_slice_handle(a, &r, 1), ab);
         handle_release_ok(a, test_slice_handle(a, &r, 1));
         expect_one(b, BUS1_MSG_NODE_RELEASE, 0x100);
@@ -1555,7 +1555,7 @@ static void test_recv_secctx(void **state) {
 
 /*
  * Without INSTALL_FDS, n_fds is 0 and no fd area is written, so the security
- * context must sit where a client computes it with n_fds 0 (SPEC section 5
+ * context must sit where a client computes it with n_fds 0 (docs/model.md §5
  * slice layout).
  */
 static void test_recv_secctx_without_install_fds(void **state) {

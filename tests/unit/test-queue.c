@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for the queue: the module itself, global order (SPEC section 7),
+ * Tests for the queue: the module itself, global order (docs/model.md §7),
  * BUS1_MSG_FLAG_CONTINUE, and what RECV does with the front entry (PEEK,
- * EAGAIN, ERANGE; SPEC section 5)
+ * EAGAIN, ERANGE; docs/model.md §5)
  *
  * The module tests drive a Queue on the stack with entries on the stack and
  * check after every step, with queue_check(), that the list holds exactly
@@ -12,7 +12,7 @@
  * model tests build their own Bus on the stack and run the model's
  * consistency checker after every step.
  *
- * Where SPEC leaves the order of one transaction's entries on a queue open
+ * Where the model (docs/model.md §4.5) leaves the order of one transaction's entries on a queue open
  * (several nodes of one peer, several notifications), the tests only rely
  * on what is specified: the set of entries, and CONTINUE on every entry
  * with another of the same transaction right behind it.
@@ -301,7 +301,7 @@ static uint64_t recv_notification(Peer *peer, uint64_t type, uint64_t *flagsp) {
         return r.destination;
 }
 
-/* --- global order (SPEC 7) -------------------------------------------------- */
+/* --- global order (docs/model.md §7) -------------------------------------------------- */
 
 /* two messages from one peer arrive in send order, across nodes of the receiver */
 static void test_order_one_sender(void **state) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for SEND: one message transaction (SPEC sections 4, 5 and 8)
+ * Tests for SEND: one message transaction (docs/model.md §4, 5 and 8)
  *
  * Every test builds its own Bus on the stack, creates peers on it, and runs
  * the model's consistency checker (assert_valid()) after every step, so
@@ -210,7 +210,7 @@ static void free_peers(Bus *bus, Peer **peers, size_t n) {
 
 /* --- unicast and the slice --------------------------------------------- */
 
-/* SPEC 4/5: payload at the returned offset, n_bytes, destination, sender creds */
+/* docs/model.md §4/§5: payload at the returned offset, n_bytes, destination, sender creds */
 static void test_unicast_payload_and_metadata(void **state) {
         static const char text[] = "hello, bus1";
         PeerCreds creds = { .uid = 1000, .gid = 1001, .pid = 4242, .tid = 4243 };
@@ -264,7 +264,7 @@ static void test_unicast_payload_and_metadata(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 4: the payload is the concatenation of the iovecs, empty ones included */
+/* docs/model.md §4: the payload is the concatenation of the iovecs, empty ones included */
 static void test_unicast_iovecs_concatenated(void **state) {
         struct iovec vecs[] = {
                 { .iov_base = (void *)"abc", .iov_len = 3 },
@@ -298,7 +298,7 @@ static void test_unicast_iovecs_concatenated(void **state) {
 }
 
 /*
- * SPEC 5 slice layout: payload at 0, the u64 handle IDs as the receiver sees
+ * docs/model.md §5 slice layout: payload at 0, the u64 handle IDs as the receiver sees
  * them at ALIGN8(n_bytes) (a destroyed node's as BUS1_HANDLE_INVALID, still
  * counted; the receiver's own node as its owner ID), and a slice of exactly
  * ALIGN8(n_bytes) + 8 * n_handles bytes
@@ -353,7 +353,7 @@ static void test_slice_layout_handles(void **state) {
         free_peers(&bus, peers, 3);
 }
 
-/* SPEC 5: an empty message still takes an 8-byte slice that needs SLICE_RELEASE */
+/* docs/model.md §5: an empty message still takes an 8-byte slice that needs SLICE_RELEASE */
 static void test_empty_message_takes_slice(void **state) {
         Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
@@ -386,7 +386,7 @@ static void test_empty_message_takes_slice(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 2: a new ID as destination creates the node, and the owner receives on it */
+/* docs/model.md §2: a new ID as destination creates the node, and the owner receives on it */
 static void test_new_id_destination_creates_node(void **state) {
         Peer *peers[1] = {}, *a;
         uint64_t dsts[2] = { ID_N1, ID_UNKNOWN_REMOTE };
@@ -474,7 +474,7 @@ static void multicast_setup(Bus *bus, Multicast *m, int kind) {
         multicast_make_fail(bus, m, m->peers[2], m->dsts[1], kind);
 }
 
-/* SPEC 4: atomic by default: one failing destination and nobody gets anything */
+/* docs/model.md §4: atomic by default: one failing destination and nobody gets anything */
 static void multicast_atomic_run(int kind) {
         uint64_t handles[1] = { ID_NEW };
         Counts before[4];
@@ -505,7 +505,7 @@ static void multicast_atomic_run(int kind) {
         test_expect_empty(m.peers[3]);
         assert_valid(&bus);
 
-        /* SPEC 2: the failed send used up no ID: B's first assigned one has n = 1 */
+        /* docs/model.md §2: the failed send used up no ID: B's first assigned one has n = 1 */
         assert_int_equal(test_send(m.peers[0], 0, m.dsts, 1, NULL, "again", 5, handles, 1,
                                    NULL),
                          0);
@@ -535,7 +535,7 @@ static void test_multicast_atomic_full(void **state) {
 }
 
 /*
- * SPEC 4: with CONTINUE a receiver-side error stays with its destination,
+ * docs/model.md §4: with CONTINUE a receiver-side error stays with its destination,
  * the others are delivered (handles, fds and all), and ptr_errors has 0 for
  * them
  */
@@ -601,7 +601,7 @@ static void test_continue_full(void **state) {
         multicast_continue_run(FAIL_FULL);
 }
 
-/* SPEC 4: atomic failure returns the first failing destination's error */
+/* docs/model.md §4: atomic failure returns the first failing destination's error */
 static void test_multicast_first_error(void **state) {
         uint64_t dsts[3], errors[3] = { 77, 77, 77 };
         Counts before[4];
@@ -644,7 +644,7 @@ static void test_multicast_first_error(void **state) {
         free_peers(&bus, m.peers, 4);
 }
 
-/* SPEC 4: CONTINUE without an errors array still delivers to the others */
+/* docs/model.md §4: CONTINUE without an errors array still delivers to the others */
 static void test_continue_without_errors_array(void **state) {
         Multicast m;
         PeerRecv r;
@@ -663,7 +663,7 @@ static void test_continue_without_errors_array(void **state) {
         free_peers(&bus, m.peers, 4);
 }
 
-/* SPEC 4: a successful send writes 0 for every destination into ptr_errors */
+/* docs/model.md §4: a successful send writes 0 for every destination into ptr_errors */
 static void test_errors_array_all_delivered(void **state) {
         uint64_t errors[3] = { 77, 77, 77 };
         Multicast m;
@@ -733,7 +733,7 @@ static int sender_err_send(SenderErr *s, uint64_t flags, const uint64_t *dsts, u
                          n_handles, NULL);
 }
 
-/* SPEC 4/9: EINVAL (bad flags, too many destinations) is never per destination */
+/* docs/model.md §4/§9: EINVAL (bad flags, too many destinations) is never per destination */
 static void test_continue_einval_fails_call(void **state) {
         uint64_t handles[1] = { ID_NEW };
         uint64_t dsts[2];
@@ -757,7 +757,7 @@ static void test_continue_einval_fails_call(void **state) {
         free_peers(&s.bus, s.peers, 3);
 }
 
-/* SPEC 4/9: ENXIO (unknown destination or attached handle) fails the whole call */
+/* docs/model.md §4/§9: ENXIO (unknown destination or attached handle) fails the whole call */
 static void test_continue_enxio_fails_call(void **state) {
         uint64_t handles[2] = { ID_NEW, ID_UNKNOWN_REMOTE };
         uint64_t dsts[3];
@@ -781,7 +781,7 @@ static void test_continue_enxio_fails_call(void **state) {
 }
 
 /*
- * SPEC 4/9: EMSGSIZE fails the whole call, also when only one receiver's
+ * docs/model.md §4/§9: EMSGSIZE fails the whole call, also when only one receiver's
  * pool is too small for the slice
  */
 static void test_continue_emsgsize_fails_call(void **state) {
@@ -818,7 +818,7 @@ static void test_continue_emsgsize_fails_call(void **state) {
         free_peers(&s.bus, s.peers, 3);
 }
 
-/* SPEC 4/9: ENOTUNIQ fails the whole call */
+/* docs/model.md §4/§9: ENOTUNIQ fails the whole call */
 static void test_continue_enotuniq_fails_call(void **state) {
         uint64_t handles[1] = { ID_NEW };
         uint64_t dsts[3];
@@ -838,7 +838,7 @@ static void test_continue_enotuniq_fails_call(void **state) {
 
 /* --- argument errors ----------------------------------------------------- */
 
-/* SPEC 4: the same destination twice is ENOTUNIQ, a new ID twice included */
+/* docs/model.md §4: the same destination twice is ENOTUNIQ, a new ID twice included */
 static void test_duplicate_destination_enotuniq(void **state) {
         Peer *peers[3] = {}, *a;
         uint64_t dsts[3];
@@ -878,7 +878,7 @@ static void test_duplicate_destination_enotuniq(void **state) {
         free_peers(&bus, peers, 3);
 }
 
-/* SPEC 4: zero destinations is a no-op returning 0 that still creates named nodes */
+/* docs/model.md §4: zero destinations is a no-op returning 0 that still creates named nodes */
 static void test_zero_destinations(void **state) {
         uint64_t handles[2] = { ID_NEW, ID_NEW2 };
         Peer *peers[2] = {}, *a;
@@ -912,7 +912,7 @@ static void test_zero_destinations(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 4: SEED with destinations or with CONTINUE is EINVAL */
+/* docs/model.md §4: SEED with destinations or with CONTINUE is EINVAL */
 static void test_seed_flag_einval(void **state) {
         Peer *peers[2] = {}, *a;
         uint64_t to_b;
@@ -946,7 +946,7 @@ static void test_seed_flag_einval(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 9: unknown SEND flags are EINVAL */
+/* docs/model.md §9: unknown SEND flags are EINVAL */
 static void test_unknown_flags_einval(void **state) {
         static const uint64_t bad[] = { 4, 8, 1ULL << 32, 1ULL << 63 };
         Peer *peers[2] = {}, *a;
@@ -1011,7 +1011,7 @@ static void test_too_many_destinations_einval(void **state) {
         free_peers(&bus, peers, 4);
 }
 
-/* SPEC 2/9: unknown, released, or not yet received handle IDs are ENXIO */
+/* docs/model.md §2/§9: unknown, released, or not yet received handle IDs are ENXIO */
 static void test_unknown_id_enxio(void **state) {
         Peer *peers[3] = {}, *a, *b, *c;
         uint64_t to_a, to_b, to_c, a_to_c, guess;
@@ -1074,7 +1074,7 @@ static void test_unknown_id_enxio(void **state) {
 /* --- several nodes of one peer ------------------------------------------- */
 
 /*
- * SPEC 4: a peer gets one message per destination node; every entry with
+ * docs/model.md §4: a peer gets one message per destination node; every entry with
  * another of the same transaction right behind it carries CONTINUE, the last
  * does not, and nothing of another transaction does
  */
@@ -1128,7 +1128,7 @@ static void test_several_nodes_one_peer(void **state) {
 
 /* --- size limits --------------------------------------------------------- */
 
-/* SPEC 4: more than 1024 iovecs is EMSGSIZE; 1024 is fine */
+/* docs/model.md §4: more than 1024 iovecs is EMSGSIZE; 1024 is fine */
 static void test_too_many_iovecs_emsgsize(void **state) {
         static struct iovec vecs[TX_VECS_MAX + 1];
         static char data[TX_VECS_MAX + 1];
@@ -1168,7 +1168,7 @@ static void test_too_many_iovecs_emsgsize(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 4: more than BUS1_FD_MAX fds is EMSGSIZE (and closes nothing early); 256 is fine */
+/* docs/model.md §4: more than BUS1_FD_MAX fds is EMSGSIZE (and closes nothing early); 256 is fine */
 static void test_too_many_fds_emsgsize(void **state) {
         int fds[BUS1_FD_MAX + 1];
         Peer *peers[2] = {}, *a, *b;
@@ -1206,7 +1206,7 @@ static void test_too_many_fds_emsgsize(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 4: a payload over 2 GiB, or one whose length overflows, is EMSGSIZE */
+/* docs/model.md §4: a payload over 2 GiB, or one whose length overflows, is EMSGSIZE */
 static void test_payload_over_2gib_emsgsize(void **state) {
         static char byte;
         struct iovec vecs[3] = {
@@ -1254,7 +1254,7 @@ static void test_payload_over_2gib_emsgsize(void **state) {
 }
 
 /*
- * SPEC 4/5/8: a slice larger than the receiver's pool can ever hold is
+ * docs/model.md §4/§5/8: a slice larger than the receiver's pool can ever hold is
  * EMSGSIZE (handle IDs count, and it is EMSGSIZE even when the pool is
  * full); one that fits exactly is fine
  */
@@ -1301,7 +1301,7 @@ static void test_slice_larger_than_pool_emsgsize(void **state) {
 
 /* --- per-peer limits (PEER_RESET) -> EDQUOT ------------------------------ */
 
-/* SPEC 8: max_slices counts queued and received-but-unreleased slices */
+/* docs/model.md §8: max_slices counts queued and received-but-unreleased slices */
 static void test_limit_max_slices_edquot(void **state) {
         Peer *peers[2] = {}, *a, *b;
         uint64_t to_b, offset;
@@ -1344,7 +1344,7 @@ static void test_limit_max_slices_edquot(void **state) {
 }
 
 /*
- * SPEC 8: max_handles counts the receiver's user references plus the handle
+ * docs/model.md §8: max_handles counts the receiver's user references plus the handle
  * entries of its queued messages; entries for destroyed nodes add nothing
  */
 static void test_limit_max_handles_edquot(void **state) {
@@ -1396,7 +1396,7 @@ static void test_limit_max_handles_edquot(void **state) {
         free_peers(&bus, peers, 3);
 }
 
-/* SPEC 8: max_inflight_bytes counts slice bytes until SLICE_RELEASE */
+/* docs/model.md §8: max_inflight_bytes counts slice bytes until SLICE_RELEASE */
 static void test_limit_max_inflight_bytes_edquot(void **state) {
         Peer *peers[2] = {}, *a, *b;
         uint64_t to_b, offset;
@@ -1436,7 +1436,7 @@ static void test_limit_max_inflight_bytes_edquot(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 8: max_inflight_fds counts the fds of queued messages */
+/* docs/model.md §8: max_inflight_fds counts the fds of queued messages */
 static void test_limit_max_inflight_fds_edquot(void **state) {
         Peer *peers[2] = {}, *a, *b;
         int fds[2], more[2];
@@ -1477,7 +1477,7 @@ static void test_limit_max_inflight_fds_edquot(void **state) {
 
 /* --- EXFULL: quotas allow, the pool has no room --------------------------- */
 
-/* SPEC 5/8: a full pool is EXFULL while the limits (far above the pool) allow more */
+/* docs/model.md §5/§8: a full pool is EXFULL while the limits (far above the pool) allow more */
 static void test_exfull_pool_full(void **state) {
         Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
@@ -1513,7 +1513,7 @@ static void test_exfull_pool_full(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 5: free bytes that are not contiguous do not make room: EXFULL */
+/* docs/model.md §5: free bytes that are not contiguous do not make room: EXFULL */
 static void test_exfull_fragmented_pool(void **state) {
         uint64_t to_b, offsets[4];
         Peer *peers[2] = {}, *a, *b;
@@ -1560,7 +1560,7 @@ static void test_exfull_fragmented_pool(void **state) {
 /* --- fds ------------------------------------------------------------------ */
 
 /*
- * SPEC 5: with INSTALL_FDS, RECV reports n_fds and hands the fds over; the
+ * docs/model.md §5: with INSTALL_FDS, RECV reports n_fds and hands the fds over; the
  * slice has room for them after the handle IDs
  */
 static void test_fds_installed_with_flag(void **state) {
@@ -1601,7 +1601,7 @@ static void test_fds_installed_with_flag(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 5: without INSTALL_FDS, n_fds is 0 and the fds are closed */
+/* docs/model.md §5: without INSTALL_FDS, n_fds is 0 and the fds are closed */
 static void test_fds_closed_without_flag(void **state) {
         Peer *peers[2] = {}, *a, *b;
         int fds[2], behind[2];
@@ -1642,7 +1642,7 @@ static void test_fds_closed_without_flag(void **state) {
 }
 
 /*
- * SPEC 4/5: a multicast's receivers share the fds; one receiver dropping
+ * docs/model.md §4/§5: a multicast's receivers share the fds; one receiver dropping
  * them does not close them for the other
  */
 static void test_fds_multicast_shared(void **state) {
@@ -1692,7 +1692,7 @@ static void test_fds_multicast_shared(void **state) {
         free_peers(&bus, peers, 3);
 }
 
-/* SPEC 6: fds of messages still queued on a peer that disconnects are closed */
+/* docs/model.md §6: fds of messages still queued on a peer that disconnects are closed */
 static void test_fds_dropped_on_disconnect(void **state) {
         Peer *peers[2] = {}, *a, *b;
         unsigned int n_open;
@@ -1722,7 +1722,7 @@ static void test_fds_dropped_on_disconnect(void **state) {
 static const char label[] = "system_u:system_r:bus1_test_t:s0";
 
 /*
- * SPEC 5: a receiver with WANT_SECCTX gets HAS_SECCTX, n_secctx and the
+ * docs/model.md §5: a receiver with WANT_SECCTX gets HAS_SECCTX, n_secctx and the
  * bytes after the fd area; one without gets none of it (and no room for it)
  */
 static void test_secctx_with_want_flag(void **state) {
@@ -1761,7 +1761,7 @@ static void test_secctx_with_want_flag(void **state) {
         free_peers(&bus, peers, 3);
 }
 
-/* SPEC 5: the security context follows the fd area of installed fds */
+/* docs/model.md §5: the security context follows the fd area of installed fds */
 static void test_secctx_after_fd_area(void **state) {
         uint64_t handles[1] = { ID_NEW };
         Peer *peers[2] = {}, *a, *b;
@@ -1792,7 +1792,7 @@ static void test_secctx_after_fd_area(void **state) {
 }
 
 /*
- * SPEC 5: without INSTALL_FDS the RECV reports n_fds = 0 and no fd area is
+ * docs/model.md §5: without INSTALL_FDS the RECV reports n_fds = 0 and no fd area is
  * written, so the security context must be where the layout puts it for the
  * reported counts: right after the handle IDs
  */
@@ -1832,7 +1832,7 @@ static void test_secctx_without_installed_fds(void **state) {
 }
 
 /*
- * SPEC 5: the security context is where the answer's own counts put it, so
+ * docs/model.md §5: the security context is where the answer's own counts put it, so
  * a PEEK without INSTALL_FDS followed by an installing RECV (and the other
  * way round) finds it each time
  */
@@ -1886,7 +1886,7 @@ static void test_secctx_follows_reported_fds(void **state) {
         free_peers(&bus, peers, 2);
 }
 
-/* SPEC 5: a sender without a security context sets no HAS_SECCTX */
+/* docs/model.md §5: a sender without a security context sets no HAS_SECCTX */
 static void test_secctx_sender_without_context(void **state) {
         Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
@@ -1912,7 +1912,7 @@ static void test_secctx_sender_without_context(void **state) {
 
 /* --- the sender's state ---------------------------------------------------- */
 
-/* SPEC 6: a disconnected sender gets ESHUTDOWN, whatever it sends */
+/* docs/model.md §6: a disconnected sender gets ESHUTDOWN, whatever it sends */
 static void test_disconnected_sender_eshutdown(void **state) {
         uint64_t handles[1] = { ID_NEW };
         Peer *peers[2] = {}, *a, *b;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Tests for per-UID accounting (SPEC section 8, issue 5)
+ * Tests for per-UID accounting (docs/model.md §8)
  *
  * The first half drives a UserRegistry alone, the way the model does:
  * user_check() with what the receiving peer holds, then user_add() and
@@ -9,7 +9,7 @@
  * when the peer lets go. A SimPeer stands for a receiving peer (its user and
  * what it holds). assert_registry() checks the registry's own invariants
  * (tree shapes and order, n_actors, no empty usage) after every step. The
- * vectors are the issue's, with a limit of 1024:
+ * vectors are worked examples, with a limit of 1024:
  *
  *  - between users, (c + share) * (n + 1) - share <= remaining: a first
  *    foreign UID 512 and not 513, a second one then 170 and not 171, a third
@@ -193,7 +193,7 @@ static void assert_state(UserRegistry *reg, User *user, unsigned int res, uint32
 
 /* --- registry: defaults, lookups, overrides ------------------------------ */
 
-/* the defaults of SPEC section 8 and issue 5 */
+/* the defaults of docs/model.md §8 */
 static void test_defaults(void **state) {
         UserRegistry reg;
         User *user;
@@ -1835,7 +1835,7 @@ static Counters counters(Bus *bus, Peer *r, Peer *s) {
 }
 
 /*
- * The cycle count: 1,000,000 as the issue asks; BUS1_TEST_CYCLES may lower
+ * The cycle count: 1,000,000; BUS1_TEST_CYCLES may lower
  * it (e.g. in slow sanitizer builds); the counters are compared with their
  * start every 4096 cycles and at the end, the full checker runs as often.
  */
