@@ -303,9 +303,24 @@ static int main_load_config(Config *config, bool check) {
         }
 
         for (unsigned int i = 0; i < n_paths; ++i) {
+                bool unreadable = false;
+
                 r = config_load_file(config, paths[i], &err);
                 for (; n_warned < config->n_warnings; ++n_warned)
                         main_config_error(&config->warnings[n_warned], check, true);
+                /*
+                 * The user's own file where the user cannot even look (a
+                 * $HOME of someone else's): as if there were none, said
+                 */
+                if (r == -EACCES && main_arg_n_config == 0 && paths[i] == user_path) {
+                        err.message[0] = 0;
+                        snprintf(err.message, sizeof(err.message),
+                                 "cannot read it (%s); ignored", strerror(EACCES));
+                        err.line = err.column = 0;
+                        main_config_error(&err, check, true);
+                        unreadable = true;
+                        r = 0;
+                }
                 if (r == 0 && main_arg_n_config > 0) {
                         /* a file named on the command line must be there */
                         err = (ConfigError){ .path = paths[i] };
@@ -317,7 +332,8 @@ static int main_load_config(Config *config, bool check) {
                         return r;
                 }
                 if (check)
-                        printf("# %s: %s\n", paths[i], r > 0 ? "read" : "not found");
+                        printf("# %s: %s\n", paths[i],
+                               r > 0 ? "read" : unreadable ? "not readable" : "not found");
                 else if (r > 0)
                         log_info("configuration: read %s", paths[i]);
         }

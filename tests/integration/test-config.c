@@ -791,6 +791,39 @@ static void test_check_default_paths(void **state) {
         test_dir_remove(&dir);
 }
 
+/*
+ * The user's own file where the user cannot look (a configuration folder
+ * of someone else's, as with a $HOME of root's): a warning, and the broker
+ * goes on as if there were none. Needs root, to be someone else.
+ */
+static void test_user_file_unreadable(void **state) {
+        RunOptions opts = {};
+        static TestDir dir;
+        Run run;
+
+        if (getuid() != 0) {
+                print_message("not root: cannot make a folder the user cannot read; skipping\n");
+                skip();
+        }
+        test_dir_make(&dir);
+        test_dir_file(&dir, "bus1/bus1d.conf", "[Limits]\nMaxInflightFds=77\n");
+        assert_int_equal(chmod(dir.path, 0700), 0);
+        opts.xdg_config_home = dir.path;
+        opts.uid = 65534;
+        run_bus1d(&run, &opts, (const char *[]){ "--check-config", NULL });
+        if (WIFEXITED(run.status) && WEXITSTATUS(run.status) >= 125) {
+                print_message("cannot run bus1d as UID 65534 (exit %d); skipping\n",
+                              WEXITSTATUS(run.status));
+                test_dir_remove(&dir);
+                skip();
+        }
+        assert_exit(&run, 0);
+        assert_contains(run.err, "warning: cannot read it (Permission denied); ignored");
+        assert_contains(run.out, ": not readable\n");
+        assert_null(strstr(run.out, "MaxInflightFds=77"));
+        test_dir_remove(&dir);
+}
+
 /* a UID override for our own UID reaches a new peer's limits */
 static void test_override_reaches_peer(void **state) {
         struct bus1_cmd_peer_reset q;
@@ -887,6 +920,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_broker_at_minimums, teardown_kill),
                 cmocka_unit_test_teardown(test_check_layering, teardown_kill),
                 cmocka_unit_test_teardown(test_check_default_paths, teardown_kill),
+                cmocka_unit_test_teardown(test_user_file_unreadable, teardown_kill),
                 cmocka_unit_test_teardown(test_override_reaches_peer, teardown_kill),
                 cmocka_unit_test_teardown(test_max_connections, teardown_kill),
         };
