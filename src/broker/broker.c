@@ -25,6 +25,7 @@
 #include "proto/proto.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/clock.h"
 
 /* BusDrainFn: the peer's connection applies its client's release ring */
 static void broker_drain(Bus *bus, Peer *peer) {
@@ -45,11 +46,9 @@ static int broker_pool_setup(Bus *bus, Peer *peer, Pool *pool, uint64_t size) {
 static void broker_on_refusal(UserRegistry *registry, const UserRefusal *refusal) {
         Broker *broker = container_of(registry, Broker, bus.users);
         char actor[16], receiver[16], amount[24];
-        struct timespec ts;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         if (!refusal_log_admit(&broker->refusals, refusal->receiver, refusal->actor,
-                               (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000))
+                               clock_now_usec(CLOCK_MONOTONIC)))
                 return;
 
         snprintf(actor, sizeof(actor), "%u", refusal->actor);
@@ -344,13 +343,6 @@ static int broker_harvest(Broker *broker, int timeout) {
         return n;
 }
 
-static uint64_t broker_now_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Serve turns, each charged with the time it took, until none is left or
  * BROKER_HARVEST_NSEC passed (then new events are collected first).
@@ -361,10 +353,10 @@ static int broker_serve(Broker *broker) {
         SchedEntry *entry;
         int n = 0;
 
-        start = begin = broker_now_nsec();
+        start = begin = clock_now_nsec(CLOCK_MONOTONIC);
         while ((entry = scheduler_next(&broker->sched))) {
                 connection_turn(container_of(entry, Connection, sched));
-                end = broker_now_nsec();
+                end = clock_now_nsec(CLOCK_MONOTONIC);
                 scheduler_charge(&broker->sched, end - begin);
                 ++n;
                 if (end - start >= BROKER_HARVEST_NSEC)

@@ -53,6 +53,7 @@
 #include "util/log.h"
 #include "util/macro.h"
 #include "util/scm.h"
+#include "util/clock.h"
 
 #if __BYTE_ORDER != __LITTLE_ENDIAN
 #error "the broker uses little-endian arrays of requests in place"
@@ -1541,13 +1542,6 @@ void connection_turn(Connection *conn) {
         connection_update_events(conn);
 }
 
-static uint64_t connection_now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
-}
-
 /*
  * The command line of the connecting process, for bus1ctl: best effort (the
  * process may be gone, or in another PID namespace), at most
@@ -1618,7 +1612,7 @@ int connection_new(Connection **connp, Broker *broker, int fd) {
         list_init(&conn->out);
         rbnode_init(&conn->inode_node);
 
-        conn->connect_time = connection_now_usec();
+        conn->connect_time = clock_now_usec(CLOCK_REALTIME);
         conn->cmdline = connection_read_cmdline(ucred.pid);
 
         /* one connection is one peer; credentials are those at connect() */

@@ -40,23 +40,10 @@
 #include "util/fdlist.h"
 #include "util/json.h"
 #include "util/macro.h"
+#include "util/clock.h"
 
 /* room kept free in a report for the item being written and the closing brackets */
 #define CONTROL_ITEM_RESERVE (64U * 1024U)
-
-static uint64_t control_now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
-}
-
-static uint64_t control_now_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static Control *control_from_bus(Bus *bus) {
         return &((Broker *)bus->userdata)->control;
@@ -65,7 +52,7 @@ static Control *control_from_bus(Bus *bus) {
 static void control_observe(Bus *bus, const BusEvent *event);
 
 static uint64_t control_user_clock(UserRegistry *registry) {
-        return control_now_usec();
+        return clock_now_usec(CLOCK_REALTIME);
 }
 
 /**
@@ -76,7 +63,7 @@ static uint64_t control_user_clock(UserRegistry *registry) {
 void control_init(Control *control, Broker *broker) {
         *control = (Control){
                 .broker = broker,
-                .start_time = control_now_usec(),
+                .start_time = clock_now_usec(CLOCK_REALTIME),
                 .uid = geteuid(),
         };
         list_init(&control->monitors);
@@ -279,7 +266,7 @@ static void control_report_status(Control *control, JsonWriter *w, uint32_t call
         json_pair_u64(w, "pid", (uint64_t)getpid());
         json_pair_u64(w, "uid", (uint64_t)control->uid);
         json_pair_u64(w, "start_time", control->start_time);
-        json_pair_u64(w, "now", control_now_usec());
+        json_pair_u64(w, "now", clock_now_usec(CLOCK_REALTIME));
         json_key(w, "addresses");
         json_begin_array(w);
         for (unsigned int i = 0; i < broker->n_listeners; ++i)
@@ -801,7 +788,6 @@ int control_report(Control *control, Connection *caller, const ProtoCtl *req, ch
  */
 static void monitor_make_key(uint8_t key[SIPHASH_KEY_SIZE]) {
         static uint64_t n_keys;
-        struct timespec ts;
         uint64_t mix[4];
 
 #ifdef GRND_INSECURE
@@ -811,8 +797,7 @@ static void monitor_make_key(uint8_t key[SIPHASH_KEY_SIZE]) {
         if (getrandom(key, SIPHASH_KEY_SIZE, GRND_NONBLOCK) == SIPHASH_KEY_SIZE)
                 return;
         /* no entropy yet (an old kernel early at boot): what differs anyway */
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        mix[0] = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        mix[0] = clock_now_nsec(CLOCK_MONOTONIC);
         mix[1] = (uint64_t)getpid();
         mix[2] = ++n_keys;
         mix[3] = (uint64_t)(uintptr_t)key;
@@ -1041,7 +1026,7 @@ size_t monitor_peek(Monitor *monitor, const ProtoEvent **eventsp, size_t max) {
                 monitor_report_lost(monitor,
                                     monitor->privileged ? monitor->control->broker->bus.clock
                                                         : monitor->n_numbered,
-                                    control_now_nsec());
+                                    clock_now_nsec(CLOCK_REALTIME));
         n = MIN(max, monitor->n_events);
         n = MIN(n, CONTROL_MONITOR_RING - monitor->head);
         *eventsp = &monitor->events[monitor->head];
@@ -1111,7 +1096,7 @@ static void control_observe(Bus *bus, const BusEvent *event) {
 
         e = (ProtoEvent){
                 .seq = event->seq,
-                .time = control_now_nsec(),
+                .time = clock_now_nsec(CLOCK_REALTIME),
                 .type = control_event_type(event->type),
                 .error = event->type == BUS_EVENT_REFUSAL ? (uint32_t)event->error : 0,
                 .peer = event->peer.id,

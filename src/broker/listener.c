@@ -21,6 +21,7 @@
 #include "broker/listener.h"
 #include "util/log.h"
 #include "util/macro.h"
+#include "util/unix-address.h"
 
 /* connections taken per wakeup, so that a flood cannot starve clients */
 #define LISTENER_ACCEPT_MAX 32
@@ -199,13 +200,13 @@ static int listener_claim_path(const char *path, const struct sockaddr_un *sa, s
 int listener_new_path(Listener **listenerp, sd_event *event, const char *path, mode_t mode,
                       ListenerAcceptFn fn, void *userdata) {
         _cleanup_(listener_freep) Listener *listener = NULL;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t len = strlen(path);
+        struct sockaddr_un sa;
+        socklen_t salen;
         int r;
 
-        if (len == 0 || len >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, len);
+        r = unix_address(&sa, path, &salen);
+        if (r < 0)
+                return r;
 
         r = listener_alloc(&listener, event, fn, userdata);
         if (r < 0)
@@ -220,11 +221,10 @@ int listener_new_path(Listener **listenerp, sd_event *event, const char *path, m
                 return -errno;
 
         /* a live broker keeps its address; a dead one's socket would fail bind() */
-        r = listener_claim_path(path, &sa, offsetof(struct sockaddr_un, sun_path) + len + 1);
+        r = listener_claim_path(path, &sa, salen);
         if (r < 0)
                 return r;
-        if (bind(listener->fd, (struct sockaddr *)&sa,
-                 offsetof(struct sockaddr_un, sun_path) + len + 1) < 0)
+        if (bind(listener->fd, (struct sockaddr *)&sa, salen) < 0)
                 return -errno;
         {
                 struct stat st;

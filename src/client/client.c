@@ -38,6 +38,7 @@
 #include "client/client.h"
 #include "util/macro.h"
 #include "util/scm.h"
+#include "util/unix-address.h"
 
 /* one receive buffer per thread: replies and pushes are small */
 static __thread uint8_t client_rx[PROTO_RECORD_MAX + 8] __attribute__((__aligned__(8)));
@@ -612,11 +613,15 @@ static int client_hello(Client *client) {
  *         socket(2)/connect(2)/mmap(2), or what the broker answered.
  */
 int client_new(Client **clientp, const char *address) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char path[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+        struct sockaddr_un sa;
+        socklen_t salen;
         Client *client;
         int r;
 
-        r = client_address(sa.sun_path, sizeof(sa.sun_path), address);
+        r = client_address(path, sizeof(path), address);
+        if (r >= 0)
+                r = unix_address(&sa, path, &salen);
         if (r < 0)
                 return r;
         r = client_alloc(&client);
@@ -628,7 +633,7 @@ int client_new(Client **clientp, const char *address) {
                 r = -errno;
                 goto error;
         }
-        if (connect(client->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (connect(client->fd, (struct sockaddr *)&sa, salen) < 0) {
                 r = -errno;
                 goto error;
         }

@@ -17,6 +17,7 @@
 #include "ctl/ctl-client.h"
 #include "util/macro.h"
 #include "util/scm.h"
+#include "util/unix-address.h"
 
 /**
  * ctl_client_connect() - connect to the broker's socket
@@ -27,13 +28,13 @@
  *         connect(2).
  */
 int ctl_client_connect(CtlClient *client, const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        size_t len = strlen(path);
+        struct sockaddr_un sa;
+        socklen_t salen;
         int r;
 
-        if (len == 0 || len >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, len);
+        r = unix_address(&sa, path, &salen);
+        if (r < 0)
+                return r;
 
         client->rx = malloc(PROTO_RECORD_MAX + 8);
         if (!client->rx)
@@ -44,8 +45,7 @@ int ctl_client_connect(CtlClient *client, const char *path) {
                 ctl_client_close(client);
                 return r;
         }
-        if (connect(client->fd, (struct sockaddr *)&sa,
-                    offsetof(struct sockaddr_un, sun_path) + len + 1) < 0) {
+        if (connect(client->fd, (struct sockaddr *)&sa, salen) < 0) {
                 r = -errno;
                 ctl_client_close(client);
                 return r;
