@@ -21,16 +21,17 @@ static int bus_pool_setup_heap(Bus *bus, Peer *peer, Pool *pool, uint64_t size) 
 void bus_init(Bus *bus) {
         *bus = (Bus){
                 .limits = {
-                        .max_slices = BUS_DEFAULT_MAX_SLICES,
-                        .max_handles = BUS_DEFAULT_MAX_HANDLES,
-                        .max_inflight_bytes = BUS_DEFAULT_MAX_INFLIGHT_BYTES,
-                        .max_inflight_fds = BUS_DEFAULT_MAX_INFLIGHT_FDS,
+                        .max_slices = USER_DEFAULT_MAX_SLICES,
+                        .max_handles = USER_DEFAULT_MAX_HANDLES,
+                        .max_inflight_bytes = USER_DEFAULT_MAX_BYTES,
+                        .max_inflight_fds = USER_DEFAULT_MAX_FDS,
                 },
-                .pool_size = BUS_DEFAULT_MAX_INFLIGHT_BYTES,
+                .pool_size = USER_DEFAULT_MAX_BYTES,
                 .fd_budget = UINT64_MAX,
                 .pool_setup = bus_pool_setup_heap,
         };
         bus->message_cache = (FreeList)FREELIST_INIT(BUS_MESSAGE_CACHE_MAX);
+        bus->slice_cache = (FreeList)FREELIST_INIT(POOL_SLICE_CACHE_MAX);
         list_init(&bus->peers);
         user_registry_init(&bus->users);
 }
@@ -43,5 +44,6 @@ void bus_deinit(Bus *bus) {
         assert(list_is_empty(&bus->peers));
         assert(bus->n_peers == 0);
         freelist_clear(&bus->message_cache);
+        freelist_clear(&bus->slice_cache);
         user_registry_deinit(&bus->users);
 }

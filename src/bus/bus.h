@@ -29,13 +29,8 @@
 typedef struct Bus Bus;
 typedef struct BusEvent BusEvent;
 
-/* defaults of docs/model.md §8 */
-#define BUS_DEFAULT_MAX_SLICES          16384U
 /* freed messages kept for reuse */
 #define BUS_MESSAGE_CACHE_MAX           256U
-#define BUS_DEFAULT_MAX_HANDLES         65536U
-#define BUS_DEFAULT_MAX_INFLIGHT_BYTES  (16U * 1024U * 1024U)
-#define BUS_DEFAULT_MAX_INFLIGHT_FDS    4096U
 
 /**
  * typedef BusPoolSetupFn - back a new peer's pool
@@ -129,6 +124,7 @@ struct Bus {
         BusPoolSetupFn pool_setup;
         BusDrainFn drain;       /* optional */
         FreeList message_cache; /* freed messages without handles, for reuse */
+        FreeList slice_cache;   /* freed pool slice objects of every pool, for reuse */
         BusObserverFn observer; /* optional */
         void *userdata;
 };

@@ -100,6 +100,7 @@ int peer_new(Peer **peerp, Bus *bus, const PeerCreds *creds) {
                 free(peer);
                 return r;
         }
+        peer->pool.cache = &bus->slice_cache;
         ++user->n_peers;
         list_link_tail(&user->peers, &peer->user_link);
 

@@ -53,7 +53,6 @@
 /* the backing grows in multiples of this */
 #define POOL_GROW_ALIGN 4096ULL
 /* freed PoolSlice objects kept for reuse, process-wide */
-#define POOL_SLICE_CACHE_MAX 256
 
 typedef struct PoolFreeKey {
         uint64_t size;
@@ -101,13 +100,19 @@ static void pool_free_link(Pool *pool, PoolSlice *slice) {
         rbtree_add(&pool->free, parent, slot, &slice->free_node);
 }
 
-/* freed slice objects, for reuse: the broker splits and merges one per message */
-static FreeList pool_slice_cache = FREELIST_INIT(POOL_SLICE_CACHE_MAX);
+/* a slice object goes back to the owner's cache (pool->cache), or is freed */
+static void pool_slice_drop(Pool *pool, PoolSlice *slice) {
+        if (pool->cache)
+                freelist_push(pool->cache, slice);
+        else
+                free(slice);
+}
 
 static PoolSlice *pool_slice_new(Pool *pool, uint64_t offset, uint64_t size) {
-        PoolSlice *slice;
+        PoolSlice *slice = pool->cache ? freelist_pop(pool->cache) : NULL;
 
-        slice = freelist_pop(&pool_slice_cache) ?: malloc(sizeof(*slice));
+        if (!slice)
+                slice = malloc(sizeof(*slice));
         if (!slice)
                 return NULL;
 
@@ -272,7 +277,7 @@ void pool_deinit(Pool *pool) {
 
         list_for_each_entry_safe(slice, next, &pool->extents, extent_link) {
                 list_unlink(&slice->extent_link);
-                freelist_push(&pool_slice_cache, slice);
+                pool_slice_drop(pool, slice);
         }
         pool->n_busy = 0;
         pool->busy_bytes = 0;
@@ -403,7 +408,7 @@ void pool_free(Pool *pool, PoolSlice *slice) {
                 rbtree_remove(&pool->free, &prev->free_node);
                 prev->size += slice->size;
                 list_unlink(&slice->extent_link);
-                freelist_push(&pool_slice_cache, slice);
+                pool_slice_drop(pool, slice);
                 slice = prev;
         }
 

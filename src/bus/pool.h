@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include "util/freelist.h"
 #include "util/list.h"
 #include "util/rbtree.h"
 
@@ -36,6 +37,8 @@ typedef struct Pool Pool;
 typedef struct PoolSlice PoolSlice;
 
 #define POOL_SLICE_MIN 8ULL
+/* slice objects a cache (Pool.cache) keeps for reuse */
+#define POOL_SLICE_CACHE_MAX 256U
 
 struct PoolSlice {
         Pool *pool;
@@ -69,6 +72,7 @@ struct Pool {
         uint64_t backed_size;   /* bytes from 0 that the backing holds */
         const PoolOps *ops;     /* NULL: all backed, nothing to trim or release */
         void *userdata;         /* for the owner of the backing */
+        FreeList *cache;        /* freed slice objects go here for reuse, or NULL */
 
         List extents;           /* every extent, busy and free, by offset */
         RBTree busy;            /* busy slices by offset */

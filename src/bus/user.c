@@ -41,17 +41,17 @@ static int user_usage_compare(const RBNode *n, const void *key) {
  * user_registry_init() - an empty registry with the default limits
  * @registry:   registry
  *
- * Defaults: 16384 slices, 65536 handles, 16 MiB, 4096 fds, and
- * USER_DEFAULT_MAX_PEERS connections per user.
+ * Defaults: USER_DEFAULT_MAX_* (16384 slices, 65536 handles, 16 MiB,
+ * 4096 fds, 1024 connections per user).
  */
 void user_registry_init(UserRegistry *registry) {
         *registry = (UserRegistry){
                 .defaults = {
                         .max = {
-                                [USER_SLICES] = 16384,
-                                [USER_HANDLES] = 65536,
-                                [USER_BYTES] = 16 * 1024 * 1024,
-                                [USER_FDS] = 4096,
+                                [USER_SLICES] = USER_DEFAULT_MAX_SLICES,
+                                [USER_HANDLES] = USER_DEFAULT_MAX_HANDLES,
+                                [USER_BYTES] = USER_DEFAULT_MAX_BYTES,
+                                [USER_FDS] = USER_DEFAULT_MAX_FDS,
                         },
                         .max_peers = USER_DEFAULT_MAX_PEERS,
                 },

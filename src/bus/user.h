@@ -64,7 +64,12 @@ typedef struct UserLimits {
         uint64_t max_peers;
 } UserLimits;
 
-#define USER_DEFAULT_MAX_PEERS 1024U
+/* the default limits of every user (docs/model.md §8), defined here only */
+#define USER_DEFAULT_MAX_SLICES         16384U
+#define USER_DEFAULT_MAX_HANDLES        65536U
+#define USER_DEFAULT_MAX_BYTES          (16U * 1024U * 1024U)
+#define USER_DEFAULT_MAX_FDS            4096U
+#define USER_DEFAULT_MAX_PEERS          1024U
 
 /* a refusal, for diagnosis */
 typedef struct UserRefusal {

@@ -2734,8 +2734,8 @@ static void run_config(const Config *cfg) {
 
 /* ---- tests ---- */
 
-#define DEFAULT_LIMITS { BUS_DEFAULT_MAX_SLICES, BUS_DEFAULT_MAX_HANDLES, \
-                         BUS_DEFAULT_MAX_INFLIGHT_BYTES, BUS_DEFAULT_MAX_INFLIGHT_FDS }
+#define DEFAULT_LIMITS { USER_DEFAULT_MAX_SLICES, USER_DEFAULT_MAX_HANDLES, \
+                         USER_DEFAULT_MAX_BYTES, USER_DEFAULT_MAX_FDS }
 
 /* roomy pools, default limits: long queues, many handles, few quota errors */
 static void test_random_default(void **state) {

@@ -1011,7 +1011,7 @@ static void test_reset_lowered_limits_apply(void **state) {
         assert_int_equal(test_send1(b, ba, "x"), -EDQUOT);
         assert_valid(&bus);
         assert_int_equal(a->queue.n_entries, 3);
-        assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, KEEP, BUS_DEFAULT_MAX_INFLIGHT_BYTES,
+        assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, KEEP, USER_DEFAULT_MAX_BYTES,
                                KEEP), 0);
 
         /* handles: A holds one reference (its pin) */
