@@ -157,7 +157,38 @@ static int ctl_client_read_reply(CtlClient *client, char **bodyp, size_t *lenp,
 }
 
 /**
- * ctl_client_call() - one control request and its reply
+ * ctl_client_request() - one control request and its reply
+ * @client:     connected client
+ * @req:        the request: type STATUS, PEERS, PEER, QUOTA or METRICS, its
+ *              flags and arg (its cookie is set here)
+ * @bodyp:      out: the body, NUL-terminated, to free() (NULL if empty)
+ * @lenp:       out: its length
+ * @formatp:    out: PROTO_CTL_FORMAT_*
+ * @flagsp:     out: PROTO_CTL_REPLY_FLAG_*
+ *
+ * Return: 0; the broker's error (-ENXIO, -EPERM, -ENOTTY from a broker
+ *         that does not know the request, -EINVAL from one that does not
+ *         know a flag, ...); -EBADMSG for a reply that breaks the protocol;
+ *         -ECONNRESET if the broker closed; -errno.
+ */
+int ctl_client_request(CtlClient *client, const ProtoCtl *req, char **bodyp, size_t *lenp,
+                       uint32_t *formatp, uint32_t *flagsp) {
+        uint8_t buf[PROTO_SIZE_CTL];
+        ProtoCtl sent = *req;
+        int r;
+
+        sent.cookie = ++client->cookie;
+        r = proto_encode_ctl(buf, sizeof(buf), &sent);
+        if (r < 0)
+                return r;
+        r = ctl_client_send(client, buf, (size_t)r);
+        if (r < 0)
+                return r;
+        return ctl_client_read_reply(client, bodyp, lenp, formatp, flagsp);
+}
+
+/**
+ * ctl_client_call() - one control request without flags, and its reply
  * @client:     connected client
  * @type:       PROTO_TYPE_CTL_STATUS, _PEERS, _PEER, _QUOTA or _METRICS
  * @arg:        PEER: the peer ID; QUOTA: a UID or PROTO_CTL_UID_ALL; else 0
@@ -166,27 +197,16 @@ static int ctl_client_read_reply(CtlClient *client, char **bodyp, size_t *lenp,
  * @formatp:    out: PROTO_CTL_FORMAT_*
  * @flagsp:     out: PROTO_CTL_REPLY_FLAG_*
  *
- * Return: 0; the broker's error (-ENXIO, -EPERM, -ENOTTY from a broker
- *         that does not know the request, ...); -EBADMSG for a reply that
- *         breaks the protocol; -ECONNRESET if the broker closed; -errno.
+ * Return: as ctl_client_request().
  */
 int ctl_client_call(CtlClient *client, uint16_t type, uint64_t arg, char **bodyp,
                     size_t *lenp, uint32_t *formatp, uint32_t *flagsp) {
-        uint8_t buf[PROTO_SIZE_CTL];
         ProtoCtl req = {
                 .type = type,
-                .cookie = ++client->cookie,
                 .arg = arg,
         };
-        int r;
 
-        r = proto_encode_ctl(buf, sizeof(buf), &req);
-        if (r < 0)
-                return r;
-        r = ctl_client_send(client, buf, (size_t)r);
-        if (r < 0)
-                return r;
-        return ctl_client_read_reply(client, bodyp, lenp, formatp, flagsp);
+        return ctl_client_request(client, &req, bodyp, lenp, formatp, flagsp);
 }
 
 /**

@@ -26,6 +26,8 @@ typedef struct CtlClient {
 int ctl_client_connect(CtlClient *client, const char *path);
 void ctl_client_close(CtlClient *client);
 
+int ctl_client_request(CtlClient *client, const ProtoCtl *req, char **bodyp, size_t *lenp,
+                       uint32_t *formatp, uint32_t *flagsp);
 int ctl_client_call(CtlClient *client, uint16_t type, uint64_t arg, char **bodyp,
                     size_t *lenp, uint32_t *formatp, uint32_t *flagsp);
 int ctl_client_monitor(CtlClient *client, const ProtoCtlMonitor *filter);

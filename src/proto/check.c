@@ -343,7 +343,7 @@ int proto_check_retract(const ProtoRetract *retract) {
  *
  * STATUS, PEERS and METRICS take no argument; PEER takes any peer ID (an
  * unknown or invisible one is the broker's -ENXIO); QUOTA takes a UID or
- * PROTO_CTL_UID_ALL.
+ * PROTO_CTL_UID_ALL. METRICS alone takes a flag: PROTO_CTL_FLAG_JSON.
  *
  * Return: 0 on success, -EINVAL for unknown flags, an argument where none
  *         is taken, or a QUOTA argument that is neither a UID nor all ones.
@@ -351,7 +351,9 @@ int proto_check_retract(const ProtoRetract *retract) {
 int proto_check_ctl(const ProtoCtl *ctl) {
         int r;
 
-        r = proto_check_flags(ctl->flags, PROTO_CTL_FLAGS);
+        r = proto_check_flags(ctl->flags, ctl->type == PROTO_TYPE_CTL_METRICS
+                                                  ? PROTO_CTL_METRICS_FLAGS
+                                                  : PROTO_CTL_FLAGS);
         if (r < 0)
                 return r;
         switch (ctl->type) {

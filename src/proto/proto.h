@@ -211,6 +211,13 @@ enum {
         PROTO_CTL_FORMAT_OPENMETRICS    = 2,    /* OpenMetrics text, ending in "# EOF" */
 };
 
+/*
+ * CTL_METRICS flag: the counters as JSON (PROTO_CTL_FORMAT_JSON) instead of
+ * OpenMetrics text; the other requests are answered in JSON anyway and
+ * take no flag
+ */
+#define PROTO_CTL_FLAG_JSON             (((uint64_t)1) << 0)
+
 /* CTL_QUOTA arg: every UID the caller may see */
 #define PROTO_CTL_UID_ALL               UINT64_MAX
 /* CTL_MONITOR uid: any UID */
@@ -219,6 +226,7 @@ enum {
 #define PROTO_CTL_REPLY_FLAG_TRUNCATED  (((uint64_t)1) << 0)
 
 #define PROTO_CTL_FLAGS                 ((uint64_t)0)
+#define PROTO_CTL_METRICS_FLAGS         (PROTO_CTL_FLAG_JSON)
 #define PROTO_CTL_MONITOR_FLAGS         ((uint64_t)0)
 #define PROTO_CTL_REPLY_FLAGS           (PROTO_CTL_REPLY_FLAG_TRUNCATED)
 
@@ -386,7 +394,7 @@ typedef struct ProtoWireRetract {
 } ProtoWireRetract;
 
 typedef struct ProtoWireCtl {
-        uint64_t flags;                 /* 0 */
+        uint64_t flags;                 /* METRICS: PROTO_CTL_FLAG_JSON or 0; else 0 */
         uint64_t arg;                   /* PEER: peer ID; QUOTA: UID or all ones; else 0 */
 } ProtoWireCtl;
 
@@ -709,7 +717,7 @@ typedef struct ProtoReplyRecv {
 typedef struct ProtoCtl {
         uint16_t type;                  /* PROTO_TYPE_CTL_* but MONITOR */
         uint64_t cookie;
-        uint64_t flags;
+        uint64_t flags;                 /* METRICS: PROTO_CTL_METRICS_FLAGS; else 0 */
         uint64_t arg;                   /* PEER: peer ID; QUOTA: UID or PROTO_CTL_UID_ALL */
 } ProtoCtl;
 

@@ -7,7 +7,9 @@
  * from $BUS1CTL_TEST_PATH) with stdout and stderr in memfds. Every command
  * is checked in text and with --json, whose output is parsed with util/json
  * (the strict RFC 8259 parser bus1ctl itself uses), and METRICS is checked
- * line by line against the OpenMetrics text format.
+ * line by line against the OpenMetrics text format: the broker's own text,
+ * which scrapers read, and the text bus1ctl renders from the JSON the
+ * broker sends it, which must be the same.
  *
  * The access test needs root: it switches UIDs in forked children (one
  * holds a peer as nobody, others run bus1ctl as nobody) and is skipped
@@ -39,6 +41,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
+#include "ctl/ctl-client.h"
+#include "proto/proto.h"
 #include "util-broker.h"
 #include "util/json.h"
 
@@ -775,6 +779,157 @@ static void test_metrics(void **state) {
         ctl_peers_close(&p);
 }
 
+/* the broker's METRICS body on @client: without flags OpenMetrics, with PROTO_CTL_FLAG_JSON JSON */
+static char *ctl_broker_metrics(CtlClient *client, uint64_t flags, uint32_t format) {
+        ProtoCtl req = { .type = PROTO_TYPE_CTL_METRICS, .flags = flags };
+        uint32_t got_format = 0, got_flags = 0;
+        char *body = NULL;
+        size_t len = 0;
+
+        assert_int_equal(ctl_client_request(client, &req, &body, &len, &got_format, &got_flags),
+                         0);
+        assert_int_equal(got_format, format);
+        assert_int_equal(got_flags, 0);
+        assert_non_null(body);
+        assert_int_equal(strlen(body), len);
+        return body;
+}
+
+/* a string of the broker's metrics: nothing OpenMetrics would have to escape */
+static const char *ctl_plain(const char *s) {
+        assert_non_null(s);
+        assert_null(strpbrk(s, "\\\"\n"));
+        return s;
+}
+
+/*
+ * The OpenMetrics text of METRICS as JSON, written here independently of
+ * the broker and of bus1ctl: {"families": [{"name", "type", "help",
+ * "samples": [{"name", "labels", "value"}]}]}.
+ */
+static char *ctl_metrics_text_of(const JsonValue *v) {
+        const JsonValue *families = json_get_array(v, "families");
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        assert_non_null(families);
+        f = open_memstream(&text, &len);
+        assert_non_null(f);
+        for (size_t i = 0; i < families->n_children; ++i) {
+                const JsonValue *family = ctl_at(families, i);
+                const JsonValue *samples = json_get_array(family, "samples");
+                const char *name = ctl_plain(json_get_string(family, "name", NULL));
+
+                fprintf(f, "# TYPE %s %s\n", name,
+                        ctl_plain(json_get_string(family, "type", NULL)));
+                fprintf(f, "# HELP %s %s\n", name,
+                        ctl_plain(json_get_string(family, "help", NULL)));
+                assert_non_null(samples);
+                for (size_t j = 0; j < samples->n_children; ++j) {
+                        const JsonValue *sample = ctl_at(samples, j);
+                        const JsonValue *labels = json_get(sample, "labels");
+                        const JsonValue *value = json_get(sample, "value");
+
+                        fputs(ctl_plain(json_get_string(sample, "name", NULL)), f);
+                        assert_non_null(labels);
+                        assert_int_equal(labels->type, JSON_OBJECT);
+                        for (size_t k = 0; k < labels->n_children; ++k)
+                                fprintf(f, "%s%s=\"%s\"", k ? "," : "{",
+                                        labels->children[k].key,
+                                        ctl_plain(labels->children[k].string));
+                        if (labels->n_children)
+                                fputc('}', f);
+                        assert_true(value && value->is_u64);
+                        fprintf(f, " %" PRIu64 "\n", value->u64);
+                }
+        }
+        fputs("# EOF\n", f);
+        assert_int_equal(fclose(f), 0);
+        return text;
+}
+
+/*
+ * @got is @want line for line, byte for byte, but for the values of the
+ * samples named in @varying: each is its value in @want plus one if
+ * @one_more, else at least its value in @want.
+ */
+static void ctl_assert_metrics_like(const char *got, const char *want,
+                                    const char *const *varying, bool one_more) {
+        const char *g = got, *w = want;
+
+        while (*g && *w) {
+                size_t n_g = strcspn(g, "\n"), n_w = strcspn(w, "\n");
+                bool varies = false;
+
+                for (size_t i = 0; varying[i]; ++i) {
+                        size_t n = strlen(varying[i]);
+
+                        if (strncmp(w, varying[i], n) == 0 && w[n] == ' ' &&
+                            strncmp(g, varying[i], n) == 0 && g[n] == ' ') {
+                                uint64_t v_g = strtoull(g + n + 1, NULL, 10);
+                                uint64_t v_w = strtoull(w + n + 1, NULL, 10);
+
+                                if (one_more ? v_g != v_w + 1 : v_g < v_w)
+                                        fail_msg("%s: %" PRIu64 " where the broker said %"
+                                                 PRIu64, varying[i], v_g, v_w);
+                                varies = true;
+                        }
+                }
+                if (!varies && (n_g != n_w || memcmp(g, w, n_g) != 0))
+                        fail_msg("\"%.*s\" where the broker says \"%.*s\"", (int)n_g, g,
+                                 (int)n_w, w);
+                g += n_g + (g[n_g] == '\n');
+                w += n_w + (w[n_w] == '\n');
+        }
+        if (*g || *w)
+                fail_msg("the metrics differ in length: \"%s\" against \"%s\"", g, w);
+}
+
+/*
+ * METRICS in both formats: the broker's OpenMetrics text (what scrapers
+ * read) and its JSON carry the same families, samples and values (asked on
+ * one connection with nothing in between), and the text bus1ctl renders
+ * from the JSON, as well as its --json, is the broker's text, byte for
+ * byte, but for bus1ctl's own connection: one more accepted and one more
+ * open (for the second bus1ctl, at least as many: the broker may not have
+ * seen the first one go yet).
+ */
+static void test_metrics_formats(void **state) {
+        static const char *const varying[] = {
+                "bus1d_connections_total", "bus1d_control_connections", NULL,
+        };
+        CtlClient client = CTL_CLIENT_NULL;
+        char *text, *json, *rendered;
+        JsonValue *v = NULL;
+        CtlRun run;
+
+        assert_int_equal(ctl_client_connect(&client, ctl_broker.path), 0);
+        text = ctl_broker_metrics(&client, 0, PROTO_CTL_FORMAT_OPENMETRICS);
+        json = ctl_broker_metrics(&client, PROTO_CTL_FLAG_JSON, PROTO_CTL_FORMAT_JSON);
+        assert_int_equal(ctl_check_openmetrics(text, "bus1d_control_connections"), 1);
+        assert_int_equal(json_parse(&v, json, strlen(json)), 0);
+        rendered = ctl_metrics_text_of(v);
+        assert_string_equal(rendered, text);
+        free(rendered);
+        json_free(v);
+
+        /* bus1ctl, while the connection above stays open */
+        ctl_expect(&run, (uid_t)-1, 0, CTL_ARGS("metrics"));
+        ctl_check_openmetrics(run.out, "bus1d_peers");
+        ctl_assert_metrics_like(run.out, text, varying, true);
+        ctl_free(&run);
+        v = ctl_json((uid_t)-1, CTL_ARGS("--json", "metrics"));
+        rendered = ctl_metrics_text_of(v);
+        ctl_assert_metrics_like(rendered, text, varying, false);
+        free(rendered);
+        json_free(v);
+
+        free(json);
+        free(text);
+        ctl_client_close(&client);
+}
+
 /* STATUS's pool_resident_bytes, or after 6 s of waiting for @want */
 static uint64_t ctl_pool_resident_settle(bool (*want)(uint64_t)) {
         uint64_t n = 0;
@@ -942,6 +1097,10 @@ static void test_access(void **state) {
         assert_non_null(strstr(run.err, "Operation not permitted"));
         ctl_free(&run);
         ctl_expect(&run, CTL_NOBODY, 1, CTL_ARGS("metrics"));
+        assert_non_null(strstr(run.err, "Operation not permitted"));
+        ctl_free(&run);
+        ctl_expect(&run, CTL_NOBODY, 1, CTL_ARGS("--json", "metrics"));
+        assert_non_null(strstr(run.err, "Operation not permitted"));
         ctl_free(&run);
 
         v = ctl_json(CTL_NOBODY, CTL_ARGS("--json", "quota"));
@@ -1116,6 +1275,39 @@ static void test_monitor_pipe(void **state) {
         ctl_peers_close(&p);
 }
 
+/*
+ * Traffic for the monitor filters: a receives the two queued messages
+ * (deliver), a new peer c gets a handle from a (transfer) and sends to a
+ * node of its own; b releases its handle (release on a's node), a destroys
+ * its node. Return: c.
+ */
+static int ctl_filter_traffic(CtlPeers *p) {
+        int c;
+
+        c = bus1_uapi_open(NULL);
+        assert_true(c >= 0);
+        ctl_recv_release(p->a);
+        ctl_recv_release(p->a);
+        {
+                uint64_t own = ctl_transfer(c, 0x200, -1);
+                uint64_t id = ctl_transfer(p->a, 0x100, c);
+
+                assert_int_equal(ctl_send(c, own, "self"), 0);
+                assert_int_equal(bus1_uapi_ioctl(c, BUS1_CMD_HANDLE_RELEASE, &id), 0);
+        }
+        assert_int_equal(bus1_uapi_ioctl(p->b, BUS1_CMD_HANDLE_RELEASE, &p->handle_b), 0);
+        {
+                uint64_t ids[1] = { 0x100 };
+                struct bus1_cmd_nodes_destroy d = {
+                        .ptr_nodes = (uintptr_t)ids,
+                        .n_nodes = 1,
+                };
+
+                assert_int_equal(bus1_uapi_ioctl(p->a, BUS1_CMD_NODES_DESTROY, &d), 0);
+        }
+        return c;
+}
+
 static void test_monitor_filters(void **state) {
         CtlRun all, sends, by_peer, by_node, by_uid, other_uid, text;
         JsonValue **lines;
@@ -1137,32 +1329,7 @@ static void test_monitor_filters(void **state) {
         ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor"));
         ctl_wait_monitors(7);
 
-        /*
-         * Traffic: a receives the two queued messages (deliver), c gets a
-         * handle from a (transfer) and sends to a node of its own; b
-         * releases its handle (release on a's node), a destroys its node.
-         */
-        c = bus1_uapi_open(NULL);
-        assert_true(c >= 0);
-        ctl_recv_release(p.a);
-        ctl_recv_release(p.a);
-        {
-                uint64_t own = ctl_transfer(c, 0x200, -1);
-                uint64_t id = ctl_transfer(p.a, 0x100, c);
-
-                assert_int_equal(ctl_send(c, own, "self"), 0);
-                assert_int_equal(bus1_uapi_ioctl(c, BUS1_CMD_HANDLE_RELEASE, &id), 0);
-        }
-        assert_int_equal(bus1_uapi_ioctl(p.b, BUS1_CMD_HANDLE_RELEASE, &p.handle_b), 0);
-        {
-                uint64_t ids[1] = { 0x100 };
-                struct bus1_cmd_nodes_destroy d = {
-                        .ptr_nodes = (uintptr_t)ids,
-                        .n_nodes = 1,
-                };
-
-                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_NODES_DESTROY, &d), 0);
-        }
+        c = ctl_filter_traffic(&p);
         /* the last event: every monitor that wants it has it once it shows */
         ctl_wait_output(&all, "\"destroy\"");
         ctl_wait_output(&text, " destroy ");
@@ -1328,50 +1495,24 @@ static const JsonValue *ctl_find_message(JsonValue **lines, size_t n, const char
 }
 
 /*
- * Every message has an ID that its send and its deliver line both show,
- * and in both PEER is the sender and TARGET the receiver: b sends three
- * messages to a, a receives them and the two queued before the monitors
- * started. Each of the three sends pairs with exactly one deliver.
+ * The JSON lines of test_monitor_messages: three sends of @texts from b to
+ * a and five delivers, each send paired with its deliver by a message ID
+ * (stored in @ids), the two delivers of older messages with IDs below.
  */
-static void test_monitor_messages(void **state) {
-        const char *const texts[] = { "m1", "m22", "m333" };
-        uint64_t ids[3];
-        CtlTextEvent tev[16];
-        JsonValue **lines;
-        CtlRun json, text;
-        CtlPeers p;
-        size_t n, n_tev;
-
-        ctl_peers_setup(&p);
-        ctl_spawn(&json, (uid_t)-1, CTL_ARGS("--json", "monitor"));
-        ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor", "--type=send,deliver"));
-        ctl_wait_monitors(2);
-        for (size_t i = 0; i < 3; ++i)
-                assert_int_equal(ctl_send(p.b, p.handle_b, texts[i]), 0);
-        for (size_t i = 0; i < 5; ++i)
-                ctl_recv_release(p.a);
-        {
-                /* a request: the broker learns of receives the library made locally */
-                struct bus1_cmd_peer_reset query = {};
-
-                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_PEER_QUERY, &query), 0);
-        }
-        ctl_wait_count(&json, "\"deliver\"", 5);
-        ctl_wait_count(&text, " deliver ", 5);
-
-        lines = ctl_monitor_stop(&json, &n);
+static void ctl_check_message_lines(JsonValue **lines, size_t n, const CtlPeers *p,
+                                    const char *const texts[3], uint64_t ids[3]) {
         assert_int_equal(ctl_count_type(lines, n, "send"), 3);
         assert_int_equal(ctl_count_type(lines, n, "deliver"), 5);
         for (size_t i = 0, k = 0; i < n; ++i) {
                 const JsonValue *l = lines[i];
 
                 /* the sender acts, the receiver is the target, whatever the type */
-                assert_int_equal(json_get_u64(l, "peer", 0), p.id_b);
-                assert_int_equal(json_get_u64(l, "target", 0), p.id_a);
+                assert_int_equal(json_get_u64(l, "peer", 0), p->id_b);
+                assert_int_equal(json_get_u64(l, "target", 0), p->id_a);
                 assert_int_equal(json_get_u64(l, "uid", 1), getuid());
                 assert_int_equal(json_get_u64(l, "target_uid", 1), getuid());
                 assert_int_equal(json_get_u64(l, "pid", 0), getpid());
-                assert_int_equal(json_get_u64(l, "node", 0), p.node);
+                assert_int_equal(json_get_u64(l, "node", 0), p->node);
                 assert_true(json_get_u64(l, "message", 0) > 0);
                 if (strcmp(json_get_string(l, "type", ""), "send") == 0) {
                         assert_true(k < 3);
@@ -1411,6 +1552,42 @@ static void test_monitor_messages(void **state) {
                 assert_int_equal(n_old, 2);
                 assert_true(old[0] != old[1]);
         }
+}
+
+/*
+ * Every message has an ID that its send and its deliver line both show,
+ * and in both PEER is the sender and TARGET the receiver: b sends three
+ * messages to a, a receives them and the two queued before the monitors
+ * started. Each of the three sends pairs with exactly one deliver.
+ */
+static void test_monitor_messages(void **state) {
+        const char *const texts[] = { "m1", "m22", "m333" };
+        uint64_t ids[3];
+        CtlTextEvent tev[16];
+        JsonValue **lines;
+        CtlRun json, text;
+        CtlPeers p;
+        size_t n, n_tev;
+
+        ctl_peers_setup(&p);
+        ctl_spawn(&json, (uid_t)-1, CTL_ARGS("--json", "monitor"));
+        ctl_spawn(&text, (uid_t)-1, CTL_ARGS("monitor", "--type=send,deliver"));
+        ctl_wait_monitors(2);
+        for (size_t i = 0; i < 3; ++i)
+                assert_int_equal(ctl_send(p.b, p.handle_b, texts[i]), 0);
+        for (size_t i = 0; i < 5; ++i)
+                ctl_recv_release(p.a);
+        {
+                /* a request: the broker learns of receives the library made locally */
+                struct bus1_cmd_peer_reset query = {};
+
+                assert_int_equal(bus1_uapi_ioctl(p.a, BUS1_CMD_PEER_QUERY, &query), 0);
+        }
+        ctl_wait_count(&json, "\"deliver\"", 5);
+        ctl_wait_count(&text, " deliver ", 5);
+
+        lines = ctl_monitor_stop(&json, &n);
+        ctl_check_message_lines(lines, n, &p, texts, ids);
         ctl_lines_free(lines, n);
         ctl_free(&json);
 
@@ -1538,6 +1715,60 @@ static void ctl_own_traffic(uid_t uid) {
 }
 
 /*
+ * nobody's own message: its send and deliver pair by a message ID of
+ * nobody's monitor @mon, which is not the bus's count of messages that
+ * root's monitor shows. @mon is stopped and freed.
+ */
+static void ctl_check_unprivileged_message(CtlRun *mon) {
+        uint64_t bus_id, id;
+        CtlRun root_mon;
+        JsonValue **lines;
+        size_t n;
+
+        ctl_spawn(&root_mon, (uid_t)-1, CTL_ARGS("--json", "monitor", "--type=send,deliver"));
+        ctl_wait_monitors(4);
+        ctl_own_traffic(CTL_NOBODY);
+        ctl_wait_output(mon, "\"deliver\"");
+        ctl_wait_output(&root_mon, "\"deliver\"");
+        lines = ctl_monitor_stop(&root_mon, &n);
+        assert_int_equal(n, 2);
+        bus_id = json_get_u64(lines[0], "message", 0);
+        assert_true(bus_id > 20);
+        assert_int_equal(json_get_u64(lines[1], "message", 0), bus_id);
+        ctl_lines_free(lines, n);
+        ctl_free(&root_mon);
+        lines = ctl_monitor_stop(mon, &n);
+        assert_int_equal(ctl_count_type(lines, n, "send"), 1);
+        assert_int_equal(ctl_count_type(lines, n, "deliver"), 1);
+        {
+                const JsonValue *send = NULL, *deliver = NULL;
+
+                for (size_t i = 0; i < n; ++i) {
+                        const char *type = json_get_string(lines[i], "type", "");
+
+                        if (strcmp(type, "send") == 0)
+                                send = lines[i];
+                        else if (strcmp(type, "deliver") == 0)
+                                deliver = lines[i];
+                }
+                id = json_get_u64(send, "message", 0);
+                assert_true(id > 0 && id <= (UINT64_C(1) << 52));
+                assert_true(id != bus_id);
+                assert_int_equal(json_get_u64(deliver, "message", 0), id);
+                /* both its own peers: it sees both, sender first */
+                assert_int_equal(json_get_u64(send, "peer", 0),
+                                 json_get_u64(deliver, "peer", 1));
+                assert_int_equal(json_get_u64(send, "target", 0),
+                                 json_get_u64(deliver, "target", 1));
+                assert_true(json_get_u64(send, "peer", 0) > 0);
+                assert_true(json_get_u64(send, "target", 0) > 0);
+                assert_int_equal(json_get_u64(send, "uid", 0), CTL_NOBODY);
+        }
+        ctl_lines_free(lines, n);
+        ctl_free(mon);
+}
+
+/*
  * An unprivileged monitor: at most CONTROL_MONITORS_PER_UID (4) per UID,
  * while root still gets one; of another UID's peer it sees the UID only
  * (no peer ID, no PID); and its events are numbered by itself, so the
@@ -1545,7 +1776,6 @@ static void ctl_own_traffic(uid_t uid) {
  */
 static void test_monitor_unprivileged(void **state) {
         CtlRun mon[4], fifth, root_mon;
-        uint64_t bus_id, id;
         JsonValue **lines;
         int conn, release, status;
         CtlPeers p;
@@ -1601,52 +1831,7 @@ static void test_monitor_unprivileged(void **state) {
         assert_true(json_get_u64(lines[n - 1], "seq", 0) > 20);
         ctl_lines_free(lines, n);
         ctl_free(&root_mon);
-        /*
-         * nobody's own message: its send and deliver pair by a message ID
-         * of nobody's monitor, which is not the bus's count of messages
-         * that root's monitor shows
-         */
-        ctl_spawn(&root_mon, (uid_t)-1, CTL_ARGS("--json", "monitor", "--type=send,deliver"));
-        ctl_wait_monitors(4);
-        ctl_own_traffic(CTL_NOBODY);
-        ctl_wait_output(&mon[1], "\"deliver\"");
-        ctl_wait_output(&root_mon, "\"deliver\"");
-        lines = ctl_monitor_stop(&root_mon, &n);
-        assert_int_equal(n, 2);
-        bus_id = json_get_u64(lines[0], "message", 0);
-        assert_true(bus_id > 20);
-        assert_int_equal(json_get_u64(lines[1], "message", 0), bus_id);
-        ctl_lines_free(lines, n);
-        ctl_free(&root_mon);
-        lines = ctl_monitor_stop(&mon[1], &n);
-        assert_int_equal(ctl_count_type(lines, n, "send"), 1);
-        assert_int_equal(ctl_count_type(lines, n, "deliver"), 1);
-        {
-                const JsonValue *send = NULL, *deliver = NULL;
-
-                for (size_t i = 0; i < n; ++i) {
-                        const char *type = json_get_string(lines[i], "type", "");
-
-                        if (strcmp(type, "send") == 0)
-                                send = lines[i];
-                        else if (strcmp(type, "deliver") == 0)
-                                deliver = lines[i];
-                }
-                id = json_get_u64(send, "message", 0);
-                assert_true(id > 0 && id <= (UINT64_C(1) << 52));
-                assert_true(id != bus_id);
-                assert_int_equal(json_get_u64(deliver, "message", 0), id);
-                /* both its own peers: it sees both, sender first */
-                assert_int_equal(json_get_u64(send, "peer", 0),
-                                 json_get_u64(deliver, "peer", 1));
-                assert_int_equal(json_get_u64(send, "target", 0),
-                                 json_get_u64(deliver, "target", 1));
-                assert_true(json_get_u64(send, "peer", 0) > 0);
-                assert_true(json_get_u64(send, "target", 0) > 0);
-                assert_int_equal(json_get_u64(send, "uid", 0), CTL_NOBODY);
-        }
-        ctl_lines_free(lines, n);
-        ctl_free(&mon[1]);
+        ctl_check_unprivileged_message(&mon[1]);
         for (size_t i = 2; i < 4; ++i) {
                 lines = ctl_monitor_stop(&mon[i], &n);
                 ctl_lines_free(lines, n);
@@ -1774,6 +1959,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_peer_cut, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_plurals, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_metrics, ctl_setup, ctl_teardown),
+                cmocka_unit_test_setup_teardown(test_metrics_formats, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_pool_resident, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_access, ctl_setup, ctl_teardown),
                 cmocka_unit_test_setup_teardown(test_monitor_filters, ctl_setup, ctl_teardown),

@@ -2,7 +2,8 @@
 
 /*
  * Tests for the control records (bus1ctl): STATUS, PEERS, PEER, QUOTA,
- * METRICS and MONITOR requests, the control REPLY, CTL_DATA and EVENTS
+ * METRICS (with its JSON flag) and MONITOR requests, the control REPLY,
+ * CTL_DATA and EVENTS
  *
  * As for the other records: the layout is pinned at the numeric offsets of
  * docs/protocol.md section 15, every record round-trips through its encoder
@@ -186,6 +187,67 @@ static void test_ctl_refused(void **state) {
         assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EBADMSG);
         put_header(rec, 32, PROTO_TYPE_PEER_QUERY, 5);
         assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EBADMSG);
+        free(b);
+}
+
+/* METRICS alone takes a flag: JSON instead of OpenMetrics text */
+static void test_ctl_metrics_json(void **state) {
+        uint8_t *b = buf_new(), expect[32] = {}, rec[32];
+        ProtoCtl in = {
+                .type = PROTO_TYPE_CTL_METRICS,
+                .cookie = 0x33,
+                .flags = PROTO_CTL_FLAG_JSON,
+        }, out;
+        int n;
+
+        assert_int_equal(PROTO_CTL_FLAG_JSON, 1);
+        assert_int_equal(PROTO_CTL_METRICS_FLAGS, PROTO_CTL_FLAG_JSON);
+        n = proto_encode_ctl(b, PROTO_RECORD_MAX, &in);
+        check_record(b, n, PROTO_TYPE_CTL_METRICS, 0x33);
+        assert_int_equal(n, 32);
+        put_header(expect, 32, 0x1004, 0x33);
+        put64(expect, 16, 1);
+        put64(expect, 24, 0);
+        assert_memory_equal(b, expect, 32);
+        assert_int_equal(proto_decode_ctl(&out, b, 32, 0), 0);
+        assert_int_equal(out.type, PROTO_TYPE_CTL_METRICS);
+        assert_int_equal(out.flags, PROTO_CTL_FLAG_JSON);
+        assert_int_equal(out.arg, 0);
+
+        /* the other requests are JSON anyway: the flag is refused there */
+        free(b);
+        b = buf_new();
+        for (uint16_t t = PROTO_TYPE_CTL_STATUS; t < PROTO_TYPE_CTL_METRICS; ++t) {
+                in = (ProtoCtl){ .type = t, .flags = PROTO_CTL_FLAG_JSON };
+                if (t == PROTO_TYPE_CTL_QUOTA)
+                        in.arg = PROTO_CTL_UID_ALL;
+                assert_int_equal(proto_encode_ctl(b, PROTO_RECORD_MAX, &in), -EINVAL);
+                memcpy(rec, expect, sizeof(rec));
+                put_header(rec, 32, t, 0x33);
+                put64(rec, 24, in.arg);
+                assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EINVAL);
+                /* and without it, the same record is fine */
+                put64(rec, 16, 0);
+                assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), 0);
+        }
+        for (size_t i = 0; i < 64; ++i)
+                assert_int_equal(b[i], FILL);
+
+        /* unknown flags beside it, and an argument, are still refused */
+        in = (ProtoCtl){ .type = PROTO_TYPE_CTL_METRICS, .flags = PROTO_CTL_FLAG_JSON | 2 };
+        assert_int_equal(proto_encode_ctl(b, PROTO_RECORD_MAX, &in), -EINVAL);
+        in = (ProtoCtl){ .type = PROTO_TYPE_CTL_METRICS, .flags = PROTO_CTL_FLAG_JSON, .arg = 1 };
+        assert_int_equal(proto_encode_ctl(b, PROTO_RECORD_MAX, &in), -EINVAL);
+        memcpy(rec, expect, sizeof(rec));
+        put64(rec, 16, 3);
+        assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EINVAL);
+        put64(rec, 16, (uint64_t)1 << 63 | 1);
+        assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EINVAL);
+        put64(rec, 16, 1);
+        put64(rec, 24, 1);
+        assert_int_equal(proto_decode_ctl(&out, rec, 32, 0), -EINVAL);
+        for (size_t i = 0; i < 64; ++i)
+                assert_int_equal(b[i], FILL);
         free(b);
 }
 
@@ -511,6 +573,7 @@ int main(void) {
                 cmocka_unit_test(test_types),
                 cmocka_unit_test(test_ctl_layout),
                 cmocka_unit_test(test_ctl_refused),
+                cmocka_unit_test(test_ctl_metrics_json),
                 cmocka_unit_test(test_monitor),
                 cmocka_unit_test(test_reply),
                 cmocka_unit_test(test_data),
