@@ -289,8 +289,9 @@ void bus1_peer_set_handler(Bus1Peer *peer, Bus1MessageHandler handler, void *use
  * @priority:   priority of the io source
  *
  * Whenever the peer's descriptor is readable, the loop receives what is
- * queued and calls the handler once per entry. If the peer is disconnected
- * or the broker goes away, the source is disabled.
+ * queued and calls the handler once per entry, for at most 64 entries per
+ * dispatch; the rest comes with the next one, in order. If the peer is
+ * disconnected or the broker goes away, the source is disabled.
  *
  * Return: 0, -EBUSY if already attached, or the errno of sd-event.
  */

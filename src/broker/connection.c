@@ -109,37 +109,23 @@ void connection_update_events(Connection *conn) {
                 sched_entry_idle(sched, &conn->sched);
 }
 
-/* one packet: the record and up to PROTO_PACKET_FDS_MAX fds */
-static int connection_sendmsg(Connection *conn, const void *data, size_t len, const int *fds,
-                              size_t n_fds) {
-        return scm_send(conn->fd, data, len, fds, n_fds, MSG_DONTWAIT);
+/* a PUSH_FDS carrier (ScmCarrierEncode) */
+static int connection_carrier(void *buf, size_t size, size_t n_fds) {
+        ProtoFds f = { .type = PROTO_TYPE_PUSH_FDS, .n_fds = (uint32_t)n_fds };
+
+        return proto_encode_fds(buf, size, &f);
 }
 
 /*
  * Write a record now, with its fds (more than fit one packet go ahead on
- * PUSH_FDS carriers). Return: 0 written, -EAGAIN socket full (nothing
- * written), other negative errno: the connection is broken.
+ * PUSH_FDS carriers, scm_send_carried()). Return: 0 written, -EAGAIN socket
+ * full (nothing written, unless carriers went out before the record),
+ * other negative errno: the connection is broken.
  */
 int connection_write_now(Connection *conn, const void *data, size_t len,
                                 const int *fds, size_t n_fds) {
-        uint8_t carrier[PROTO_SIZE_FDS];
-        int r;
-
-        while (n_fds > PROTO_PACKET_FDS_MAX) {
-                size_t n = n_fds - PROTO_PACKET_FDS_MAX < PROTO_PACKET_FDS_MAX
-                                   ? n_fds - PROTO_PACKET_FDS_MAX : PROTO_PACKET_FDS_MAX;
-                ProtoFds f = { .type = PROTO_TYPE_PUSH_FDS, .n_fds = (uint32_t)n };
-
-                r = proto_encode_fds(carrier, sizeof(carrier), &f);
-                if (r < 0)
-                        return r;
-                r = connection_sendmsg(conn, carrier, (size_t)r, fds, n);
-                if (r < 0)
-                        return r;
-                fds += n;
-                n_fds -= n;
-        }
-        return connection_sendmsg(conn, data, len, fds, n_fds);
+        return scm_send_carried(conn->fd, data, len, fds, n_fds, connection_carrier,
+                                MSG_DONTWAIT);
 }
 
 /*

@@ -1,24 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Client: the library's side of one peer connection
+ * Client: the transport of one peer connection
  *
- * The broker pushes every entry queued on the peer. While the library
- * waits for a reply it reads those pushes into `entries`, and a RECV
- * answers from there, or from the next record in the socket, without
- * asking the broker. Locally dequeued entries are reported with one ACK
- * record sent ahead of the next request, which is before anything else this
- * peer does can depend on them. A RECV goes to the broker when the broker
- * must act at the moment of the dequeue: the seed, fds to install, entries
- * marked SYNC, and when nothing is buffered or in the socket (the broker
- * may hold entries it could not push yet).
+ * Connecting (HELLO) and adopting a connection, in a forked child too;
+ * writing records, with the fds beyond one packet's on FDS carriers ahead
+ * (scm_send_carried()); reading records into the client's receive buffer,
+ * collecting PUSH_FDS carriers; one request and its reply at a time
+ * (client_call()), handing every pushed record met on the way to the entry
+ * buffer (entries.c); the release ring; and every request but RECV, which
+ * entries.c implements on top of this.
  *
  * Invariants:
- *  - `entries` holds pushed entries in queue order, all with ids above
- *    dequeued_upto; the first one is the peer's next entry;
- *  - whenever `entries` is not empty, the socket is readable: the records
- *    in it were read while waiting for a reply, and the broker follows such
- *    a reply with a WAKE; a RECV never reads the last record of the socket
- *    unless it dequeues what it read (it peeks otherwise);
+ *  - everything here runs under client->lock; client->rx holds the last
+ *    record read, and a reply left there by client_call() is decoded
+ *    before the lock is dropped (no other call can overwrite it);
+ *  - before each request, the dequeues the entry buffer made locally are
+ *    reported (entries_flush_ack()), and after its reply the call waits
+ *    for the WAKE that keeps the descriptor readable while entries are
+ *    buffered (entries_await_wake()); a RECV does so itself, once it knows
+ *    what it dequeued;
+ *  - a failed stream (a malformed record, a lost connection) leaves the
+ *    client broken, and every later call fails (client_fail());
  *  - the fds of every record read are installed (O_CLOEXEC) and either
  *    handed to the caller or closed.
  */
@@ -36,22 +38,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "client/client.h"
+#include "client/entries.h"
 #include "util/macro.h"
 #include "util/scm.h"
 #include "util/unix-address.h"
 
-/* one receive buffer per thread: replies and pushes are small */
-static __thread uint8_t client_rx[PROTO_RECORD_MAX + 8] __attribute__((__aligned__(8)));
+_Static_assert(PROTO_PACKET_FDS_MAX == SCM_FDS_MAX, "one packet carries SCM_FDS_MAX fds");
+_Static_assert(PROTO_SIZE_FDS <= SCM_CARRIER_SIZE_MAX, "an FDS carrier fits scm_send_carried()");
 
-typedef struct ClientPacket {
-        size_t len;
-        ProtoHeader hdr;
-        int fds[PROTO_RECORD_FDS_MAX];
-        size_t n_fds;
-        bool fds_lost;          /* fds were cut off: this process had no free descriptor */
-} ClientPacket;
-
-static void client_close_fds(int *fds, size_t n_fds) {
+/**
+ * client_close_fds() - close the fds of a packet
+ * @fds:        fds
+ * @n_fds:      their number
+ */
+void client_close_fds(int *fds, size_t n_fds) {
         for (size_t i = 0; i < n_fds; ++i)
                 safe_close(fds[i]);
 }
@@ -85,8 +85,7 @@ static int client_hello(Client *client);
 static int client_adopt(Client *client) {
         int r;
 
-        client->n_entries = 0;
-        client->entries_head = 0;
+        entries_drop(client);
         offset_set_clear(&client->slices);
         if (client->disconnected || client->broken) {
                 client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
@@ -172,6 +171,12 @@ static int client_alloc(Client **clientp) {
         client = calloc(1, sizeof(*client));
         if (!client)
                 return -ENOMEM;
+        /* the connection's own receive buffer, used under client->lock */
+        client->rx = malloc(CLIENT_RX_SIZE);
+        if (!client->rx) {
+                free(client);
+                return -ENOMEM;
+        }
         pthread_once(&client_once, client_watch_forks);
         pthread_mutex_init(&client->lock, NULL);
         client->generation = __atomic_load_n(&client_generation, __ATOMIC_RELAXED);
@@ -182,59 +187,52 @@ static int client_alloc(Client **clientp) {
         return 0;
 }
 
-/* send one packet, waiting while a non-blocking socket is full */
-static int client_sendmsg(Client *client, const void *data, size_t len, const int *fds,
-                          size_t n_fds) {
-        for (;;) {
-                int r = scm_send(client->fd, data, len, fds, n_fds, 0);
+/* an FDS carrier (ScmCarrierEncode) */
+static int client_carrier(void *buf, size_t size, size_t n_fds) {
+        ProtoFds f = { .type = PROTO_TYPE_FDS, .n_fds = (uint32_t)n_fds };
 
-                if (r != -EINTR && r != -EAGAIN)
-                        return r;
-                if (r == -EAGAIN) {
-                        /* the caller made the socket non-blocking */
-                        struct pollfd p = { .fd = client->fd, .events = POLLOUT };
-
-                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
-                                return -errno;
-                }
-        }
+        return proto_encode_fds(buf, size, &f);
 }
 
-/* a record with any number of fds: the excess goes ahead on FDS carriers */
-static int client_write(Client *client, const void *data, size_t len, const int *fds,
-                        size_t n_fds) {
-        uint8_t carrier[PROTO_SIZE_FDS];
-        int r;
-
-        while (n_fds > PROTO_PACKET_FDS_MAX) {
-                size_t n = MIN(n_fds - PROTO_PACKET_FDS_MAX, (size_t)PROTO_PACKET_FDS_MAX);
-                ProtoFds f = { .type = PROTO_TYPE_FDS, .n_fds = (uint32_t)n };
-
-                r = proto_encode_fds(carrier, sizeof(carrier), &f);
-                if (r < 0)
-                        return r;
-                r = client_sendmsg(client, carrier, (size_t)r, fds, n);
-                if (r < 0)
-                        return r;
-                fds += n;
-                n_fds -= n;
-        }
-        return client_sendmsg(client, data, len, fds, n_fds);
-}
-
-/*
- * Read one packet into client_rx. With @peek the packet stays in the
- * socket (only for records without fds). fds the kernel could not install
- * (no free descriptor: MSG_CTRUNC) set @pkt->fds_lost; the record itself is
- * intact. Return: 1 read, 0 nothing there (only with @nonblock), negative
- * errno (-ECONNRESET for end of stream).
+/**
+ * client_write() - send a record with any number of fds
+ * @client:     client
+ * @data:       the record
+ * @len:        its length
+ * @fds:        fds to attach; those beyond one packet's go ahead on FDS
+ *              carriers
+ * @n_fds:      their number
+ *
+ * Waits while the socket is full, even if the program made it
+ * non-blocking.
+ *
+ * Return: 0, or the negative errno of sendmsg(2).
  */
-static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool peek) {
+int client_write(Client *client, const void *data, size_t len, const int *fds, size_t n_fds) {
+        return scm_send_carried(client->fd, data, len, fds, n_fds, client_carrier, 0);
+}
+
+/**
+ * client_read() - read one packet into the client's receive buffer
+ * @client:     client
+ * @pkt:        out: the record (@pkt->data points into client->rx) and its
+ *              fds, which the caller closes or hands on
+ * @nonblock:   return 0 instead of waiting for a packet
+ * @peek:       leave the packet in the socket (only for records without fds)
+ *
+ * fds the kernel could not install (no free descriptor: MSG_CTRUNC) set
+ * @pkt->fds_lost; the record itself is intact.
+ *
+ * Return: 1 read, 0 nothing there (only with @nonblock), negative errno
+ *         (-ECONNRESET for end of stream, -EBADMSG for a truncated or
+ *         malformed record, whose fds are closed).
+ */
+int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool peek) {
         int flags = (peek ? MSG_PEEK : 0) | (nonblock ? MSG_DONTWAIT : 0), msg_flags = 0;
         ssize_t l;
 
         for (;;) {
-                l = scm_recv(client->fd, client_rx, sizeof(client_rx), flags, pkt->fds,
+                l = scm_recv(client->fd, client->rx, CLIENT_RX_SIZE, flags, pkt->fds,
                              PROTO_RECORD_FDS_MAX, &pkt->n_fds, &msg_flags);
                 if (l >= 0)
                         break;
@@ -255,111 +253,27 @@ static int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool pe
         if (l == 0)
                 return -ECONNRESET;
         pkt->fds_lost = msg_flags & MSG_CTRUNC;
-        if ((msg_flags & MSG_TRUNC) || proto_decode_header(&pkt->hdr, client_rx, (size_t)l) < 0) {
+        if ((msg_flags & MSG_TRUNC) || proto_decode_header(&pkt->hdr, client->rx, (size_t)l) < 0) {
                 client_close_fds(pkt->fds, pkt->n_fds);
                 pkt->n_fds = 0;
                 return -EBADMSG;
         }
+        pkt->data = client->rx;
         pkt->len = (size_t)l;
         return 1;
 }
 
-static ClientEntry *client_entry_at(Client *client, size_t i) {
-        return &client->entries[(client->entries_head + i) % client->entries_cap];
-}
-
-static ClientEntry *client_front(Client *client) {
-        return client->n_entries ? client_entry_at(client, 0) : NULL;
-}
-
-static void client_pop_front(Client *client) {
-        client->entries_head = (client->entries_head + 1) % client->entries_cap;
-        --client->n_entries;
-}
-
-static int client_push_back(Client *client, const ProtoEntry *e) {
-        if (client->n_entries == client->entries_cap) {
-                size_t cap = client->entries_cap ? client->entries_cap * 2 : 16;
-                ClientEntry *n = malloc(cap * sizeof(*n));
-
-                if (!n)
-                        return -ENOMEM;
-                for (size_t i = 0; i < client->n_entries; ++i)
-                        n[i] = *client_entry_at(client, i);
-                free(client->entries);
-                client->entries = n;
-                client->entries_cap = cap;
-                client->entries_head = 0;
-        }
-        client_entry_at(client, client->n_entries++)->e = *e;
-        return 0;
-}
-
-/* drop an entry the broker withdrew; fix its predecessor's CONTINUE */
-static void client_retract(Client *client, const ProtoRetract *retract) {
-        size_t i;
-
-        for (i = 0; i < client->n_entries; ++i)
-                if (client_entry_at(client, i)->e.entry_id == retract->entry_id)
-                        break;
-        if (i == client->n_entries)
-                return;
-
-        if (i > 0) {
-                ProtoMessage *prev = &client_entry_at(client, i - 1)->e.msg;
-
-                if (retract->flags & PROTO_RETRACT_FLAG_PREV_CONTINUES)
-                        prev->flags |= BUS1_MSG_FLAG_CONTINUE;
-                else
-                        prev->flags &= ~(uint64_t)BUS1_MSG_FLAG_CONTINUE;
-        }
-        for (; i + 1 < client->n_entries; ++i)
-                *client_entry_at(client, i) = *client_entry_at(client, i + 1);
-        --client->n_entries;
-}
-
-/* act on a record the broker pushed; fatal errors break the connection */
-static int client_handle_push(Client *client, ClientPacket *pkt) {
-        int r;
-
-        if (pkt->fds_lost)
-                return -EBADMSG;
-
-        switch (pkt->hdr.type) {
-        case PROTO_TYPE_ENTRY: {
-                ProtoEntry e;
-
-                r = proto_decode_entry(&e, client_rx, pkt->len, pkt->n_fds);
-                if (r < 0)
-                        return r;
-                /* a copy of what a RECV round trip already dequeued */
-                if (e.entry_id <= client->dequeued_upto)
-                        return 0;
-                return client_push_back(client, &e);
-        }
-        case PROTO_TYPE_RETRACT: {
-                ProtoRetract retract;
-
-                r = proto_decode_retract(&retract, client_rx, pkt->len, pkt->n_fds);
-                if (r < 0)
-                        return r;
-                client_retract(client, &retract);
-                return 0;
-        }
-        case PROTO_TYPE_RESYNC:
-                r = proto_decode_resync(client_rx, pkt->len, pkt->n_fds);
-                if (r < 0)
-                        return r;
-                client->n_entries = 0;
-                return 0;
-        case PROTO_TYPE_WAKE:
-                return proto_decode_wake(client_rx, pkt->len, pkt->n_fds);
-        default:
-                return -EBADMSG;
-        }
-}
-
-static int client_fail(Client *client, int r) {
+/**
+ * client_fail() - the stream cannot be trusted any more
+ * @client:     client
+ * @r:          the error that broke it
+ *
+ * Marks the client broken (every later call fails), except for -ENOMEM,
+ * after which the stream is still intact.
+ *
+ * Return: @r, with -EBADMSG (a malformed record) turned into -EPROTO.
+ */
+int client_fail(Client *client, int r) {
         if (r == -ENOMEM)
                 return r;
         /* the stream cannot be trusted any more */
@@ -367,12 +281,15 @@ static int client_fail(Client *client, int r) {
         return r == -EBADMSG ? -EPROTO : r;
 }
 
-/*
- * Append a value to the release ring (docs/protocol.md section 8a).
+/**
+ * client_ring_push() - append a value to the release ring
+ * @client:     client
+ * @value:      an ACK or a slice release (docs/protocol.md section 8a)
+ *
  * Return: false if there is no ring or it is full; the caller then tells
- * the broker with a record instead.
+ *         the broker with a record instead.
  */
-static bool client_ring_push(Client *client, uint64_t value) {
+bool client_ring_push(Client *client, uint64_t value) {
         uint64_t head;
 
         if (!client->ring)
@@ -389,60 +306,26 @@ static bool client_ring_push(Client *client, uint64_t value) {
         return true;
 }
 
-/*
- * Report local dequeues through the ring. Return: true if the broker will
- * know of every one before anything written after (ring or socket).
+/**
+ * client_call() - one request, one reply
+ * @client:     client
+ * @req:        the request record
+ * @len:        its length
+ * @fds:        fds to send along
+ * @n_fds:      their number
+ * @cookie:     the request's cookie, which the reply must carry
+ * @pkt:        out: the reply, left in client->rx, with its fds (carriers
+ *              included) in @pkt
+ *
+ * Records the broker pushes meanwhile go to the entry buffer. Only a RECV
+ * (or its SLICE_FDS) copes with fds the process could not take.
+ *
+ * Return: 0, -EMFILE (the reply's fds were lost; not for a RECV), -ENOMEM
+ *         (no room to buffer a pushed entry), or a connection error (the
+ *         client is broken then).
  */
-static bool client_ring_ack(Client *client) {
-        if (client->dequeued_upto <= client->acked)
-                return true;
-        if (!client_ring_push(client, (client->dequeued_upto << 3) | PROTO_RING_ACK))
-                return false;
-        client->acked = client->dequeued_upto;
-        return true;
-}
-
-/* report locally dequeued entries ahead of the next request */
-static int client_flush_ack(Client *client) {
-        uint8_t buf[PROTO_SIZE_HEADER + 8];
-        ProtoAck ack = { .entry_id = client->dequeued_upto };
-        int r;
-
-        /* the broker drains the ring before it reads the request */
-        if (client_ring_ack(client))
-                return 0;
-        r = proto_encode_ack(buf, sizeof(buf), &ack);
-        if (r < 0)
-                return r;
-        r = client_write(client, buf, (size_t)r, NULL, 0);
-        if (r < 0)
-                return r;
-        client->acked = client->dequeued_upto;
-        return 0;
-}
-
-/*
- * The broker follows a reply with a WAKE while the client holds entries it
- * pushed (read while waiting for the reply, so no longer in the socket).
- * Wait for it: when the call returns, the descriptor must poll readable as
- * long as RECV has entries.
- */
-static void client_await_wake(Client *client) {
-        struct pollfd p = { .fd = client->fd, .events = POLLIN };
-
-        if (!client->n_entries || client->broken)
-                return;
-        while (poll(&p, 1, -1) < 0 && errno == EINTR)
-                ;
-}
-
-/*
- * One request, one reply. The reply is left in client_rx (@pkt->len bytes)
- * with its fds (carriers included) in @pkt. Pushes read meanwhile are
- * buffered.
- */
-static int client_call(Client *client, const void *req, size_t len, const int *fds,
-                       size_t n_fds, uint64_t cookie, ClientPacket *pkt) {
+int client_call(Client *client, const void *req, size_t len, const int *fds, size_t n_fds,
+                uint64_t cookie, ClientPacket *pkt) {
         int carried[PROTO_RECORD_FDS_MAX];
         size_t n_carried = 0;
         ProtoHeader req_hdr;
@@ -451,11 +334,11 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
 
         if (client->broken)
                 return -ECONNRESET;
-        /* a RECV (and its SLICE_FDS) may dequeue the front: client_recv_remote() waits */
+        /* a RECV (and its SLICE_FDS) may dequeue the front: entries.c waits */
         is_recv = proto_decode_header(&req_hdr, req, len) == 0 &&
                   (req_hdr.type == PROTO_TYPE_RECV || req_hdr.type == PROTO_TYPE_SLICE_FDS);
 
-        r = client_flush_ack(client);
+        r = entries_flush_ack(client);
         if (r < 0)
                 return client_fail(client, r);
         r = client_write(client, req, len, fds, n_fds);
@@ -471,7 +354,7 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                         ProtoFds f;
 
                         /* fds the process could not take: the RECV reply reports it */
-                        r = proto_decode_fds(&f, client_rx, pkt->len,
+                        r = proto_decode_fds(&f, pkt->data, pkt->len,
                                              pkt->fds_lost ? PROTO_FDS_LOST : pkt->n_fds);
                         if (r < 0 || n_carried + pkt->n_fds > PROTO_RECORD_FDS_MAX) {
                                 client_close_fds(pkt->fds, pkt->n_fds);
@@ -504,11 +387,11 @@ static int client_call(Client *client, const void *req, size_t len, const int *f
                         }
                         /* not for HELLO: a new stream starts after its reply */
                         if (!is_recv && client->pool)
-                                client_await_wake(client);
+                                entries_await_wake(client);
                         return 0;
                 }
 
-                r = client_handle_push(client, pkt);
+                r = entries_handle_push(client, pkt);
                 client_close_fds(pkt->fds, pkt->n_fds);
                 if (r < 0)
                         goto fail;
@@ -519,9 +402,20 @@ fail:
         return client_fail(client, r);
 }
 
-/* a request whose reply has no body; returns the broker's answer */
-static int client_call_simple(Client *client, const void *req, size_t len, const int *fds,
-                              size_t n_fds, uint64_t cookie) {
+/**
+ * client_call_simple() - a request whose reply has no body
+ * @client:     client
+ * @req:        the request record
+ * @len:        its length
+ * @fds:        fds to send along
+ * @n_fds:      their number
+ * @cookie:     the request's cookie
+ *
+ * Return: the broker's answer (0 or a negative errno), or a connection
+ *         error.
+ */
+int client_call_simple(Client *client, const void *req, size_t len, const int *fds,
+                       size_t n_fds, uint64_t cookie) {
         ClientPacket pkt;
         ProtoReply reply;
         int r;
@@ -529,7 +423,7 @@ static int client_call_simple(Client *client, const void *req, size_t len, const
         r = client_call(client, req, len, fds, n_fds, cookie, &pkt);
         if (r < 0)
                 return r;
-        r = proto_decode_reply(&reply, client_rx, pkt.len, pkt.n_fds);
+        r = proto_decode_reply(&reply, pkt.data, pkt.len, pkt.n_fds);
         client_close_fds(pkt.fds, pkt.n_fds);
         if (r < 0)
                 return client_fail(client, r);
@@ -557,9 +451,9 @@ static int client_hello(Client *client) {
                 return r;
 
         /* whatever arrived before the reply belongs to an earlier stream */
-        client->n_entries = 0;
+        entries_drop(client);
 
-        r = proto_decode_reply_hello(&reply, client_rx, pkt.len, pkt.n_fds);
+        r = proto_decode_reply_hello(&reply, pkt.data, pkt.len, pkt.n_fds);
         if (r < 0) {
                 client_close_fds(pkt.fds, pkt.n_fds);
                 return client_fail(client, r);
@@ -700,7 +594,8 @@ Client *client_free(Client *client) {
         offset_set_clear(&client->slices);
         safe_close(client->pool_fd);
         safe_close(client->fd);
-        free(client->entries);
+        entries_free(client);
+        free(client->rx);
         pthread_mutex_destroy(&client->lock);
         free(client);
         return NULL;
@@ -734,7 +629,7 @@ static void client_hang_up(Client *client) {
         int p[2];
 
         client->disconnected = true;
-        client->n_entries = 0;
+        entries_drop(client);
         if (pipe2(p, O_CLOEXEC) < 0)
                 return;
         safe_close(p[1]);
@@ -790,7 +685,7 @@ int client_query(Client *client, uint64_t flags, ProtoReplyPeerQuery *replyp) {
         r = client_call(client, buf, (size_t)r, NULL, 0, req.cookie, &pkt);
         if (r < 0)
                 return r;
-        r = proto_decode_reply_peer_query(replyp, client_rx, pkt.len, pkt.n_fds);
+        r = proto_decode_reply_peer_query(replyp, pkt.data, pkt.len, pkt.n_fds);
         client_close_fds(pkt.fds, pkt.n_fds);
         if (r < 0)
                 return client_fail(client, r);
@@ -890,7 +785,7 @@ int client_handle_transfer(Client *client, uint64_t flags, uint64_t src, Client 
                         dst_fd >= 0 ? 1 : 0, req.cookie, &pkt);
         if (r < 0)
                 return r;
-        r = proto_decode_reply_handle_transfer(&reply, client_rx, pkt.len, pkt.n_fds);
+        r = proto_decode_reply_handle_transfer(&reply, pkt.data, pkt.len, pkt.n_fds);
         client_close_fds(pkt.fds, pkt.n_fds);
         if (r < 0)
                 return client_fail(client, r);
@@ -956,7 +851,7 @@ int client_slice_release(Client *client, uint64_t offset) {
          * one received before it adopted the connection, a full ring) is
          * the broker's to judge.
          */
-        if (offset_set_remove(&client->slices, offset) && client_ring_ack(client) &&
+        if (offset_set_remove(&client->slices, offset) && entries_ring_ack(client) &&
             client_ring_push(client, offset | PROTO_RING_RELEASE))
                 return 0;
         /*
@@ -1007,6 +902,59 @@ static int client_payload_memfd(const struct iovec *vecs, size_t n_vecs, int *fd
         return 0;
 }
 
+/*
+ * Check the payload's size and apply what the caller's call could not
+ * give: an unreadable array makes the broker fail the send with that error
+ * where the kernel would have met it, and the payload is not needed for
+ * that. Return: 0, or -EMSGSIZE.
+ */
+static int client_send_args(const ClientSend *s, ProtoSendArgs *args) {
+        uint64_t n_bytes = 0;
+
+        if (s->n_fds > BUS1_FD_MAX)
+                return -EMSGSIZE;
+        for (size_t i = 0; i < s->n_vecs; ++i)
+                if (__builtin_add_overflow(n_bytes, s->vecs[i].iov_len, &n_bytes))
+                        return -EMSGSIZE;
+        if (n_bytes > PROTO_BYTES_MAX)
+                return -EMSGSIZE;
+        args->n_bytes = n_bytes;
+
+        if (s->fds_fault || s->destinations_fault) {
+                args->flags |= s->fds_fault == -EFAULT ? PROTO_SEND_FLAG_FDS_EFAULT
+                               : s->fds_fault ? PROTO_SEND_FLAG_FDS_EBADF : 0;
+                if (s->destinations_fault) {
+                        args->flags |= PROTO_SEND_FLAG_DESTINATIONS_EFAULT;
+                        args->destinations = NULL;
+                }
+                args->flags &= ~PROTO_SEND_FLAG_ERRORS;
+                args->vecs = NULL;
+                args->n_vecs = 0;
+                args->n_bytes = 0;
+        }
+        return 0;
+}
+
+/* the reply to a SEND: its error, or the per-destination errors in @s->errors */
+static int client_send_reply(Client *client, const ClientSend *s, ClientPacket *pkt) {
+        ProtoReplySend reply;
+        int r;
+
+        r = proto_decode_reply_send(&reply, pkt->data, pkt->len, pkt->n_fds);
+        client_close_fds(pkt->fds, pkt->n_fds);
+        if (r < 0)
+                return client_fail(client, r);
+        if (reply.error)
+                return -(int)reply.error;
+        if (s->errors) {
+                if (reply.n_errors != s->n_destinations)
+                        return client_fail(client, -EBADMSG);
+                for (size_t i = 0; i < s->n_destinations; ++i)
+                        s->errors[i] = proto_u64_at(reply.errors, i);
+        }
+        return 0;
+}
+
 /**
  * client_send() - SEND
  * @client:     client
@@ -1033,9 +981,7 @@ int client_send(Client *client, const ClientSend *s) {
         _cleanup_(freep) uint8_t *heap = NULL;
         _cleanup_(closep) int memfd = -1;
         uint8_t stack[4096] __attribute__((__aligned__(8)));
-        ProtoReplySend reply;
         ClientPacket pkt;
-        uint64_t n_bytes = 0;
         size_t size, n_ids, n_fds = s->n_fds;
         uint8_t *buf = stack;
         int r;
@@ -1043,32 +989,9 @@ int client_send(Client *client, const ClientSend *s) {
         r = client_usable(client);
         if (r < 0)
                 return r;
-        if (s->n_fds > BUS1_FD_MAX)
-                return -EMSGSIZE;
-        for (size_t i = 0; i < s->n_vecs; ++i)
-                if (__builtin_add_overflow(n_bytes, s->vecs[i].iov_len, &n_bytes))
-                        return -EMSGSIZE;
-        if (n_bytes > PROTO_BYTES_MAX)
-                return -EMSGSIZE;
-        args.n_bytes = n_bytes;
-
-        /*
-         * An array the caller's call could not give: the broker fails the
-         * send with that error where the kernel would have met it. The
-         * payload is not needed for that.
-         */
-        if (s->fds_fault || s->destinations_fault) {
-                args.flags |= s->fds_fault == -EFAULT ? PROTO_SEND_FLAG_FDS_EFAULT
-                              : s->fds_fault ? PROTO_SEND_FLAG_FDS_EBADF : 0;
-                if (s->destinations_fault) {
-                        args.flags |= PROTO_SEND_FLAG_DESTINATIONS_EFAULT;
-                        args.destinations = NULL;
-                }
-                args.flags &= ~PROTO_SEND_FLAG_ERRORS;
-                args.vecs = NULL;
-                args.n_vecs = 0;
-                args.n_bytes = 0;
-        }
+        r = client_send_args(s, &args);
+        if (r < 0)
+                return r;
 
         n_ids = (args.flags & PROTO_SEND_FLAG_DESTINATIONS_EFAULT) ? 0 : s->n_destinations;
         r = proto_size_send(&size, n_ids, s->n_handles, PROTO_PAYLOAD_INLINE, args.n_bytes);
@@ -1102,271 +1025,5 @@ int client_send(Client *client, const ClientSend *s) {
         r = client_call(client, buf, (size_t)r, fds, n_fds, args.cookie, &pkt);
         if (r < 0)
                 return r;
-        r = proto_decode_reply_send(&reply, client_rx, pkt.len, pkt.n_fds);
-        client_close_fds(pkt.fds, pkt.n_fds);
-        if (r < 0)
-                return client_fail(client, r);
-        if (reply.error)
-                return -(int)reply.error;
-        if (s->errors) {
-                if (reply.n_errors != s->n_destinations)
-                        return client_fail(client, -EBADMSG);
-                for (size_t i = 0; i < s->n_destinations; ++i)
-                        s->errors[i] = proto_u64_at(reply.errors, i);
-        }
-        return 0;
-}
-
-/**
- * client_slice_size() - bytes of the slice an entry occupies
- * @msg:        a DATA entry as pushed (n_fds: the fds attached)
- *
- * Return: the slice size, which is what ERANGE is checked against.
- */
-uint64_t client_slice_size(const ProtoMessage *msg) {
-        uint64_t size = align8(msg->n_bytes) + 8 * msg->n_handles + align8(4 * msg->n_fds) +
-                        align8(msg->n_secctx);
-
-        return size < 8 ? 8 : size;
-}
-
-/*
- * Answer the fds a RECV reply handed over with SLICE_FDS: their numbers,
- * which also dequeues the entry at the broker, or none if some could not be
- * installed (this process is out of descriptors), which leaves it queued.
- * Return: 0 (the caller owns @pkt's fds), -EMFILE (nothing was received),
- * or another error (the fds are closed).
- */
-static int client_recv_confirm(Client *client, ClientPacket *pkt, uint64_t offset) {
-        uint8_t buf[PROTO_SIZE_SLICE_FDS_MIN + 4 * BUS1_FD_MAX + 8];
-        uint64_t cookie = ++client->n_cookies;
-        bool lost = pkt->fds_lost;
-        int r;
-
-        if (lost) {
-                client_close_fds(pkt->fds, pkt->n_fds);
-                pkt->n_fds = 0;
-        }
-        r = proto_encode_slice_fds(buf, sizeof(buf), cookie, offset, pkt->fds, pkt->n_fds);
-        if (r >= 0)
-                r = client_call_simple(client, buf, (size_t)r, NULL, 0, cookie);
-        if (r < 0) {
-                client_close_fds(pkt->fds, pkt->n_fds);
-                pkt->n_fds = 0;
-                return r;
-        }
-        return lost ? -EMFILE : 0;
-}
-
-/*
- * RECV through the broker. An entry with fds to install is dequeued only
- * once this process holds them all (client_recv_confirm()).
- */
-static int client_recv_remote(Client *client, uint64_t flags, uint64_t max_offset,
-                              ClientRecv *out) {
-        uint8_t buf[PROTO_SIZE_RECV];
-        ProtoRecv req = { .cookie = ++client->n_cookies, .flags = flags,
-                          .max_offset = max_offset };
-        ProtoReplyRecv reply;
-        ClientPacket pkt;
-        int r;
-
-        r = proto_encode_recv(buf, sizeof(buf), &req);
-        if (r < 0)
-                return r;
-        r = client_call(client, buf, (size_t)r, NULL, 0, req.cookie, &pkt);
-        if (r < 0)
-                return r;
-        r = proto_decode_reply_recv(&reply, client_rx, pkt.len, pkt.fds_lost ? 0 : pkt.n_fds);
-        if (r < 0) {
-                client_close_fds(pkt.fds, pkt.n_fds);
-                return client_fail(client, r);
-        }
-        if (reply.error) {
-                client_await_wake(client);
-                return -(int)reply.error;
-        }
-        if (pkt.n_fds || pkt.fds_lost) {
-                r = client_recv_confirm(client, &pkt, reply.entry.msg.offset);
-                if (r < 0) {
-                        client_await_wake(client);
-                        return r;
-                }
-        }
-
-        if (!(flags & BUS1_RECV_FLAG_PEEK) && !(flags & BUS1_RECV_FLAG_SEED)) {
-                ClientEntry *front = client_front(client);
-
-                /* the broker dequeued its front: drop the pushed copy */
-                if (front && front->e.entry_id == reply.entry.entry_id)
-                        client_pop_front(client);
-                if (reply.entry.entry_id > client->dequeued_upto)
-                        client->dequeued_upto = reply.entry.entry_id;
-                /* no room to remember it: its release takes the round trip */
-                if (reply.entry.msg.type == BUS1_MSG_DATA)
-                        (void)offset_set_add(&client->slices, reply.entry.msg.offset);
-        }
-        /* only now is it known which buffered entries the broker still has */
-        client_await_wake(client);
-
-        out->entry = reply.entry;
-        out->fds = NULL;
-        out->n_fds = 0;
-        if (pkt.n_fds) {
-                out->fds = malloc(pkt.n_fds * sizeof(int));
-                if (!out->fds) {
-                        /* received all the same: the fds are closed, the slice names them */
-                        client_close_fds(pkt.fds, pkt.n_fds);
-                        return -ENOMEM;
-                }
-                memcpy(out->fds, pkt.fds, pkt.n_fds * sizeof(int));
-                out->n_fds = pkt.n_fds;
-        }
-        return 0;
-}
-
-/*
- * Make the next entry available: from the buffer, or from the socket.
- * Without @consume the socket's record is only peeked, so the descriptor
- * stays readable if the caller does not dequeue it (PEEK, ERANGE). With
- * @consume the record is read and buffered in one recvmsg(); the caller
- * must then either dequeue it or leave it to a RECV round trip, whose
- * reply the broker follows with a WAKE while entries stay outstanding.
- * Return: 1 and the entry in @ep (from_socket set if it is still in the
- * socket), 0 nothing here, negative errno.
- */
-static int client_next(Client *client, bool consume, ProtoEntry *ep, bool *from_socketp) {
-        ClientEntry *front;
-        ClientPacket pkt;
-        int r;
-
-        for (;;) {
-                front = client_front(client);
-                if (front) {
-                        *ep = front->e;
-                        *from_socketp = false;
-                        return 1;
-                }
-
-                if (!consume) {
-                        r = client_read(client, &pkt, true, true);
-                        if (r <= 0)
-                                return r == 0 ? 0 : client_fail(client, r);
-
-                        if (pkt.hdr.type == PROTO_TYPE_ENTRY && pkt.n_fds == 0) {
-                                r = proto_decode_entry(ep, client_rx, pkt.len, 0);
-                                if (r < 0)
-                                        return client_fail(client, r);
-                                if (ep->entry_id > client->dequeued_upto) {
-                                        *from_socketp = true;
-                                        return 1;
-                                }
-                        }
-                }
-
-                /* consume: an entry is buffered, anything else acted on */
-                r = client_read(client, &pkt, true, false);
-                if (r <= 0)
-                        return r == 0 ? 0 : client_fail(client, r);
-                if (pkt.hdr.type != PROTO_TYPE_ENTRY || consume) {
-                        r = client_handle_push(client, &pkt);
-                        client_close_fds(pkt.fds, pkt.n_fds);
-                        if (r < 0)
-                                return client_fail(client, r);
-                } else {
-                        /* a stale copy of an entry already dequeued */
-                        client_close_fds(pkt.fds, pkt.n_fds);
-                }
-        }
-}
-
-/* RECV, without the bookkeeping of PEEK (client_recv()) */
-static int client_recv_entry(Client *client, uint64_t flags, uint64_t max_offset,
-                             ClientRecv *recvp) {
-        ClientPacket pkt;
-        ProtoEntry e;
-        bool from_socket;
-        int r;
-
-        r = client_usable(client);
-        if (r < 0)
-                return r;
-        if (flags & ~(uint64_t)PROTO_RECV_FLAGS)
-                return -EINVAL;
-        if (flags & BUS1_RECV_FLAG_SEED)
-                return client_recv_remote(client, flags, max_offset, recvp);
-
-        /*
-         * A plain dequeue that cannot meet ERANGE reads the entry in one
-         * recvmsg(); otherwise it is peeked first (see client_next()).
-         */
-        r = client_next(client, !(flags & BUS1_RECV_FLAG_PEEK) && max_offset >= client->pool_size,
-                        &e, &from_socket);
-        if (r < 0)
-                return r;
-        /* nothing here: the broker may hold entries it could not push yet */
-        if (r == 0)
-                return client_recv_remote(client, flags, max_offset, recvp);
-
-        if ((e.msg.flags & PROTO_MSG_FLAG_SYNC) ||
-            ((flags & BUS1_RECV_FLAG_INSTALL_FDS) && e.msg.n_fds &&
-             !(flags & BUS1_RECV_FLAG_PEEK)))
-                return client_recv_remote(client, flags, max_offset, recvp);
-
-        if (e.msg.type == BUS1_MSG_DATA) {
-                uint64_t end;
-
-                if (__builtin_add_overflow(e.msg.offset, client_slice_size(&e.msg), &end) ||
-                    end > max_offset)
-                        return -ERANGE;
-        }
-
-        e.msg.flags &= ~PROTO_MSG_FLAG_SYNC;
-        if (!(flags & BUS1_RECV_FLAG_INSTALL_FDS))
-                e.msg.n_fds = 0;
-        *recvp = (ClientRecv){ .entry = e };
-        if (flags & BUS1_RECV_FLAG_PEEK)
-                return 0;
-
-        /* dequeue locally; the broker learns it from the next ACK */
-        if (from_socket) {
-                r = client_read(client, &pkt, true, false);
-                if (r <= 0)
-                        return r == 0 ? client_fail(client, -EBADMSG) : client_fail(client, r);
-                client_close_fds(pkt.fds, pkt.n_fds);
-        } else {
-                client_pop_front(client);
-        }
-        client->dequeued_upto = e.entry_id;
-        if (e.msg.type == BUS1_MSG_DATA)
-                (void)offset_set_add(&client->slices, e.msg.offset);
-        /* tell the broker now, without a system call, if the ring has room */
-        (void)client_ring_ack(client);
-        return 0;
-}
-
-/**
- * client_recv() - RECV
- * @client:     client
- * @flags:      BUS1_RECV_FLAG_*
- * @max_offset: how much of the pool the caller has mapped
- * @recvp:      out: the entry; fds installed with INSTALL_FDS belong to the
- *              caller (free @recvp->fds)
- *
- * An entry leaves the queue only once this process holds all of it: with
- * INSTALL_FDS and no free descriptor for every fd, nothing is received.
- *
- * Return: 0, -EAGAIN nothing to receive, -ERANGE, -EINVAL, -EMFILE (the
- *         entry stays queued), what client_usable() returns, or a
- *         connection error.
- */
-int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv *recvp) {
-        int r;
-
-        r = client_recv_entry(client, flags, max_offset, recvp);
-        if (r == 0)
-                client->peeked = (flags & BUS1_RECV_FLAG_PEEK) &&
-                                 recvp->entry.msg.type == BUS1_MSG_DATA
-                                         ? recvp->entry.msg.offset : BUS1_OFFSET_INVALID;
-        return r;
+        return client_send_reply(client, s, &pkt);
 }

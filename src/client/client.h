@@ -5,14 +5,21 @@
  * Client: the library's side of one peer connection
  *
  * Everything both public APIs (the native one in <bus1/client.h> and the
- * kernel-UAPI compatibility layer in <bus1/uapi.h>) need: connecting and
- * adopting connections, one request/reply exchange at a time, the buffer of
- * entries the broker pushed, and the local RECV that answers from it
- * without a round trip whenever docs/model.md §10 allows (docs/protocol.md,
- * "Pushed entries and local receive").
+ * kernel-UAPI compatibility layer in <bus1/uapi.h>) need. Two files
+ * implement it:
+ *  - client.c, the transport: connecting and adopting connections, records
+ *    and their fd carriers, one request/reply exchange at a time, the
+ *    release ring, and every request but RECV;
+ *  - entries.c (entries.h), the buffer of entries the broker pushed, and
+ *    the RECV that answers from it without a round trip whenever
+ *    docs/model.md §10 allows (docs/protocol.md, "Pushed entries and local
+ *    receive").
  *
- * A Client costs two descriptors: the socket and the pool memfd. Calls on
- * one client are serialised by its mutex, so threads may share it.
+ * A Client costs two descriptors (the socket and the pool memfd) and one
+ * receive buffer. Every call on a client, and every use of its members,
+ * happens under its mutex (peer.c and uapi.c take it), so threads may
+ * share it; the receive buffer in particular is only read or written under
+ * the lock, and a reply left in it is decoded before the lock is dropped.
  */
 
 #include <pthread.h>
@@ -20,15 +27,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include "client/entries.h"
 #include "proto/proto.h"
 #include "util/offset-set.h"
 
 typedef struct Client Client;
-typedef struct ClientEntry ClientEntry;
+typedef struct ClientPacket ClientPacket;
 
-struct ClientEntry {
-        ProtoEntry e;           /* as pushed; msg.flags may hold PROTO_MSG_FLAG_SYNC */
-};
+/* the receive buffer of a client: a record never exceeds PROTO_RECORD_MAX */
+#define CLIENT_RX_SIZE (PROTO_RECORD_MAX + 8U)
 
 struct Client {
         pthread_mutex_t lock;
@@ -44,12 +51,10 @@ struct Client {
         bool disconnected;      /* PEER_DISCONNECT succeeded */
         bool broken;            /* the connection failed: every call fails */
         unsigned long generation;       /* forks seen when it was opened */
+        uint8_t *rx;            /* CLIENT_RX_SIZE bytes: the last record read */
 
-        ClientEntry *entries;   /* pushed, not yet dequeued: a ring */
-        size_t n_entries;
-        size_t entries_head;
-        size_t entries_cap;
-
+        /* entries.c */
+        Entries entries;        /* pushed, not yet dequeued */
         uint64_t dequeued_upto; /* highest entry id dequeued, locally or not */
         uint64_t acked;         /* highest id reported, in the ring or with ACK */
 
@@ -61,12 +66,15 @@ struct Client {
                                  * succeeds and changes nothing */
 };
 
-/* what a RECV returns */
-typedef struct ClientRecv {
-        ProtoEntry entry;       /* msg.n_fds as reported to the caller */
-        int *fds;               /* installed fds (INSTALL_FDS), caller owns */
+/* one packet read from the connection: a record and its fds */
+struct ClientPacket {
+        const uint8_t *data;    /* the record, in client->rx */
+        size_t len;
+        ProtoHeader hdr;
+        int fds[PROTO_RECORD_FDS_MAX];
         size_t n_fds;
-} ClientRecv;
+        bool fds_lost;          /* fds were cut off: this process had no free descriptor */
+};
 
 /* a SEND, in host terms */
 typedef struct ClientSend {
@@ -85,6 +93,7 @@ typedef struct ClientSend {
         bool destinations_fault;        /* the destination array is unreadable */
 } ClientSend;
 
+/* connections and requests (client.c); RECV is in entries.h */
 int client_address(char *buf, size_t size, const char *address);
 int client_new(Client **clientp, const char *address);
 int client_new_from_fd(Client **clientp, int fd);
@@ -101,5 +110,14 @@ int client_handle_transfer(Client *client, uint64_t flags, uint64_t src, Client 
 int client_nodes_destroy(Client *client, uint64_t flags, const uint64_t *ids, size_t n_ids);
 int client_slice_release(Client *client, uint64_t offset);
 int client_send(Client *client, const ClientSend *send_args);
-int client_recv(Client *client, uint64_t flags, uint64_t max_offset, ClientRecv *recvp);
-uint64_t client_slice_size(const ProtoMessage *msg);
+
+/* the transport (client.c), for entries.c */
+void client_close_fds(int *fds, size_t n_fds);
+int client_fail(Client *client, int r);
+int client_write(Client *client, const void *data, size_t len, const int *fds, size_t n_fds);
+int client_read(Client *client, ClientPacket *pkt, bool nonblock, bool peek);
+int client_call(Client *client, const void *req, size_t len, const int *fds, size_t n_fds,
+                uint64_t cookie, ClientPacket *pkt);
+int client_call_simple(Client *client, const void *req, size_t len, const int *fds,
+                       size_t n_fds, uint64_t cookie);
+bool client_ring_push(Client *client, uint64_t value);

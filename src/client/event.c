@@ -3,17 +3,30 @@
  * Event: dispatching a peer's entries from an sd-event loop
  *
  * bus1_peer_attach_event() adds one io source on the peer's descriptor
- * (EPOLLIN, level triggered). Each wakeup receives until the queue is empty
- * (-EAGAIN) and calls the peer's handler once per entry. The descriptor
- * stays readable while the library holds buffered entries (the broker
- * follows every reply with a WAKE while pushed entries are outstanding), so
- * nothing is lost between wakeups, and a spurious wakeup costs one RECV
- * that answers -EAGAIN.
+ * (EPOLLIN, level triggered). Each wakeup receives and calls the peer's
+ * handler once per entry, until the queue is empty (-EAGAIN) or
+ * EVENT_DISPATCH_MAX (64) entries were handled: a peer that is sent to
+ * faster than it handles cannot keep the loop from its other sources
+ * (sd-event dispatches one source per iteration, so they get their turn
+ * in between).
+ *
+ * What is left after a bounded round needs no help to come back: the
+ * descriptor stays readable while anything is left. Entries still in the
+ * socket keep it readable themselves; entries the library already read
+ * into its buffer (entries.c, while it waited for a reply) are covered by
+ * the WAKE the broker sends after such a reply, which the library waits
+ * for before the call returns and leaves in the socket until the buffer
+ * is empty; entries the broker could not push yet (the socket was full)
+ * are pushed as soon as the library reads and frees room. So the level-
+ * triggered source fires again at the next iteration, and no defer source
+ * is needed. A spurious wakeup costs one RECV that answers -EAGAIN.
  *
  * Outcomes of one wakeup:
  *  - a handler error ends the loop with it (sd_event_exit());
  *  - a handler that asks the loop to exit, detaches or disconnects ends the
  *    round; what is left stays queued for the next dispatch;
+ *  - after EVENT_DISPATCH_MAX entries the round ends, and the rest comes
+ *    with the next dispatch, in order;
  *  - a peer the program disconnected (-ESHUTDOWN) disables the source:
  *    there is nothing more to receive, and a level-triggered hang-up would
  *    otherwise spin;
@@ -38,6 +51,16 @@
 #include "bus1/client.h"
 #include "client/peer.h"
 #include "util/macro.h"
+
+/* entries one wakeup hands to the handler at most; the rest waits for the next */
+#define EVENT_DISPATCH_MAX 64U
+
+/* how a round goes on after one entry */
+typedef enum EventStep {
+        EVENT_STEP_NEXT,        /* handled: on to the next entry */
+        EVENT_STEP_DRAINED,     /* nothing left to receive (-EAGAIN) */
+        EVENT_STEP_STOP,        /* the round ends here */
+} EventStep;
 
 static void event_peer_unrefp(Bus1Peer **peerp) {
         bus1_peer_unref(*peerp);
@@ -71,49 +94,55 @@ static void event_peer_lost(Bus1Peer *peer, sd_event_source *source, sd_event *e
                 sd_event_exit(event, r);
 }
 
+/* receive one entry and hand it to the handler */
+static EventStep event_peer_step(Bus1Peer *peer, sd_event_source *source, sd_event *event) {
+        Bus1Message *message;
+        int exit_code, r;
+
+        r = bus1_peer_recv(peer, 0, &message);
+        if (r == -EAGAIN)
+                return EVENT_STEP_DRAINED;
+        if (r == -ESHUTDOWN) {
+                /* disconnected by the program: do not spin on the hang-up */
+                sd_event_source_set_enabled(source, SD_EVENT_OFF);
+                return EVENT_STEP_STOP;
+        }
+        if (r == -ECONNRESET || r == -EPROTO) {
+                event_peer_lost(peer, source, event, r);
+                return EVENT_STEP_STOP;
+        }
+        if (r < 0) {
+                sd_event_exit(event, r);
+                return EVENT_STEP_STOP;
+        }
+
+        r = peer->handler ? peer->handler(peer, message, peer->userdata) : 0;
+        bus1_message_unref(message);
+        if (r < 0) {
+                sd_event_exit(event, r);
+                return EVENT_STEP_STOP;
+        }
+        /*
+         * The handler may have detached, disabled or disconnected, or asked
+         * the loop to exit: what is left stays queued (and the descriptor
+         * readable) for the next dispatch.
+         */
+        if (!event_peer_active(peer, source) || sd_event_get_exit_code(event, &exit_code) >= 0)
+                return EVENT_STEP_STOP;
+        return EVENT_STEP_NEXT;
+}
+
 static int event_peer_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         _cleanup_(event_peer_unrefp) Bus1Peer *peer = bus1_peer_ref(userdata);
         _cleanup_(event_unrefp) sd_event *event = sd_event_ref(sd_event_source_get_event(source));
-        int exit_code, r;
+        EventStep step = EVENT_STEP_NEXT;
 
-        for (;;) {
-                Bus1Message *message;
-
-                r = bus1_peer_recv(peer, 0, &message);
-                if (r == -EAGAIN)
-                        break;
-                if (r == -ESHUTDOWN) {
-                        /* disconnected by the program: do not spin on the hang-up */
-                        sd_event_source_set_enabled(source, SD_EVENT_OFF);
-                        return 0;
-                }
-                if (r == -ECONNRESET || r == -EPROTO) {
-                        event_peer_lost(peer, source, event, r);
-                        return 0;
-                }
-                if (r < 0) {
-                        sd_event_exit(event, r);
-                        return 0;
-                }
-
-                r = peer->handler ? peer->handler(peer, message, peer->userdata) : 0;
-                bus1_message_unref(message);
-                if (r < 0) {
-                        sd_event_exit(event, r);
-                        return 0;
-                }
-                /*
-                 * The handler may have detached, disabled or disconnected,
-                 * or asked the loop to exit: what is left stays queued (and
-                 * the descriptor readable) for the next dispatch.
-                 */
-                if (!event_peer_active(peer, source) ||
-                    sd_event_get_exit_code(event, &exit_code) >= 0)
-                        return 0;
-        }
+        /* bounded: what is left keeps the descriptor readable (see the top) */
+        for (unsigned int n = 0; n < EVENT_DISPATCH_MAX && step == EVENT_STEP_NEXT; ++n)
+                step = event_peer_step(peer, source, event);
 
         /* a hang-up with nothing left to receive: the broker is gone */
-        if (revents & (EPOLLHUP | EPOLLERR))
+        if (step == EVENT_STEP_DRAINED && (revents & (EPOLLHUP | EPOLLERR)))
                 event_peer_lost(peer, source, event, -ECONNRESET);
         return 0;
 }
@@ -159,8 +188,9 @@ _public_ void bus1_peer_set_handler(Bus1Peer *peer, Bus1MessageHandler handler, 
  * @priority:   priority of the io source (SD_EVENT_PRIORITY_NORMAL is 0)
  *
  * Adds an io source (described as "bus1-peer") on the peer's descriptor.
- * Whenever it is readable, everything queued is received and handed to the
- * handler, one entry per call. A handler error ends the loop with that
+ * Whenever it is readable, what is queued is received and handed to the
+ * handler, one entry per call, at most EVENT_DISPATCH_MAX (64) entries per
+ * dispatch; the rest comes with the next one. A handler error ends the loop with that
  * error (sd_event_exit()). If the peer is disconnected or the broker goes
  * away, the source is disabled; bus1_peer_detach_event() removes it.
  *

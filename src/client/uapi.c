@@ -23,6 +23,17 @@
  * only the broker can make (the handles, the fds' types), so the same
  * errno wins. A wild non-NULL pointer faults like any library call would:
  * the library cannot check readability without a system call per array.
+ *
+ * Invariants:
+ *  - uapi_clients[fd] is NULL or the client whose socket is descriptor fd;
+ *    the array changes only under uapi_lock;
+ *  - locks are taken in one order, uapi_lock before a client's lock; a
+ *    second client is only ever try-locked (uapi_try_get()), so two calls
+ *    never wait for each other;
+ *  - every Client call runs under that client's lock (client.h);
+ *    bus1_uapi_close() frees a client only once it left the registry and
+ *    no call holds it (one the program closed with close(2) is freed when
+ *    its number is registered again).
  */
 
 #include <errno.h>

@@ -7,6 +7,8 @@
  */
 
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include "util/closer.h"
@@ -76,6 +78,67 @@ int scm_send_batch(int fd, const struct iovec *packets, size_t n, int flags) {
                 };
         r = sendmmsg(fd, msgs, (unsigned int)n, flags | MSG_NOSIGNAL);
         return r < 0 ? -errno : r;
+}
+
+/*
+ * One packet of scm_send_carried(). Without MSG_DONTWAIT it waits while the
+ * socket is full, even if its owner made it non-blocking: a record whose
+ * carriers went out must follow them.
+ */
+static int scm_send_one(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
+                        int flags) {
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                int r = scm_send(fd, data, len, fds, n_fds, flags);
+
+                if (r == -EINTR)
+                        continue;
+                if (r != -EAGAIN || (flags & MSG_DONTWAIT))
+                        return r;
+                if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                        return -errno;
+        }
+}
+
+/**
+ * scm_send_carried() - send a record with any number of fds
+ * @fd:         socket
+ * @data:       the record
+ * @len:        its length
+ * @fds:        fds to attach (duplicated by the kernel), in order
+ * @n_fds:      their number
+ * @encode_carrier: writes a carrier packet (see ScmCarrierEncode)
+ * @flags:      send flags (MSG_NOSIGNAL is added)
+ *
+ * The record carries the last SCM_FDS_MAX fds at most; the ones before go
+ * ahead, in order, on as many carrier packets as needed (SCM_FDS_MAX each,
+ * but the first, which takes the remainder), so a receiver that puts the
+ * carriers' fds ahead of the record's gets @fds back in order. Without
+ * MSG_DONTWAIT every packet is waited for (interrupted sends are retried).
+ *
+ * Return: 0, or a negative errno: the encoder's, or sendmsg(2)'s. With
+ *         MSG_DONTWAIT, -EAGAIN says the socket is full: nothing was
+ *         written if the record needed no carrier, but carriers that went
+ *         out before stay written.
+ */
+int scm_send_carried(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
+                     ScmCarrierEncode encode_carrier, int flags) {
+        uint8_t carrier[SCM_CARRIER_SIZE_MAX] __attribute__((__aligned__(8)));
+        int r;
+
+        while (n_fds > SCM_FDS_MAX) {
+                size_t n = MIN(n_fds - SCM_FDS_MAX, (size_t)SCM_FDS_MAX);
+
+                r = encode_carrier(carrier, sizeof(carrier), n);
+                if (r < 0)
+                        return r;
+                r = scm_send_one(fd, carrier, (size_t)r, fds, n, flags);
+                if (r < 0)
+                        return r;
+                fds += n;
+                n_fds -= n;
+        }
+        return scm_send_one(fd, data, len, fds, n_fds, flags);
 }
 
 /**

@@ -7,7 +7,8 @@
  * message accessors (read back against the slice layout of docs/model.md
  * §5.3), fd stealing, PEEK, seeds, handles and nodes, sd-event dispatch
  * (handler errors, detaching, disconnecting and unreferencing from inside
- * the handler, a broker that goes away), threads sharing a peer, adopting
+ * the handler, at most 64 entries per dispatch, a broker that goes away),
+ * threads sharing a peer, adopting
  * a connection in a child that this binary re-executes, and the two
  * example programs running end to end.
  *
@@ -45,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -983,6 +985,98 @@ static void test_event_dispatch(void **state) {
         native_finish(f);
 }
 
+/* entries one dispatch hands to the handler at most (bus1_peer_attach_event.3) */
+#define NATIVE_DISPATCH_MAX 64U
+#define NATIVE_BOUNDED_N 200U
+
+/* a handler that checks every entry is the next one sent */
+static int bounded_handler(Bus1Peer *peer, Bus1Message *m, void *userdata) {
+        unsigned int *n = userdata;
+        char text[16];
+        const char *data;
+        size_t size;
+
+        snprintf(text, sizeof(text), "b%u", *n);
+        assert_int_equal(bus1_message_get_type(m), BUS1_MSG_DATA);
+        data = bus1_message_get_data(m, &size);
+        assert_int_equal(size, strlen(text));
+        assert_memory_equal(data, text, size);
+        ++*n;
+        return 0;
+}
+
+/* bytes waiting in the peer's socket (for SOCK_SEQPACKET: all its records) */
+static int native_socket_bytes(Bus1Peer *peer) {
+        int n = -1;
+
+        assert_int_equal(ioctl(bus1_peer_get_fd(peer), FIONREAD, &n), 0);
+        return n;
+}
+
+/*
+ * Dispatch NATIVE_BOUNDED_N entries: every dispatch hands exactly
+ * NATIVE_DISPATCH_MAX of them to the handler, or what is left, in order.
+ * With @buffered, all of them are in the library's buffer and the socket
+ * holds only the broker's WAKE (16 bytes), which alone must keep the source
+ * firing: each dispatch then runs without waiting (timeout 0).
+ */
+static void native_dispatch_bounded(Bus1Peer *a, Bus1Peer *b, uint64_t dst, bool buffered) {
+        sd_event *event = NULL;
+        unsigned int n = 0, prev;
+        char text[16];
+
+        for (unsigned int i = 0; i < NATIVE_BOUNDED_N; ++i) {
+                snprintf(text, sizeof(text), "b%u", i);
+                assert_int_equal(native_send(b, dst, text, NULL, 0, NULL, 0), 0);
+        }
+        /*
+         * A call reads every record ahead of its reply into the buffer; the
+         * broker pushes what did not fit the socket once there is room, so
+         * call until nothing but the WAKE after the last reply is left.
+         */
+        for (unsigned int i = 0; buffered && native_socket_bytes(a) != 16; ++i) {
+                assert_true(i < 1000);
+                if (i)
+                        usleep(1000);
+                assert_int_equal(bus1_peer_query(a, NULL, NULL), 0);
+        }
+
+        assert_int_equal(sd_event_new(&event), 0);
+        bus1_peer_set_handler(a, bounded_handler, &n);
+        assert_int_equal(bus1_peer_attach_event(a, event, 0), 0);
+        while (n < NATIVE_BOUNDED_N) {
+                prev = n;
+                assert_int_equal(sd_event_run(event, buffered ? 0 : 5000000), 1);
+                assert_int_equal(n - prev, NATIVE_BOUNDED_N - prev < NATIVE_DISPATCH_MAX
+                                                   ? NATIVE_BOUNDED_N - prev : NATIVE_DISPATCH_MAX);
+                /* the rest is still only in the library's buffer */
+                if (buffered && n < NATIVE_BOUNDED_N)
+                        assert_int_equal(native_socket_bytes(a), 16);
+        }
+        /* all handled: the last round ended on an empty queue */
+        assert_int_equal(sd_event_run(event, 0), 0);
+        native_expect_empty(a);
+        bus1_peer_detach_event(a);
+        sd_event_unref(event);
+}
+
+static void test_event_bounded(void **state) {
+        NativeFixture *f = *state;
+        Bus1Peer *a, *b;
+        uint64_t dst;
+
+        a = native_peer(f);
+        b = native_peer(f);
+        dst = native_give(a, 0x100, b);
+
+        /* the entries wait in the socket (or at the broker, if it filled up) */
+        native_dispatch_bounded(a, b, dst, false);
+        /* the entries wait in the library's buffer, behind one WAKE */
+        native_dispatch_bounded(a, b, dst, true);
+
+        native_finish(f);
+}
+
 /* the broker goes away under an attached peer: the source turns off */
 /* the broker dies under the fixture: SIGKILL, its socket and directory gone */
 static void native_kill_broker(NativeFixture *f) {
@@ -1656,6 +1750,8 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_setup_teardown(test_handles_and_nodes, native_setup,
                                                 native_teardown),
                 cmocka_unit_test_setup_teardown(test_event_dispatch, native_setup,
+                                                native_teardown),
+                cmocka_unit_test_setup_teardown(test_event_bounded, native_setup,
                                                 native_teardown),
                 cmocka_unit_test_setup_teardown(test_event_broker_gone, native_setup,
                                                 native_teardown),
