@@ -26,7 +26,8 @@
 
 void connection_fail(Connection *conn);
 void connection_update_events(Connection *conn);
-int connection_write_now(Connection *conn, const void *data, size_t len, const int *fds, size_t n_fds);
+int connection_write_now(Connection *conn, const void *data, size_t len, const int *fds,
+                         size_t n_fds, size_t *n_sentp);
 void connection_write(Connection *conn, const void *data, size_t len, FdList *fds, int own_fd);
 void connection_close_fds(int *fds, size_t n_fds);
 void connection_mark_dirty(Connection *conn);

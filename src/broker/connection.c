@@ -61,6 +61,7 @@ typedef struct OutRecord {
         List link;
         FdList *fds;            /* fds to attach (a reference) */
         int own_fd;             /* or one fd owned by the record */
+        size_t n_fds_sent;      /* of those, sent ahead on carriers already */
         size_t len;
         uint8_t data[];
 } OutRecord;
@@ -118,14 +119,16 @@ static int connection_carrier(void *buf, size_t size, size_t n_fds) {
 
 /*
  * Write a record now, with its fds (more than fit one packet go ahead on
- * PUSH_FDS carriers, scm_send_carried()). Return: 0 written, -EAGAIN socket
- * full (nothing written, unless carriers went out before the record),
- * other negative errno: the connection is broken.
+ * PUSH_FDS carriers, scm_send_carried()). @n_sentp (or NULL: none) counts
+ * the fds that carriers took already, also across calls for the same
+ * record. Return: 0 written, -EAGAIN socket full (the record is not
+ * written; carriers that went out are counted), other negative errno: the
+ * connection is broken.
  */
-int connection_write_now(Connection *conn, const void *data, size_t len,
-                                const int *fds, size_t n_fds) {
+int connection_write_now(Connection *conn, const void *data, size_t len, const int *fds,
+                         size_t n_fds, size_t *n_sentp) {
         return scm_send_carried(conn->fd, data, len, fds, n_fds, connection_carrier,
-                                MSG_DONTWAIT);
+                                MSG_DONTWAIT, n_sentp);
 }
 
 /*
@@ -135,6 +138,7 @@ int connection_write_now(Connection *conn, const void *data, size_t len,
  */
 void connection_write(Connection *conn, const void *data, size_t len, FdList *fds,
                              int own_fd) {
+        size_t n_sent = 0;
         OutRecord *rec;
         int r = -EAGAIN;
 
@@ -143,10 +147,10 @@ void connection_write(Connection *conn, const void *data, size_t len, FdList *fd
 
         if (list_is_empty(&conn->out)) {
                 if (own_fd >= 0)
-                        r = connection_write_now(conn, data, len, &own_fd, 1);
+                        r = connection_write_now(conn, data, len, &own_fd, 1, &n_sent);
                 else
                         r = connection_write_now(conn, data, len, fds ? fds->fds : NULL,
-                                                 fds ? fds->n_fds : 0);
+                                                 fds ? fds->n_fds : 0, &n_sent);
                 if (r == 0)
                         goto drop;
                 if (r != -EAGAIN) {
@@ -167,6 +171,7 @@ void connection_write(Connection *conn, const void *data, size_t len, FdList *fd
         rec->len = len;
         rec->fds = fds;
         rec->own_fd = own_fd;
+        rec->n_fds_sent = n_sent;
         list_link_tail(&conn->out, &rec->link);
         conn->n_out_bytes += len;
         conn->peer->user->n_out_bytes += len;
@@ -185,11 +190,13 @@ static bool connection_flush_out(Connection *conn) {
 
         while ((rec = list_entry(list_first(&conn->out), OutRecord, link))) {
                 if (rec->own_fd >= 0)
-                        r = connection_write_now(conn, rec->data, rec->len, &rec->own_fd, 1);
+                        r = connection_write_now(conn, rec->data, rec->len, &rec->own_fd, 1,
+                                                 &rec->n_fds_sent);
                 else
                         r = connection_write_now(conn, rec->data, rec->len,
                                                  rec->fds ? rec->fds->fds : NULL,
-                                                 rec->fds ? rec->fds->n_fds : 0);
+                                                 rec->fds ? rec->fds->n_fds : 0,
+                                                 &rec->n_fds_sent);
                 if (r == -EAGAIN)
                         return false;
                 if (r < 0) {

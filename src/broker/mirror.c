@@ -228,7 +228,7 @@ void connection_flush_monitor(Connection *conn) {
                         connection_fail(conn);
                         return;
                 }
-                r = connection_write_now(conn, buf, (size_t)r, NULL, 0);
+                r = connection_write_now(conn, buf, (size_t)r, NULL, 0, NULL);
                 if (r == -EAGAIN) {
                         conn->push_blocked = true;
                         connection_update_events(conn);

@@ -209,7 +209,7 @@ static int client_carrier(void *buf, size_t size, size_t n_fds) {
  * Return: 0, or the negative errno of sendmsg(2).
  */
 int client_write(Client *client, const void *data, size_t len, const int *fds, size_t n_fds) {
-        return scm_send_carried(client->fd, data, len, fds, n_fds, client_carrier, 0);
+        return scm_send_carried(client->fd, data, len, fds, n_fds, client_carrier, 0, NULL);
 }
 
 /**

@@ -109,6 +109,9 @@ static int scm_send_one(int fd, const void *data, size_t len, const int *fds, si
  * @n_fds:      their number
  * @encode_carrier: writes a carrier packet (see ScmCarrierEncode)
  * @flags:      send flags (MSG_NOSIGNAL is added)
+ * @n_sentp:    in/out: how many of @fds already went out on carriers of an
+ *              earlier, interrupted call for this record (they are not sent
+ *              again), or NULL for none
  *
  * The record carries the last SCM_FDS_MAX fds at most; the ones before go
  * ahead, in order, on as many carrier packets as needed (SCM_FDS_MAX each,
@@ -117,14 +120,20 @@ static int scm_send_one(int fd, const void *data, size_t len, const int *fds, si
  * MSG_DONTWAIT every packet is waited for (interrupted sends are retried).
  *
  * Return: 0, or a negative errno: the encoder's, or sendmsg(2)'s. With
- *         MSG_DONTWAIT, -EAGAIN says the socket is full: nothing was
- *         written if the record needed no carrier, but carriers that went
- *         out before stay written.
+ *         MSG_DONTWAIT, -EAGAIN says the socket is full: the carriers that
+ *         went out are counted in *@n_sentp, and the next call for the
+ *         same record goes on from there.
  */
 int scm_send_carried(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
-                     ScmCarrierEncode encode_carrier, int flags) {
+                     ScmCarrierEncode encode_carrier, int flags, size_t *n_sentp) {
         uint8_t carrier[SCM_CARRIER_SIZE_MAX] __attribute__((__aligned__(8)));
+        size_t n_sent = n_sentp ? *n_sentp : 0;
         int r;
+
+        if (n_sent > n_fds)
+                return -EINVAL;
+        fds += n_sent;
+        n_fds -= n_sent;
 
         while (n_fds > SCM_FDS_MAX) {
                 size_t n = MIN(n_fds - SCM_FDS_MAX, (size_t)SCM_FDS_MAX);
@@ -137,6 +146,8 @@ int scm_send_carried(int fd, const void *data, size_t len, const int *fds, size_
                         return r;
                 fds += n;
                 n_fds -= n;
+                if (n_sentp)
+                        *n_sentp += n;
         }
         return scm_send_one(fd, data, len, fds, n_fds, flags);
 }

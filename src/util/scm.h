@@ -35,6 +35,6 @@ typedef int (*ScmCarrierEncode)(void *buf, size_t size, size_t n_fds);
 int scm_send(int fd, const void *data, size_t len, const int *fds, size_t n_fds, int flags);
 int scm_send_batch(int fd, const struct iovec *packets, size_t n, int flags);
 int scm_send_carried(int fd, const void *data, size_t len, const int *fds, size_t n_fds,
-                     ScmCarrierEncode encode_carrier, int flags);
+                     ScmCarrierEncode encode_carrier, int flags, size_t *n_sentp);
 ssize_t scm_recv(int fd, void *buf, size_t size, int flags, int *fds, size_t max_fds,
                  size_t *n_fdsp, int *msg_flagsp);
