@@ -29,6 +29,7 @@
 #include "bus/bus.h"
 #include "bus/user.h"
 #include "util/json.h"
+#include "util/openmetrics.h"
 
 typedef enum MetricsType {
         METRICS_GAUGE,
@@ -205,22 +206,10 @@ static void metrics_collect(Control *control, MetricsSet *set) {
         metrics_collect_counters(control, set);
 }
 
-/* OpenMetrics escapes backslash, double quote and line feed in help and label values */
-static void metrics_write_escaped(FILE *f, const char *s) {
-        for (; *s; ++s) {
-                if (*s == '\\' || *s == '"')
-                        fputc('\\', f);
-                if (*s == '\n')
-                        fputs("\\n", f);
-                else
-                        fputc(*s, f);
-        }
-}
-
 static void metrics_write_family(FILE *f, const MetricsFamily *family) {
         fprintf(f, "# TYPE %s %s\n# HELP %s ", family->name, metrics_type_names[family->type],
                 family->name);
-        metrics_write_escaped(f, family->help);
+        openmetrics_write_escaped(f, family->help);
         fputc('\n', f);
         for (size_t i = 0; i < family->n_samples; ++i) {
                 const MetricsSample *sample = &family->samples[i];
@@ -228,7 +217,7 @@ static void metrics_write_family(FILE *f, const MetricsFamily *family) {
                 fprintf(f, "%s%s", family->name, metrics_sample_suffix[family->type]);
                 if (family->label) {
                         fprintf(f, "{%s=\"", family->label);
-                        metrics_write_escaped(f, sample->label_value);
+                        openmetrics_write_escaped(f, sample->label_value);
                         fputs("\"}", f);
                 }
                 fprintf(f, " %llu\n", (unsigned long long)sample->value);

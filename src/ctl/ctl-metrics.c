@@ -27,6 +27,7 @@
 #include "ctl/ctl-render.h"
 #include "util/json.h"
 #include "util/macro.h"
+#include "util/openmetrics.h"
 
 /* a string without NUL bytes, or NULL */
 static const char *ctl_metrics_text(const JsonValue *v) {
@@ -65,18 +66,6 @@ static bool ctl_metrics_type_ok(const char *type) {
         return false;
 }
 
-/* OpenMetrics escapes backslash, double quote and line feed in help and label values */
-static void ctl_metrics_write_escaped(FILE *f, const char *s) {
-        for (; *s; ++s) {
-                if (*s == '\\' || *s == '"')
-                        fputc('\\', f);
-                if (*s == '\n')
-                        fputs("\\n", f);
-                else
-                        fputc(*s, f);
-        }
-}
-
 /* {name="value",...}, nothing for no labels */
 static int ctl_metrics_write_labels(FILE *f, const JsonValue *labels) {
         if (!labels || labels->type != JSON_OBJECT)
@@ -87,7 +76,7 @@ static int ctl_metrics_write_labels(FILE *f, const JsonValue *labels) {
                 if (!ctl_metrics_name_ok(l->key, true) || !ctl_metrics_text(l))
                         return -EBADMSG;
                 fprintf(f, "%s%s=\"", i ? "," : "{", l->key);
-                ctl_metrics_write_escaped(f, l->string);
+                openmetrics_write_escaped(f, l->string);
                 fputc('"', f);
         }
         if (labels->n_children)
@@ -124,7 +113,7 @@ static int ctl_metrics_write_family(FILE *f, const JsonValue *family) {
         if (!ctl_metrics_name_ok(name, false) || !ctl_metrics_type_ok(type) || !help || !samples)
                 return -EBADMSG;
         fprintf(f, "# TYPE %s %s\n# HELP %s ", name, type, name);
-        ctl_metrics_write_escaped(f, help);
+        openmetrics_write_escaped(f, help);
         fputc('\n', f);
         for (size_t i = 0; i < samples->n_children; ++i) {
                 r = ctl_metrics_write_sample(f, &samples->children[i]);
