@@ -132,8 +132,11 @@ int scm_send_carried(int fd, const void *data, size_t len, const int *fds, size_
 
         if (n_sent > n_fds)
                 return -EINVAL;
-        fds += n_sent;
-        n_fds -= n_sent;
+        /* never an offset on a NULL array (none has fds to skip) */
+        if (n_sent) {
+                fds += n_sent;
+                n_fds -= n_sent;
+        }
 
         while (n_fds > SCM_FDS_MAX) {
                 size_t n = MIN(n_fds - SCM_FDS_MAX, (size_t)SCM_FDS_MAX);
