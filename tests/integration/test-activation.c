@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "util-broker.h"
 #include "util-uapi.h"
 
 #define ACTIVATION_FDS_MAX 64
@@ -194,30 +195,36 @@ static void expect_notify(int nfd, const char *what) {
 }
 
 /* the process under test, killed by the teardown if the test failed half-way */
-static pid_t activation_pid = -1;
+static TestBroker activation_broker;
 
 static int activation_teardown(void **state) {
-        int status;
-
-        if (activation_pid > 0) {
-                kill(activation_pid, SIGKILL);
-                waitpid(activation_pid, &status, 0);
-        }
-        activation_pid = -1;
+        test_broker_kill(&activation_broker);
         return 0;
 }
 
+/* in the child: the activator in the broker's place, which execs bus1d at the first client */
+static int activation_exec(const TestBroker *broker, const char *exe, void *userdata) {
+        const char *activate = userdata;
+
+        execl(activate, activate, "--seqpacket", "-l", broker->path, "-E", "NOTIFY_SOCKET", exe,
+              (char *)NULL);
+        return 127;
+}
+
 static void test_activated_like_the_unit(void **state) {
+        /* the activator's own chatter is not the broker's */
+        static const char *const env[] = { "SYSTEMD_LOG_LEVEL=warning", NULL };
         const char *activate = getenv("BUS1D_TEST_SOCKET_ACTIVATE");
         const char *exe = getenv("BUS1D_TEST_BROKER");
-        char dir[] = "/tmp/bus1d-test-XXXXXX", path[64], notify[64], out[4096];
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        TestBroker *broker = &activation_broker;
         struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
         FdEntry before[ACTIVATION_FDS_MAX], after[ACTIVATION_FDS_MAX];
         UapiFixture f = {};
-        size_t n_before, n_after, n_out = 0;
-        int nfd, err[2], a, status;
+        size_t n_before, n_after;
+        char out[4096];
+        int a, status;
         struct stat st;
+        const char *path;
         uint64_t ha;
         ssize_t l;
         pid_t pid;
@@ -231,34 +238,22 @@ static void test_activated_like_the_unit(void **state) {
         for (size_t i = 0; i < UAPI_PEERS_MAX; ++i)
                 f.peers[i] = -1;
 
-        assert_non_null(mkdtemp(dir));
-        snprintf(path, sizeof(path), "%s/socket", dir);
-        snprintf(notify, sizeof(notify), "%s/notify", dir);
-
-        nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        assert_true(nfd >= 0);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify);
-        assert_int_equal(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                /* what systemd gives a service: stdio and nothing else */
-                if (dup2(err[1], STDERR_FILENO) < 0 || close_range(3, ~0U, 0) < 0)
-                        _exit(126);
-                setenv("NOTIFY_SOCKET", notify, 1);
-                /* the activator's own chatter is not the broker's */
-                setenv("SYSTEMD_LOG_LEVEL", "warning", 1);
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDNAMES");
-                execl(activate, activate, "--seqpacket", "-l", path, "-E", "NOTIFY_SOCKET", exe,
-                      (char *)NULL);
-                _exit(127);
-        }
-        activation_pid = pid;
-        close(err[1]);
+        /*
+         * What systemd gives a service: stdio and nothing else, and
+         * $NOTIFY_SOCKET; no waiting for READY=1, which only comes once a
+         * client connected.
+         */
+        test_broker_spawn(broker, &(TestBrokerOptions){
+                .env = env,
+                .stdio_only = true,
+                .capture_stderr = true,
+                .child_setup = activation_exec,
+                .userdata = (void *)activate,
+                .wait = TEST_BROKER_WAIT_NONE,
+                .keep_notify = true,
+        });
+        pid = broker->pid;
+        path = broker->path;
 
         /*
          * The activator listens; bus1d does not run yet. The socket file
@@ -277,7 +272,7 @@ static void test_activated_like_the_unit(void **state) {
         /* the first client's connect starts the broker, which serves it */
         setenv("BUS1_ADDRESS", path, 1);
         a = uapi_peer(&f);
-        expect_notify(nfd, "READY=1");
+        expect_notify(broker->notify_fd, "READY=1");
         {
                 char cmdline[256] = "";
                 int fd;
@@ -327,28 +322,19 @@ static void test_activated_like_the_unit(void **state) {
         }
 
         assert_int_equal(kill(pid, SIGTERM), 0);
-        expect_notify(nfd, "STOPPING=1");
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        activation_pid = -1;
+        expect_notify(broker->notify_fd, "STOPPING=1");
+        status = test_broker_wait(broker);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
 
         /* quiet: not one line at the default level */
-        while (n_out + 1 < sizeof(out) && (l = read(err[0], out + n_out, sizeof(out) - 1 -
-                                                                        n_out)) > 0)
-                n_out += (size_t)l;
-        out[n_out] = 0;
-        close(err[0]);
-        if (n_out)
+        if (test_broker_read_err(broker, out, sizeof(out)))
                 fail_msg("bus1d wrote to stderr in normal operation:\n%s", out);
 
         /* systemd's socket stays; unlinking it is not the broker's business */
         assert_int_equal(stat(path, &st), 0);
         unsetenv("BUS1_ADDRESS");
-        close(nfd);
-        unlink(path);
-        unlink(notify);
-        rmdir(dir);
+        test_broker_kill(broker);
 }
 
 int main(void) {

@@ -33,118 +33,65 @@
 #include "bus1/uapi.h"
 #include "util-broker.h"
 
-static const char *broker_exe(void) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
+/* the broker of a case that starts one by hand, killed by the teardown if the case failed */
+static TestBroker process_broker;
 
-        if (!exe)
-                fail_msg("$BUS1D_TEST_BROKER is not set");
-        return exe;
+static int process_teardown(void **state) {
+        test_broker_kill(&process_broker);
+        return 0;
 }
 
 /*
- * Run a program, collecting its stdout and stderr; one that has not exited
- * after 10 s is killed and fails the test (a broker that should have
- * refused to start must not hang the suite).
+ * Run bus1d with @args to its exit, collecting its stdout and stderr; one
+ * that has not exited after 10 s is killed and fails the test (a broker
+ * that should have refused to start must not hang the suite).
  */
-static int run_status(char *const argv[], char *out, size_t size) {
-        int p[2], status;
-        ssize_t l, n = 0;
-        pid_t pid;
-
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                dup2(p[1], STDOUT_FILENO);
-                dup2(p[1], STDERR_FILENO);
-                execv(argv[0], argv);
-                _exit(127);
-        }
-        close(p[1]);
-        for (;;) {
-                struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-
-                if (poll(&pfd, 1, 10000) != 1) {
-                        kill(pid, SIGKILL);
-                        waitpid(pid, NULL, 0);
-                        close(p[0]);
-                        fail_msg("%s did not exit within 10 s", argv[0]);
-                }
-                if (n + 1 >= (ssize_t)size || (l = read(p[0], out + n, size - 1 - n)) <= 0)
-                        break;
-                n += l;
-        }
-        out[n] = 0;
-        close(p[0]);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        return status;
+static int run_status(const char *const *args, char *out, size_t size) {
+        return test_bus1d_run(NULL, args, out, size, NULL, 0);
 }
 
 static void test_help_and_version(void **state) {
         char out[4096];
         int status;
 
-        status = run_status((char *[]){ (char *)broker_exe(), "--help", NULL }, out, sizeof(out));
+        status = run_status((const char *[]){ "--help", NULL }, out, sizeof(out));
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         assert_non_null(strstr(out, "--listen"));
 
-        status = run_status((char *[]){ (char *)broker_exe(), "--version", NULL }, out,
-                            sizeof(out));
+        status = run_status((const char *[]){ "--version", NULL }, out, sizeof(out));
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         assert_non_null(strstr(out, "bus1d "));
 
-        status = run_status((char *[]){ (char *)broker_exe(), "--no-such-option", NULL }, out,
-                            sizeof(out));
+        status = run_status((const char *[]){ "--no-such-option", NULL }, out, sizeof(out));
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
 }
 
-static void stop(pid_t pid) {
-        int status;
+/* SIGTERM: it exits 0 */
+static void stop(TestBroker *broker) {
+        int status = test_broker_terminate(broker);
 
-        assert_int_equal(kill(pid, SIGTERM), 0);
-        assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_default_address_and_notify(void **state) {
-        char dir[] = "/tmp/bus1d-test-XXXXXX", sock[96], runtime[64], notify[64];
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char buf[256];
+        char runtime[] = "/tmp/bus1d-test-XXXXXX", sock[96], env_runtime[64], buf[256];
+        const char *env[] = { env_runtime, NULL };
+        TestBroker *broker = &process_broker;
         struct stat st;
-        struct pollfd p;
-        ssize_t l;
-        pid_t pid;
-        int nfd, peer;
+        int peer;
 
-        assert_non_null(mkdtemp(dir));
-        snprintf(runtime, sizeof(runtime), "%s/runtime", dir);
-        assert_int_equal(mkdir(runtime, 0700), 0);
+        assert_non_null(mkdtemp(runtime));
         snprintf(sock, sizeof(sock), "%s/bus1/socket", runtime);
-        snprintf(notify, sizeof(notify), "%s/notify", dir);
+        snprintf(env_runtime, sizeof(env_runtime), "XDG_RUNTIME_DIR=%s", runtime);
 
-        nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        assert_true(nfd >= 0);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify);
-        assert_int_equal(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                setenv("XDG_RUNTIME_DIR", runtime, 1);
-                setenv("NOTIFY_SOCKET", notify, 1);
-                unsetenv("LISTEN_FDS");
-                execl(broker_exe(), broker_exe(), (char *)NULL);
-                _exit(127);
-        }
-
-        /* READY=1 arrives once the broker listens */
-        p = (struct pollfd){ .fd = nfd, .events = POLLIN };
-        assert_int_equal(poll(&p, 1, 10000), 1);
-        l = recv(nfd, buf, sizeof(buf) - 1, 0);
-        assert_true(l > 0);
-        buf[l] = 0;
-        assert_non_null(strstr(buf, "READY=1"));
+        /* no --listen: READY=1 arrives once the broker listens */
+        test_broker_spawn(broker, &(TestBrokerOptions){
+                .path = sock,
+                .no_listen = true,
+                .env = env,
+                .no_fd_baseline = true,
+        });
 
         /* the directory is private, and clients find the broker there */
         assert_int_equal(stat(sock, &st), 0);
@@ -159,21 +106,33 @@ static void test_default_address_and_notify(void **state) {
         assert_true(peer >= 0);
         assert_int_equal(bus1_uapi_close(peer), 0);
 
-        stop(pid);
+        stop(broker);
         /* a clean shutdown removes the socket it bound */
         assert_int_equal(stat(sock, &st), -1);
-        close(nfd);
-        unlink(notify);
+        test_broker_kill(broker);
         rmdir(buf);
         rmdir(runtime);
-        rmdir(dir);
+}
+
+/* in the child: the listening socket as fd 3, exactly what systemd does for a socket unit */
+static int socket_activation_setup(const TestBroker *broker, const char *exe, void *userdata) {
+        int lfd = *(const int *)userdata;
+        char n[32];
+
+        if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
+                return 126;
+        snprintf(n, sizeof(n), "%d", (int)getpid());
+        setenv("LISTEN_PID", n, 1);
+        setenv("LISTEN_FDS", "1", 1);
+        return 0;
 }
 
 static void test_socket_activation(void **state) {
+        static const char *const env[] = { "XDG_RUNTIME_DIR", NULL };
         char dir[] = "/tmp/bus1d-test-XXXXXX", path[64];
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct bus1_cmd_peer_reset q = {};
-        pid_t pid;
+        TestBroker *broker = &process_broker;
         int lfd, peer;
 
         assert_non_null(mkdtemp(dir));
@@ -185,21 +144,15 @@ static void test_socket_activation(void **state) {
         assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         assert_int_equal(listen(lfd, 16), 0);
 
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                char n[32];
-
-                /* exactly what systemd does for a socket unit */
-                if (lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(lfd, 3) < 0)
-                        _exit(126);
-                snprintf(n, sizeof(n), "%d", (int)getpid());
-                setenv("LISTEN_PID", n, 1);
-                setenv("LISTEN_FDS", "1", 1);
-                unsetenv("XDG_RUNTIME_DIR");
-                execl(broker_exe(), broker_exe(), (char *)NULL);
-                _exit(127);
-        }
+        /* no --listen, LISTEN_FDS=1; the first client connects before it runs */
+        test_broker_spawn(broker, &(TestBrokerOptions){
+                .path = path,
+                .no_listen = true,
+                .env = env,
+                .child_setup = socket_activation_setup,
+                .userdata = &lfd,
+                .wait = TEST_BROKER_WAIT_NONE,
+        });
         close(lfd);
 
         peer = bus1_uapi_open(path);
@@ -208,8 +161,8 @@ static void test_socket_activation(void **state) {
         assert_int_equal(q.max_slices, 16384);
         assert_int_equal(bus1_uapi_close(peer), 0);
 
-        stop(pid);
-        unlink(path);
+        stop(broker);
+        test_broker_kill(broker);
         rmdir(dir);
 }
 
@@ -321,10 +274,7 @@ static TestBroker address_brokers[2];
 
 static int address_teardown(void **state) {
         for (size_t i = 0; i < sizeof(address_brokers) / sizeof(address_brokers[0]); ++i) {
-                if (address_brokers[i].pid > 0) {
-                        kill(address_brokers[i].pid, SIGKILL);
-                        waitpid(address_brokers[i].pid, NULL, 0);
-                }
+                test_broker_kill(&address_brokers[i]);
                 address_brokers[i].pid = 0;
         }
         return 0;
@@ -357,7 +307,7 @@ static void test_address_in_use(void **state) {
         test_broker_start(a);
         assert_int_equal(stat(a->path, &before), 0);
         snprintf(arg, sizeof(arg), "--listen=%s", a->path);
-        status = run_status((char *[]){ (char *)broker_exe(), arg, NULL }, out, sizeof(out));
+        status = run_status((const char *[]){ arg, NULL }, out, sizeof(out));
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
         if (!strstr(out, "address in use"))
                 fail_msg("no 'address in use' in: %s", out);
@@ -421,8 +371,8 @@ static void test_exit_keeps_foreign_socket(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_help_and_version),
-                cmocka_unit_test(test_default_address_and_notify),
-                cmocka_unit_test(test_socket_activation),
+                cmocka_unit_test_teardown(test_default_address_and_notify, process_teardown),
+                cmocka_unit_test_teardown(test_socket_activation, process_teardown),
                 cmocka_unit_test(test_bad_input),
                 cmocka_unit_test_teardown(test_address_in_use, address_teardown),
                 cmocka_unit_test_teardown(test_stale_socket, address_teardown),

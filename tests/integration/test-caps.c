@@ -15,8 +15,6 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -27,25 +25,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "bus1/uapi.h"
+#include "util-broker.h"
 
-typedef struct CapsBroker {
-        char dir[32];
-        char path[64];
-        char notify[64];
-        char exe[64];           /* a copy of bus1d another UID can run, or "" */
-        int nfd;                /* bound to @notify */
-        int err;                /* read end of the broker's stderr */
-        pid_t pid;
-} CapsBroker;
-
-static CapsBroker caps_broker = { .nfd = -1, .err = -1, .pid = -1 };
+/* the broker of the running case, killed by the teardown if the case failed */
+static TestBroker caps_broker;
 
 static bool caps_is_root(void) {
         if (geteuid() == 0)
@@ -80,147 +68,33 @@ static void status_field(pid_t pid, const char *key, char *value, size_t size) {
 /*
  * Start bus1d with --listen in a private directory, the given extra
  * arguments, stderr to a pipe, and a NOTIFY_SOCKET that any user may write
- * to (the broker may have become another user before it notifies).
+ * to (the broker may have become another user before it notifies); as
+ * @as_uid, if not 0, from a copy of bus1d that user can run. Returns -1
+ * once it is ready, or its exit status if it exited instead.
  */
-/*
- * Copy @from to @to (mode 0755): a broker started as another UID must be
- * able to run it, and the build tree may lie in a private (0700) folder.
- */
-static void caps_copy_exe(const char *from, const char *to) {
-        char buf[65536];
-        int in, out;
-        ssize_t l;
+static int caps_start(TestBroker *b, const char *const *args, uid_t as_uid) {
+        TestBrokerOptions opts = {
+                .args = args,
+                .uid = as_uid,
+                .capture_stderr = true,
+                .wait = TEST_BROKER_WAIT_READY_OR_EXIT,
+                .open_to_all = true,
+                .no_fd_baseline = true,
+        };
 
-        in = open(from, O_RDONLY | O_CLOEXEC);
-        assert_true(in >= 0);
-        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
-        assert_true(out >= 0);
-        while ((l = read(in, buf, sizeof(buf))) > 0)
-                assert_int_equal(write(out, buf, (size_t)l), l);
-        assert_true(l == 0);
-        close(in);
-        assert_int_equal(close(out), 0);
+        return test_broker_spawn(b, &opts) ? -1 : b->status;
 }
 
-static void caps_start(CapsBroker *b, const char *const *args, uid_t as_uid) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int err[2];
+/* SIGTERM: it exits 0 */
+static void caps_stop(TestBroker *b) {
+        int status = test_broker_terminate(b);
 
-        assert_non_null(exe);
-        snprintf(b->dir, sizeof(b->dir), "/tmp/bus1d-test-XXXXXX");
-        assert_non_null(mkdtemp(b->dir));
-        assert_int_equal(chmod(b->dir, 0755), 0);
-        /* a broker started as another user binds its socket there */
-        if (as_uid != 0)
-                assert_int_equal(chown(b->dir, as_uid, as_uid), 0);
-        snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
-        snprintf(b->notify, sizeof(b->notify), "%s/notify", b->dir);
-        b->exe[0] = '\0';
-        if (as_uid != 0) {
-                snprintf(b->exe, sizeof(b->exe), "%s/bus1d", b->dir);
-                caps_copy_exe(exe, b->exe);
-                exe = b->exe;
-        }
-
-        b->nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        assert_true(b->nfd >= 0);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", b->notify);
-        assert_int_equal(bind(b->nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        assert_int_equal(chmod(b->notify, 0777), 0);
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-
-        b->pid = fork();
-        assert_true(b->pid >= 0);
-        if (b->pid == 0) {
-                const char *argv[16] = { exe };
-                char listen[96];
-                size_t n = 1;
-
-                if (dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(126);
-                if (as_uid != 0 && (setresgid(as_uid, as_uid, as_uid) < 0 ||
-                                    setresuid(as_uid, as_uid, as_uid) < 0))
-                        _exit(126);
-                snprintf(listen, sizeof(listen), "--listen=%s", b->path);
-                argv[n++] = listen;
-                for (size_t i = 0; args && args[i] && n < 15; ++i)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                setenv("NOTIFY_SOCKET", b->notify, 1);
-                unsetenv("LISTEN_FDS");
-                execv(exe, (char *const *)argv);
-                _exit(127);
-        }
-        close(err[1]);
-        b->err = err[0];
-}
-
-/* READY=1 arrives, or the broker exits: returns the exit status, or -1 if ready */
-static int caps_wait_ready(CapsBroker *b) {
-        struct pollfd p = { .fd = b->nfd, .events = POLLIN };
-        char buf[256];
-        int status;
-
-        for (int i = 0; i < 1000; ++i) {
-                ssize_t l;
-
-                if (poll(&p, 1, 10) == 1) {
-                        l = recv(b->nfd, buf, sizeof(buf) - 1, 0);
-                        assert_true(l > 0);
-                        buf[l] = 0;
-                        assert_non_null(strstr(buf, "READY=1"));
-                        return -1;
-                }
-                if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-                        b->pid = -1;
-                        return status;
-                }
-        }
-        fail_msg("bus1d neither became ready nor exited");
-        return 0;
-}
-
-/* everything the broker wrote to stderr, once it exited */
-static void caps_read_err(CapsBroker *b, char *out, size_t size) {
-        size_t n = 0;
-        ssize_t l;
-
-        while (n + 1 < size && (l = read(b->err, out + n, size - 1 - n)) > 0)
-                n += (size_t)l;
-        out[n] = 0;
-}
-
-static void caps_stop(CapsBroker *b) {
-        int status;
-
-        assert_int_equal(kill(b->pid, SIGTERM), 0);
-        assert_int_equal(waitpid(b->pid, &status, 0), b->pid);
-        b->pid = -1;
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static int caps_teardown(void **state) {
-        CapsBroker *b = &caps_broker;
-        int status;
-
-        if (b->pid > 0) {
-                kill(b->pid, SIGKILL);
-                waitpid(b->pid, &status, 0);
-        }
-        if (b->nfd >= 0)
-                close(b->nfd);
-        if (b->err >= 0)
-                close(b->err);
-        if (b->dir[0]) {
-                unlink(b->path);
-                unlink(b->notify);
-                if (b->exe[0])
-                        unlink(b->exe);
-                rmdir(b->dir);
-        }
-        *b = (CapsBroker){ .nfd = -1, .err = -1, .pid = -1 };
+        test_broker_kill(&caps_broker);
         return 0;
 }
 
@@ -250,7 +124,7 @@ static void assert_serves(const char *path) {
 
 static void test_root_drops_everything(void **state) {
         static const char *const args[] = { "-vv", NULL };
-        CapsBroker *b = &caps_broker;
+        TestBroker *b = &caps_broker;
         char value[64], out[8192];
 
         if (!caps_is_root())
@@ -262,8 +136,7 @@ static void test_root_drops_everything(void **state) {
                 skip();
         }
 
-        caps_start(b, args, 0);
-        assert_int_equal(caps_wait_ready(b), -1);
+        assert_int_equal(caps_start(b, args, 0), -1);
         assert_no_caps(b->pid);
         status_field(b->pid, "Uid", value, sizeof(value));
         assert_string_equal(value, "0\t0\t0\t0");
@@ -271,7 +144,7 @@ static void test_root_drops_everything(void **state) {
         caps_stop(b);
 
         /* -vv says what went */
-        caps_read_err(b, out, sizeof(out));
+        test_broker_read_err(b, out, sizeof(out));
         if (!strstr(out, "dropped capabilities: ") || !strstr(out, "sys_admin") ||
             !strstr(out, "bounding set cleared"))
                 fail_msg("no debug line about the dropped capabilities in:\n%s", out);
@@ -279,7 +152,7 @@ static void test_root_drops_everything(void **state) {
 
 static void test_switch_user(void **state) {
         static const char *const args[] = { "--user=nobody", NULL };
-        CapsBroker *b = &caps_broker;
+        TestBroker *b = &caps_broker;
         char value[64], expect[64];
         struct passwd *pw;
 
@@ -291,8 +164,7 @@ static void test_switch_user(void **state) {
                 skip();
         }
 
-        caps_start(b, args, 0);
-        assert_int_equal(caps_wait_ready(b), -1);
+        assert_int_equal(caps_start(b, args, 0), -1);
         assert_no_caps(b->pid);
         snprintf(expect, sizeof(expect), "%u\t%u\t%u\t%u", (unsigned)pw->pw_uid,
                  (unsigned)pw->pw_uid, (unsigned)pw->pw_uid, (unsigned)pw->pw_uid);
@@ -321,27 +193,25 @@ static void test_user_refused(void **state) {
         static const char *const unknown[] = { "--user=bus1d-no-such-user", NULL };
         /* root's ~/.config is not readable by uid 65534 */
         static const char *const to_root[] = { "--user=root", "--config=/dev/null", NULL };
-        CapsBroker *b = &caps_broker;
+        TestBroker *b = &caps_broker;
         char out[4096];
         int status;
 
         if (!caps_is_root())
                 skip();
 
-        caps_start(b, unknown, 0);
-        status = caps_wait_ready(b);
+        status = caps_start(b, unknown, 0);
         assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
-        caps_read_err(b, out, sizeof(out));
+        test_broker_read_err(b, out, sizeof(out));
         /* said as such, not as "No such process" */
         if (!strstr(out, "--user=bus1d-no-such-user: no such user"))
                 fail_msg("unexpected stderr:\n%s", out);
         caps_teardown(state);
 
         /* not root: there is nothing to switch with */
-        caps_start(b, to_root, 65534);
-        status = caps_wait_ready(b);
+        status = caps_start(b, to_root, 65534);
         assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1);
-        caps_read_err(b, out, sizeof(out));
+        test_broker_read_err(b, out, sizeof(out));
         if (!strstr(out, "cannot drop privileges to user root: ") ||
             !strstr(out, strerror(EPERM)))
                 fail_msg("unexpected stderr:\n%s", out);

@@ -41,33 +41,18 @@
 #include "util-broker.h"
 
 /*
- * What a test started and has not reaped yet, for the teardown to kill.
+ * What a test started and has not stopped yet, for the teardown to kill.
  * The TestBroker, TestDir and Spawned these point to are static in their
  * test, so that they outlive a failed test's stack frame.
  */
-static pid_t test_child = 0;
 static TestBroker *test_broker = NULL;
-/* and what it has not removed yet: its files, a spawned broker's directory */
+/* and what it has not removed yet: its files, a spawned broker */
 static void test_leftovers_remove(void);
 
-/* kill @pid if it is our child and not reaped yet */
-static void kill_child(pid_t pid) {
-        if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-        }
-}
-
 static int teardown_kill(void **state) {
-        kill_child(test_child);
-        test_child = 0;
         test_leftovers_remove();
         if (test_broker) {
-                kill_child(test_broker->pid);
-                if (test_broker->path[0])
-                        unlink(test_broker->path);
-                if (test_broker->dir[0])
-                        rmdir(test_broker->dir);
+                test_broker_kill(test_broker);
                 unsetenv("BUS1_ADDRESS");
                 test_broker = NULL;
         }
@@ -99,79 +84,19 @@ typedef struct RunOptions {
         uid_t uid;                      /* 0: keep the test's */
 } RunOptions;
 
-static const char *broker_exe(void) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
-
-        if (!exe)
-                fail_msg("$BUS1D_TEST_BROKER is not set (run through meson test)");
-        return exe;
-}
-
-/* read both pipes to their end, whichever the child fills first */
-static void run_collect(Run *run, int out_fd, int err_fd) {
-        struct pollfd p[2] = { { .fd = out_fd, .events = POLLIN },
-                               { .fd = err_fd, .events = POLLIN } };
-        char *bufs[2] = { run->out, run->err };
-        size_t n[2] = {}, size = sizeof(run->out);
-
-        while (p[0].fd >= 0 || p[1].fd >= 0) {
-                assert_true(poll(p, 2, 10000) > 0);
-                for (int i = 0; i < 2; ++i) {
-                        ssize_t l;
-
-                        if (p[i].fd < 0 || !p[i].revents)
-                                continue;
-                        l = read(p[i].fd, bufs[i] + n[i], size - 1 - n[i]);
-                        if (l <= 0) {
-                                close(p[i].fd);
-                                p[i].fd = -1;
-                                continue;
-                        }
-                        n[i] += (size_t)l;
-                        assert_true(n[i] < size - 1);
-                }
-        }
-        run->out[n[0]] = '\0';
-        run->err[n[1]] = '\0';
-}
-
 /* bus1d with @args (NULL-terminated), to its exit */
 static void run_bus1d(Run *run, const RunOptions *opts, const char *const *args) {
-        const char *argv[32] = { broker_exe() };
-        int out[2], err[2];
-        size_t n = 1;
-        pid_t pid;
+        char xdg[PATH_MAX + 32];
+        const char *env[] = { "XDG_CONFIG_HOME", NULL };
 
-        for (size_t i = 0; args[i]; ++i) {
-                assert_true(n + 1 < sizeof(argv) / sizeof(argv[0]));
-                argv[n++] = args[i];
+        if (opts && opts->xdg_config_home) {
+                snprintf(xdg, sizeof(xdg), "XDG_CONFIG_HOME=%s", opts->xdg_config_home);
+                env[0] = xdg;
         }
-        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                unsetenv("NOTIFY_SOCKET");
-                if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(126);
-                if (opts && opts->xdg_config_home)
-                        setenv("XDG_CONFIG_HOME", opts->xdg_config_home, 1);
-                else
-                        unsetenv("XDG_CONFIG_HOME");
-                if (opts && opts->uid && (setgroups(0, NULL) < 0 ||
-                                          setresgid(opts->uid, opts->uid, opts->uid) < 0 ||
-                                          setresuid(opts->uid, opts->uid, opts->uid) < 0))
-                        _exit(125);
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        test_child = pid;
-        close(out[1]);
-        close(err[1]);
-        run_collect(run, out[0], err[0]);
-        assert_int_equal(waitpid(pid, &run->status, 0), pid);
-        test_child = 0;
+        run->status = test_bus1d_run(&(TestBrokerOptions){ .env = env,
+                                                           .uid = opts ? opts->uid : 0 },
+                                     args, run->out, sizeof(run->out), run->err,
+                                     sizeof(run->err));
 }
 
 static bool run_exited(const Run *run, int code) {
@@ -470,12 +395,9 @@ static void test_check_warnings(void **state) {
         test_dir_remove(&dir);
 }
 
-/* a broker started by hand: its stderr in a pipe, its pid for the teardown */
+/* a broker started by hand: its stderr in a pipe, and what it wrote so far */
 typedef struct Spawned {
-        pid_t pid;
-        int err_fd;
-        char dir[64];
-        char path[128];
+        TestBroker broker;
         char err[16384];
         size_t n_err;
 } Spawned;
@@ -489,47 +411,27 @@ static void test_leftovers_remove(void) {
                 test_dir_live = NULL;
         }
         if (test_spawned) {
-                if (test_spawned->err_fd > 0)
-                        close(test_spawned->err_fd);
-                unlink(test_spawned->path);
-                rmdir(test_spawned->dir);
+                test_broker_kill(&test_spawned->broker);
                 test_spawned = NULL;
         }
 }
 
+/* bus1d --listen=DIR/socket --log-target=stderr @args, not waited for */
 static void spawn_broker(Spawned *b, const char *const *args) {
-        const char *argv[16] = { broker_exe() };
-        char listen[160];
+        const char *argv[16] = { "--log-target=stderr" };
         size_t n = 1;
-        int err[2];
 
-        memset(b, 0, sizeof(*b));
-        b->err_fd = -1;
-        snprintf(b->dir, sizeof(b->dir), "/tmp/bus1d-test-config-XXXXXX");
-        assert_non_null(mkdtemp(b->dir));
-        test_spawned = b;
-        snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
-        snprintf(listen, sizeof(listen), "--listen=%s", b->path);
-        argv[n++] = listen;
-        argv[n++] = "--log-target=stderr";
         for (size_t i = 0; args[i]; ++i) {
                 assert_true(n + 1 < sizeof(argv) / sizeof(argv[0]));
                 argv[n++] = args[i];
         }
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-
-        b->pid = fork();
-        assert_true(b->pid >= 0);
-        if (b->pid == 0) {
-                unsetenv("NOTIFY_SOCKET");
-                if (dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(126);
-                execv(argv[0], (char *const *)argv);
-                _exit(127);
-        }
-        test_child = b->pid;
-        close(err[1]);
-        b->err_fd = err[0];
+        memset(b, 0, sizeof(*b));
+        test_spawned = b;
+        test_broker_spawn(&b->broker, &(TestBrokerOptions){
+                .args = argv,
+                .capture_stderr = true,
+                .wait = TEST_BROKER_WAIT_NONE,
+        });
 }
 
 /*
@@ -537,7 +439,7 @@ static void spawn_broker(Spawned *b, const char *const *args) {
  * (false, with @what NULL: read to the end); 10 s at most.
  */
 static bool spawned_read_until(Spawned *b, const char *what) {
-        struct pollfd p = { .fd = b->err_fd, .events = POLLIN };
+        struct pollfd p = { .fd = b->broker.err_fd, .events = POLLIN };
 
         while (!what || !strstr(b->err, what)) {
                 ssize_t l;
@@ -547,7 +449,7 @@ static bool spawned_read_until(Spawned *b, const char *what) {
                         continue;
                 if (r <= 0)
                         fail_msg("bus1d wrote nothing for 10 s; so far:\n%s", b->err);
-                l = read(b->err_fd, b->err + b->n_err, sizeof(b->err) - 1 - b->n_err);
+                l = read(b->broker.err_fd, b->err + b->n_err, sizeof(b->err) - 1 - b->n_err);
                 if (l < 0 && errno == EINTR)
                         continue;
                 if (l <= 0)
@@ -564,14 +466,12 @@ static int spawned_reap(Spawned *b, bool terminate) {
         int status;
 
         if (terminate)
-                assert_int_equal(kill(b->pid, SIGTERM), 0);
+                assert_int_equal(kill(b->broker.pid, SIGTERM), 0);
         spawned_read_until(b, NULL);
-        assert_int_equal(waitpid(b->pid, &status, 0), b->pid);
-        test_child = 0;
+        status = test_broker_wait(&b->broker);
         test_spawned = NULL;
-        close(b->err_fd);
-        unlink(b->path);
-        assert_int_equal(rmdir(b->dir), 0);
+        /* nothing else left in its directory */
+        assert_int_equal(test_broker_remove(&b->broker), 0);
         return status;
 }
 
@@ -607,7 +507,7 @@ static void test_broker_unknown_key_starts(void **state) {
         assert_null(strstr(b.err, "<3>"));
 
         /* it serves, with what the rest of the file says */
-        setenv("BUS1_ADDRESS", b.path, 1);
+        setenv("BUS1_ADDRESS", b.broker.path, 1);
         peer = bus1_uapi_open(NULL);
         assert_true(peer >= 0);
         assert_int_equal(query(peer, &q), 0);

@@ -85,10 +85,7 @@ static void sleep_ms(unsigned int ms) {
 static void hostile_start(const char *const *args) {
         for (size_t i = 0; i < ATTACKERS_MAX; ++i)
                 hostile.attackers[i] = -1;
-        if (args)
-                test_broker_start_args(&hostile.broker, args);
-        else
-                test_broker_start(&hostile.broker);
+        test_broker_start_args(&hostile.broker, args);
         hostile.running = true;
 }
 
@@ -105,8 +102,7 @@ static int hostile_teardown(void **state) {
         (void)state;
         hostile_close_attackers();
         if (hostile.running) {
-                kill(hostile.broker.pid, SIGKILL);
-                waitpid(hostile.broker.pid, NULL, 0);
+                test_broker_kill(&hostile.broker);
                 hostile.running = false;
         }
         return 0;
@@ -120,34 +116,12 @@ static void hostile_stop(void) {
 
 /* the broker's descriptor count once it is @expected, or after 10 s */
 static unsigned int broker_fds_settle(unsigned int expected) {
-        unsigned int n = 0;
-
-        for (int i = 0; i < 2000; ++i) {
-                n = test_count_fds(hostile.broker.pid);
-                if (n == expected)
-                        break;
-                sleep_ms(5);
-        }
-        return n;
+        return test_broker_fds_settle(&hostile.broker, expected, 10000);
 }
 
-/* the broker's CPU time (user + system) in ms, from /proc */
+/* the broker's CPU time (user + system) in ms */
 static uint64_t broker_cpu_ms(void) {
-        unsigned long utime = 0, stime = 0;
-        char path[64], buf[1024], *p;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)hostile.broker.pid);
-        f = fopen(path, "re");
-        assert_non_null(f);
-        assert_non_null(fgets(buf, sizeof(buf), f));
-        fclose(f);
-        /* fields 14 and 15, after the command name in parentheses */
-        p = strrchr(buf, ')');
-        assert_non_null(p);
-        assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                                &utime, &stime), 2);
-        return (uint64_t)(utime + stime) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+        return test_broker_cpu_ms(&hostile.broker);
 }
 
 /* a raw connection to the broker, remembered for the teardown */

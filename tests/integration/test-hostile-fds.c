@@ -455,10 +455,7 @@ static int hostile_teardown(void **state) {
         child_reap(&f->victim);
         child_reap(&f->attacker);
         if (f->running) {
-                kill(f->broker.pid, SIGKILL);
-                waitpid(f->broker.pid, NULL, 0);
-                unlink(f->broker.path);
-                rmdir(f->broker.dir);
+                test_broker_kill(&f->broker);
                 unsetenv("BUS1_ADDRESS");
         }
         free(f);

@@ -152,17 +152,12 @@ static void hostile_start(const char *const *args) {
         signal(SIGALRM, watchdog_fn);
         alarm(WATCHDOG_S);
         /* the teardown kills the broker even if its start fails half-way */
-        hostile.broker.pid = 0;
         hostile.running = true;
-        if (args)
-                test_broker_start_args(&hostile.broker, args);
-        else
-                test_broker_start(&hostile.broker);
-        /* attackers of another UID connect too */
-        if (attacker_uid != geteuid()) {
-                assert_int_equal(chmod(hostile.broker.dir, 0755), 0);
-                assert_int_equal(chmod(hostile.broker.path, 0777), 0);
-        }
+        test_broker_spawn(&hostile.broker, &(TestBrokerOptions){
+                .args = args,
+                /* attackers of another UID connect too */
+                .open_to_all = attacker_uid != geteuid(),
+        });
 }
 
 /* SIGKILL and reap every attacker (each within 5 s) */
@@ -189,16 +184,8 @@ static void attackers_kill(void) {
 static int hostile_teardown(void **state) {
         (void)state;
         attackers_kill();
-        /* (test_broker_stop() may have reaped it already: then it is no child of ours) */
-        if (hostile.running && hostile.broker.pid > 0 &&
-            waitpid(hostile.broker.pid, NULL, WNOHANG) == 0) {
-                kill(hostile.broker.pid, SIGKILL);
-                waitpid(hostile.broker.pid, NULL, 0);
-        }
-        if (hostile.running) {
-                unlink(hostile.broker.path);
-                rmdir(hostile.broker.dir);
-        }
+        if (hostile.running)
+                test_broker_kill(&hostile.broker);
         hostile.running = false;
         /* the broker is gone: these return at once */
         for (size_t i = 0; i < 2; ++i) {
@@ -218,34 +205,12 @@ static void hostile_stop(void) {
 
 /* the broker's descriptor count once it is @expected, or after 10 s */
 static unsigned int broker_fds_settle(unsigned int expected) {
-        unsigned int n = 0;
-
-        for (int i = 0; i < 2000; ++i) {
-                n = test_count_fds(hostile.broker.pid);
-                if (n == expected)
-                        break;
-                sleep_ms(5);
-        }
-        return n;
+        return test_broker_fds_settle(&hostile.broker, expected, 10000);
 }
 
-/* the broker's CPU time (user + system) in ms, from /proc */
+/* the broker's CPU time (user + system) in ms */
 static uint64_t broker_cpu_ms(void) {
-        unsigned long utime = 0, stime = 0;
-        char path[64], buf[1024], *p;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)hostile.broker.pid);
-        f = fopen(path, "re");
-        assert_non_null(f);
-        assert_non_null(fgets(buf, sizeof(buf), f));
-        fclose(f);
-        /* fields 14 and 15, after the command name in parentheses */
-        p = strrchr(buf, ')');
-        assert_non_null(p);
-        assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                                &utime, &stime), 2);
-        return (uint64_t)(utime + stime) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK);
+        return test_broker_cpu_ms(&hostile.broker);
 }
 
 /*

@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "util-broker.h"
 #include "util-uapi.h"
 
 #define JOURNAL_UID_B 65534
@@ -50,171 +51,119 @@ typedef enum JournalStream {
         JOURNAL_STREAM_OTHER,   /* inherited from a parent whose stderr it was */
 } JournalStream;
 
+/* the broker, and the test's "journal": a socket bound to jdir/socket */
 typedef struct JournalBroker {
-        char dir[32];
-        char path[64];
-        char notify[64];
+        TestBroker broker;
         char jdir[64];          /* bind-mounted to /run/systemd/journal */
-        int nfd;
-        int jfd;                /* the "journal": bound to jdir/socket */
-        int err;                /* read end of the broker's stderr */
-        pid_t pid;
+        int jfd;
 } JournalBroker;
 
-static JournalBroker journal_broker = { .nfd = -1, .jfd = -1, .err = -1, .pid = -1 };
+static JournalBroker journal_broker = { .jfd = -1 };
 
-static int journal_bind(const char *path, int type) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd;
+/* what the broker's child does before the exec */
+typedef struct JournalChild {
+        const char *jdir;       /* bind-mounted to /run/systemd/journal, or NULL */
+        JournalStream stream;
+} JournalChild;
 
-        fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        return fd;
-}
-
-/* in the child: a private /run, with the test's journal in it if @journal */
-static int journal_child_mounts(const JournalBroker *b, bool journal) {
+/* in the child: a private /run, with the test's journal in it if @jdir */
+static int journal_child_mounts(const char *jdir) {
         if (unshare(CLONE_NEWNS) < 0)
                 return -errno;
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0 ||
             mkdir("/run/systemd", 0755) < 0 || mkdir("/run/systemd/journal", 0755) < 0)
                 return -errno;
-        if (journal && mount(b->jdir, "/run/systemd/journal", NULL, MS_BIND, NULL) < 0)
+        if (jdir && mount(jdir, "/run/systemd/journal", NULL, MS_BIND, NULL) < 0)
                 return -errno;
+        return 0;
+}
+
+/* in the child, its stderr a pipe already: the mounts and $JOURNAL_STREAM; 77: no namespace */
+static int journal_child_setup(const TestBroker *broker, const char *exe, void *userdata) {
+        const JournalChild *child = userdata;
+        char value[64];
+        struct stat st;
+
+        if (journal_child_mounts(child->jdir) < 0)
+                return 77;
+        unsetenv("JOURNAL_STREAM");
+        if (child->stream == JOURNAL_STREAM_STDERR && fstat(STDERR_FILENO, &st) == 0) {
+                snprintf(value, sizeof(value), "%llu:%llu",
+                         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+                setenv("JOURNAL_STREAM", value, 1);
+        } else if (child->stream == JOURNAL_STREAM_OTHER) {
+                setenv("JOURNAL_STREAM", "1:1", 1);
+        }
         return 0;
 }
 
 /*
  * Start bus1d --listen=DIR/socket @args with stderr to a pipe and
- * $NOTIFY_SOCKET, in its own mount namespace. Returns false (after saying
- * why) if this system cannot make one, and the test is to be skipped.
+ * $NOTIFY_SOCKET, in its own mount namespace, with the test's journal
+ * socket as its /run/systemd/journal/socket if @journal. Returns false
+ * (after saying why) if this system cannot make one, and the test is to be
+ * skipped.
  */
 static bool journal_start(JournalBroker *b, bool journal, JournalStream stream,
                           const char *const *args) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
-        struct pollfd p;
-        char buf[256];
-        int err[2], status;
-        ssize_t l;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        JournalChild child = { .jdir = journal ? b->jdir : NULL, .stream = stream };
+        TestBrokerOptions opts = {
+                .args = args,
+                .capture_stderr = true,
+                .child_setup = journal_child_setup,
+                .userdata = &child,
+                .wait = TEST_BROKER_WAIT_READY_OR_EXIT,
+                /* peers of the second UID connect too */
+                .open_to_all = true,
+                .no_fd_baseline = true,
+        };
+        int status;
 
-        assert_non_null(exe);
-        snprintf(b->dir, sizeof(b->dir), "/tmp/bus1d-test-XXXXXX");
-        assert_non_null(mkdtemp(b->dir));
-        assert_int_equal(chmod(b->dir, 0755), 0);
-        snprintf(b->path, sizeof(b->path), "%s/socket", b->dir);
-        snprintf(b->notify, sizeof(b->notify), "%s/notify", b->dir);
-        snprintf(b->jdir, sizeof(b->jdir), "%s/journal", b->dir);
-        assert_int_equal(mkdir(b->jdir, 0755), 0);
-        snprintf(buf, sizeof(buf), "%s/socket", b->jdir);
-        b->jfd = journal_bind(buf, SOCK_DGRAM);
-        b->nfd = journal_bind(b->notify, SOCK_DGRAM);
-        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+        snprintf(b->jdir, sizeof(b->jdir), "/tmp/bus1d-journal-XXXXXX");
+        assert_non_null(mkdtemp(b->jdir));
+        assert_int_equal(chmod(b->jdir, 0755), 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/socket", b->jdir);
+        b->jfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(b->jfd >= 0);
+        assert_int_equal(bind(b->jfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 
-        b->pid = fork();
-        assert_true(b->pid >= 0);
-        if (b->pid == 0) {
-                const char *argv[16] = { exe };
-                char listen[96], value[64];
-                struct stat st;
-                size_t n = 1;
-
-                if (dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(126);
-                if (journal_child_mounts(b, journal) < 0)
-                        _exit(77);
-                unsetenv("JOURNAL_STREAM");
-                if (stream == JOURNAL_STREAM_STDERR && fstat(STDERR_FILENO, &st) == 0) {
-                        snprintf(value, sizeof(value), "%llu:%llu",
-                                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
-                        setenv("JOURNAL_STREAM", value, 1);
-                } else if (stream == JOURNAL_STREAM_OTHER) {
-                        setenv("JOURNAL_STREAM", "1:1", 1);
-                }
-                snprintf(listen, sizeof(listen), "--listen=%s", b->path);
-                argv[n++] = listen;
-                for (size_t i = 0; args && args[i] && n < 15; ++i)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                setenv("NOTIFY_SOCKET", b->notify, 1);
-                unsetenv("LISTEN_FDS");
-                execv(exe, (char *const *)argv);
-                _exit(127);
+        if (test_broker_spawn(&b->broker, &opts))
+                return true;
+        status = b->broker.status;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+                print_message("cannot make a mount namespace here; skipping\n");
+                return false;
         }
-        close(err[1]);
-        b->err = err[0];
-
-        for (int i = 0; i < 1000; ++i) {
-                p = (struct pollfd){ .fd = b->nfd, .events = POLLIN };
-                if (poll(&p, 1, 10) == 1) {
-                        l = recv(b->nfd, buf, sizeof(buf) - 1, 0);
-                        assert_true(l > 0);
-                        buf[l] = 0;
-                        assert_non_null(strstr(buf, "READY=1"));
-                        /* peers of the second UID connect too */
-                        assert_int_equal(chmod(b->path, 0777), 0);
-                        setenv("BUS1_ADDRESS", b->path, 1);
-                        return true;
-                }
-                if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-                        b->pid = -1;
-                        if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-                                print_message("cannot make a mount namespace here; "
-                                              "skipping\n");
-                                return false;
-                        }
-                        fail_msg("bus1d exited at start (status 0x%x)", status);
-                }
-        }
-        fail_msg("bus1d did not become ready");
+        fail_msg("bus1d exited at start (status 0x%x)", status);
         return false;
 }
 
 /* SIGTERM, exit 0, and everything it wrote to stderr */
 static void journal_stop(JournalBroker *b, char *out, size_t size) {
-        size_t n = 0;
-        int status;
-        ssize_t l;
+        int status = test_broker_terminate(&b->broker);
 
-        assert_int_equal(kill(b->pid, SIGTERM), 0);
-        assert_int_equal(waitpid(b->pid, &status, 0), b->pid);
-        b->pid = -1;
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
         unsetenv("BUS1_ADDRESS");
-
-        while (n + 1 < size && (l = read(b->err, out + n, size - 1 - n)) > 0)
-                n += (size_t)l;
-        out[n] = 0;
+        test_broker_read_err(&b->broker, out, size);
 }
 
 static int journal_teardown(void **state) {
         JournalBroker *b = &journal_broker;
         char path[96];
-        int status;
 
-        if (b->pid > 0) {
-                kill(b->pid, SIGKILL);
-                waitpid(b->pid, &status, 0);
-        }
-        if (b->nfd >= 0)
-                close(b->nfd);
+        test_broker_kill(&b->broker);
         if (b->jfd >= 0)
                 close(b->jfd);
-        if (b->err >= 0)
-                close(b->err);
-        if (b->dir[0]) {
+        if (b->jdir[0]) {
                 snprintf(path, sizeof(path), "%s/socket", b->jdir);
                 unlink(path);
                 rmdir(b->jdir);
-                unlink(b->path);
-                unlink(b->notify);
-                rmdir(b->dir);
         }
         unsetenv("BUS1_ADDRESS");
-        *b = (JournalBroker){ .nfd = -1, .jfd = -1, .err = -1, .pid = -1 };
+        *b = (JournalBroker){ .jfd = -1 };
         return 0;
 }
 
@@ -292,10 +241,10 @@ static void entry_expect(const Entry *e, const char *name, const char *value) {
 
 /* the broker's "listening on" notice, its first message at the default level */
 static void expect_listening(JournalBroker *b, const Entry *e) {
-        char text[256];
+        char text[512];
 
-        snprintf(text, sizeof(text), "listening on %s (clients: BUS1_ADDRESS=%s)", b->path,
-                 b->path);
+        snprintf(text, sizeof(text), "listening on %s (clients: BUS1_ADDRESS=%s)",
+                 b->broker.path, b->broker.path);
         entry_expect(e, "MESSAGE", text);
         entry_expect(e, "PRIORITY", "5");
         entry_expect(e, "CODE_FUNC", "main_serve");
@@ -408,7 +357,7 @@ static void test_journal_refusal_reconnects(void **state) {
 
 static void test_journal_stream_detection(void **state) {
         JournalBroker *b = &journal_broker;
-        char out[4096], text[1024];
+        char out[4096], text[2048];
         Entry e;
 
         if (!journal_is_root() || !journal_start(b, true, JOURNAL_STREAM_STDERR, NULL))
@@ -426,7 +375,7 @@ static void test_journal_stream_detection(void **state) {
         journal_stop(b, out, sizeof(out));
         assert_false(entry_recv(b->jfd, &e, 0));
         snprintf(text, sizeof(text), "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n",
-                 b->path, b->path);
+                 b->broker.path, b->broker.path);
         assert_string_equal(out, text);
         journal_teardown(state);
 
@@ -438,8 +387,8 @@ static void test_journal_stream_detection(void **state) {
                 journal_stop(b, out, sizeof(out));
                 assert_false(entry_recv(b->jfd, &e, 0));
                 snprintf(text, sizeof(text),
-                         "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->path,
-                         b->path);
+                         "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n",
+                         b->broker.path, b->broker.path);
                 assert_string_equal(out, text);
         }
 }
@@ -447,7 +396,7 @@ static void test_journal_stream_detection(void **state) {
 static void test_journal_missing(void **state) {
         static const char *const args[] = { "--log-target=journal", NULL };
         JournalBroker *b = &journal_broker;
-        char out[4096], text[1024];
+        char out[4096], text[2048];
 
         /* no journal socket in the broker's /run: every message still gets out */
         if (!journal_is_root() || !journal_start(b, false, JOURNAL_STREAM_UNSET, args))
@@ -455,26 +404,17 @@ static void test_journal_missing(void **state) {
         journal_stop(b, out, sizeof(out));
         snprintf(text, sizeof(text),
                  "<4>bus1d: no journal at /run/systemd/journal/socket; logging to stderr\n"
-                 "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->path, b->path);
+                 "<5>bus1d: listening on %s (clients: BUS1_ADDRESS=%s)\n", b->broker.path,
+                 b->broker.path);
         assert_string_equal(out, text);
 }
 
 static void test_bad_log_target(void **state) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
-        pid_t pid;
+        static const char *const args[] = { "--log-target=syslog", NULL };
+        char out[4096], err[4096];
         int status;
 
-        assert_non_null(exe);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-
-                dup2(null, STDERR_FILENO);
-                execl(exe, exe, "--log-target=syslog", (char *)NULL);
-                _exit(127);
-        }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
+        status = test_bus1d_run(NULL, args, out, sizeof(out), err, sizeof(err));
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 1);
 }

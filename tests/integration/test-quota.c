@@ -37,7 +37,6 @@
  * to root.
  */
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -178,137 +177,25 @@ static bool quota_is_root(void) {
         return geteuid() == 0;
 }
 
-/* the broker environment: under ASan, a small quarantine (RSS measurements) */
-static void quota_broker_env(void) {
-        if (QUOTA_ASAN) {
-                const char *old = getenv("ASAN_OPTIONS");
-                char buf[1024];
-
-                snprintf(buf, sizeof(buf), "%s%squarantine_size_mb=4", old ? old : "",
-                         old && *old ? ":" : "");
-                setenv("ASAN_OPTIONS", buf, 1);
-        }
-}
-
-/* test_count_fds() without failing: -1 if /proc/PID/fd cannot be read */
-static int quota_count_fds(pid_t pid) {
-        char path[64];
-        struct dirent *d;
-        DIR *dir;
-        int n = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-        dir = opendir(path);
-        if (!dir)
-                return -1;
-        while ((d = readdir(dir)))
-                if (d->d_name[0] != '.')
-                        ++n;
-        closedir(dir);
-        return n;
-}
-
-static void quota_broker_kill(TestBroker *broker) {
-        kill(broker->pid, SIGKILL);
-        waitpid(broker->pid, NULL, 0);
-        unlink(broker->path);
-        rmdir(broker->dir);
-}
-
 /*
  * test_broker_start() with the broker's RLIMIT_NOFILE set to @nofile (soft
- * and hard: bus1d raises soft to hard at start), unchanged if 0. The
- * socket and its directory are opened to every UID. It runs in a setup
- * (no teardown follows a failed setup), so it fails without cmocka and
- * leaves no broker behind.
- *
- * Return: 0, or -1 with a message printed.
+ * and hard: bus1d raises soft to hard at start), unchanged if 0, and under
+ * ASan a small quarantine (RSS measurements). The socket and its directory
+ * are opened to every UID. (It runs in a setup, which no teardown follows
+ * if it fails: a broker that does not come up is killed at once.)
  */
-static int quota_broker_start(TestBroker *broker, rlim_t nofile) {
-        const char *exe = getenv("BUS1D_TEST_BROKER");
-        struct timespec ts = { .tv_nsec = 2 * 1000 * 1000 };
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        bool up = false;
-        int status;
+static void quota_broker_start(TestBroker *broker, rlim_t nofile) {
+        const char *old = getenv("ASAN_OPTIONS");
+        char asan[1024];
+        const char *env[] = { asan, NULL };
 
-        memset(broker, 0, sizeof(*broker));
-        if (!exe) {
-                print_error("$BUS1D_TEST_BROKER is not set (run through meson test)\n");
-                return -1;
-        }
-        snprintf(broker->dir, sizeof(broker->dir), "/tmp/bus1d-test-XXXXXX");
-        if (!mkdtemp(broker->dir)) {
-                print_error("mkdtemp: %m\n");
-                return -1;
-        }
-        if (snprintf(broker->path, sizeof(broker->path), "%s/socket", broker->dir) >=
-            (int)sizeof(broker->path))
-                return -1;
-        memcpy(sa.sun_path, broker->path, strlen(broker->path) + 1);
-
-        fflush(NULL);
-        broker->pid = fork();
-        if (broker->pid < 0) {
-                print_error("fork: %m\n");
-                rmdir(broker->dir);
-                return -1;
-        }
-        if (broker->pid == 0) {
-                char arg[160];
-
-                if (nofile) {
-                        struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
-
-                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                                _exit(126);
-                }
-                quota_broker_env();
-                snprintf(arg, sizeof(arg), "--listen=%s", broker->path);
-                execl(exe, exe, arg, (char *)NULL);
-                _exit(127);
-        }
-
-        for (int i = 0; i < 5000 && !up; ++i) {
-                int fd;
-
-                if (waitpid(broker->pid, &status, WNOHANG) == broker->pid) {
-                        print_error("bus1d exited at start (status 0x%x)\n", status);
-                        rmdir(broker->dir);
-                        return -1;
-                }
-                fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-                if (fd >= 0)
-                        close(fd);
-                if (!up)
-                        nanosleep(&ts, NULL);
-        }
-        /* other UIDs connect too */
-        if (!up || chmod(broker->dir, 0755) < 0 || chmod(broker->path, 0777) < 0) {
-                print_error("bus1d did not come up on %s\n", broker->path);
-                quota_broker_kill(broker);
-                return -1;
-        }
-        setenv("BUS1_ADDRESS", broker->path, 1);
-
-        /* wait until the probe connections are gone, then take the baseline */
-        for (int i = 0; i < 500; ++i) {
-                int n = quota_count_fds(broker->pid);
-
-                nanosleep(&ts, NULL);
-                if (n > 0 && n == quota_count_fds(broker->pid)) {
-                        broker->n_fds_idle = (unsigned int)n;
-                        break;
-                }
-        }
-        if (!broker->n_fds_idle) {
-                print_error("cannot count the descriptors of bus1d in /proc/%d/fd\n",
-                            (int)broker->pid);
-                quota_broker_kill(broker);
-                unsetenv("BUS1_ADDRESS");
-                return -1;
-        }
-        return 0;
+        snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%squarantine_size_mb=4", old ? old : "",
+                 old && *old ? ":" : "");
+        test_broker_spawn(broker, &(TestBrokerOptions){
+                .env = QUOTA_ASAN ? env : NULL,
+                .nofile = nofile,
+                .open_to_all = true,
+        });
 }
 
 /*
@@ -333,11 +220,7 @@ static int quota_setup_nofile(void **state, rlim_t nofile) {
         *state = f;
         if (!quota_is_root())
                 return 0;
-        if (quota_broker_start(&f->u.broker, nofile) < 0) {
-                free(f);
-                *state = NULL;
-                return -1;
-        }
+        quota_broker_start(&f->u.broker, nofile);
         f->u.running = true;
         f->u.n_fds = test_count_fds(0);
         return 0;
@@ -498,16 +381,7 @@ static void drain(QuotaFixture *f, int peer, uint64_t n, uint32_t uid, uint32_t 
  * broker closes client fds on a thread of their own, a moment later.
  */
 static unsigned int broker_fds_settle(QuotaFixture *f, unsigned int expected) {
-        struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
-        unsigned int n = 0;
-
-        for (int i = 0; i < 1000; ++i) {
-                n = test_count_fds(f->u.broker.pid);
-                if (n == expected)
-                        break;
-                nanosleep(&ts, NULL);
-        }
-        return n;
+        return test_broker_fds_settle(&f->u.broker, expected, 5000);
 }
 
 /*
@@ -569,25 +443,6 @@ static uint64_t nofile_of(pid_t pid) {
         fclose(file);
         assert_true(soft > 0);
         return soft;
-}
-
-/* CPU time a process used (user + system), in clock ticks */
-static uint64_t cpu_ticks(pid_t pid) {
-        unsigned long long utime, stime;
-        char path[64], buf[1024], *p;
-        FILE *file;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        file = fopen(path, "re");
-        assert_non_null(file);
-        assert_non_null(fgets(buf, sizeof(buf), file));
-        fclose(file);
-        /* the fields after the command name, which may contain anything */
-        p = strrchr(buf, ')');
-        assert_non_null(p);
-        assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                                &utime, &stime), 2);
-        return utime + stime;
 }
 
 /* ---- children ------------------------------------------------------------ */
@@ -1351,9 +1206,9 @@ static void test_fd_exhaustion(void **state) {
         assert_true(n_accepted < n_conn);
 
         /* refusing costs it nothing while the load stays: no busy loop */
-        ticks = cpu_ticks(f->u.broker.pid);
+        ticks = test_broker_cpu_ticks(&f->u.broker);
         nanosleep(&(struct timespec){ .tv_nsec = 500 * 1000 * 1000 }, NULL);
-        ticks = cpu_ticks(f->u.broker.pid) - ticks;
+        ticks = test_broker_cpu_ticks(&f->u.broker) - ticks;
         print_message("flood: broker used %llu ticks in 500 ms while refusing\n",
                       (unsigned long long)ticks);
         assert_true(ticks * 10 <= (uint64_t)sysconf(_SC_CLK_TCK) / 2);

@@ -81,7 +81,6 @@ static inline void uapi_unmap(UapiFixture *f, size_t i) {
 /* only does anything if the test failed before uapi_finish() */
 static inline int uapi_teardown(void **state) {
         UapiFixture *f = *state;
-        int status;
 
         if (!f)
                 return 0;
@@ -91,10 +90,7 @@ static inline int uapi_teardown(void **state) {
                 uapi_unmap(f, i);
         }
         if (f->running) {
-                kill(f->broker.pid, SIGKILL);
-                waitpid(f->broker.pid, &status, 0);
-                unlink(f->broker.path);
-                rmdir(f->broker.dir);
+                test_broker_kill(&f->broker);
                 unsetenv("BUS1_ADDRESS");
         }
         free(f);

@@ -2,16 +2,17 @@
 #pragma once
 
 /*
- * Shared helpers for the object model's unit tests: a bus with peers on
- * the stack, short wrappers around the commands, and assert_valid(), which
- * runs the model's consistency checker. Every test calls assert_valid()
- * after each step.
+ * Shared helpers for the object model's unit tests: a bus with peers (the
+ * TestBus fixture), short wrappers around the commands, and assert_valid(),
+ * which runs the model's consistency checker. Every test calls
+ * assert_valid() after each step.
  */
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <cmocka.h>
@@ -31,6 +32,91 @@ static inline Peer *test_peer_new(Bus *bus, uint32_t uid) {
         assert_int_equal(peer_new(&peer, bus, &creds), 0);
         return peer;
 }
+
+/*
+ * The TestBus fixture: a Bus and its first peers, of UIDs 1, 2, ..., made
+ * and checked by test_bus_setup1() to test_bus_setup4(). A case reads them
+ * from its state:
+ *
+ *      TestBus *t = *state;
+ *      Peer *a = t->peers[0], *b = t->peers[1];
+ *
+ * The teardown frees them and checks the bus once more, in one of two
+ * orders: test_bus_teardown() the last peer first, checking the bus at the
+ * end; test_bus_teardown_checked() the first peer first, checking the bus
+ * after each. A peer the case set to NULL is not freed (peer_free(NULL)).
+ * test_bus_unit_test(f, n) and test_bus_unit_test_checked(f, n) register
+ * case @f on a bus with @n peers.
+ */
+#define TEST_BUS_PEERS_MAX 4
+
+typedef struct TestBus {
+        Bus bus;
+        Peer *peers[TEST_BUS_PEERS_MAX];
+        unsigned int n_peers;
+} TestBus;
+
+static inline int test_bus_setup(void **state, unsigned int n_peers) {
+        TestBus *t = calloc(1, sizeof(*t));
+
+        assert_non_null(t);
+        assert_true(n_peers <= TEST_BUS_PEERS_MAX);
+        *state = t;
+        bus_init(&t->bus);
+        for (unsigned int i = 0; i < n_peers; ++i) {
+                t->peers[i] = test_peer_new(&t->bus, i + 1);
+                t->n_peers = i + 1;
+        }
+        assert_valid(&t->bus);
+        return 0;
+}
+
+static inline int test_bus_setup1(void **state) {
+        return test_bus_setup(state, 1);
+}
+
+static inline int test_bus_setup2(void **state) {
+        return test_bus_setup(state, 2);
+}
+
+static inline int test_bus_setup3(void **state) {
+        return test_bus_setup(state, 3);
+}
+
+static inline int test_bus_setup4(void **state) {
+        return test_bus_setup(state, 4);
+}
+
+static inline void test_bus_free(TestBus *t) {
+        bus_deinit(&t->bus);
+        free(t);
+}
+
+static inline int test_bus_teardown(void **state) {
+        TestBus *t = *state;
+
+        for (unsigned int i = t->n_peers; i-- > 0;)
+                t->peers[i] = peer_free(t->peers[i]);
+        assert_valid(&t->bus);
+        test_bus_free(t);
+        return 0;
+}
+
+static inline int test_bus_teardown_checked(void **state) {
+        TestBus *t = *state;
+
+        for (unsigned int i = 0; i < t->n_peers; ++i) {
+                t->peers[i] = peer_free(t->peers[i]);
+                assert_valid(&t->bus);
+        }
+        test_bus_free(t);
+        return 0;
+}
+
+#define test_bus_unit_test(f, n)                                                  \
+        cmocka_unit_test_setup_teardown(f, test_bus_setup##n, test_bus_teardown)
+#define test_bus_unit_test_checked(f, n)                                          \
+        cmocka_unit_test_setup_teardown(f, test_bus_setup##n, test_bus_teardown_checked)
 
 /* send @len bytes of @data to the listed destinations, attaching handles */
 static inline int test_send(Peer *sender, uint64_t flags, const uint64_t *dsts, uint64_t n_dsts,

@@ -33,10 +33,7 @@
  * test equal those at its start. After the random tests come short fixed
  * sequences, minimised from random failures.
  *
- * Model issues that are known and reported are counted and printed ("KNOWN
- * ISSUES") instead of failing, so that the suite stays usable until they are
- * fixed; see known_issue(). Environment:
- *  - BUS1_RANDOM_STRICT=0: known issues are only counted (default: they fail);
+ * Environment:
  *  - BUS1_RANDOM_SEED=<n>: run only that seed;
  *  - BUS1_RANDOM_SEEDS=<n>: seeds per configuration (a soak run);
  *  - BUS1_RANDOM_STEPS=<n>: steps per seed;
@@ -254,12 +251,10 @@ typedef struct Stats {
         uint64_t delivered, received_data, received_seed, received_destroy;
         uint64_t received_release, fds_installed, nodes, destroyed;
         uint64_t soft_zero_user_destroy;
-        uint64_t known_stale_destroy, known_stale_peek, known_self_usage, known_emsgsize;
 } Stats;
 
 typedef struct Ctx {
         const Config *cfg;
-        bool strict;                    /* known model issues fail instead of being counted */
         uint64_t seed;
         uint64_t rng;
         uint64_t step;
@@ -539,77 +534,6 @@ static void ids_str(char *buf, size_t size, const uint64_t *ids, uint64_t n) {
                                i ? "," : "", ids[i]);
 }
 
-/* ---- known model issues ---- */
-
-static int known_usage_compare(const RBNode *n, const void *key) {
-        uint32_t a = container_of(n, UserUsage, user_node)->actor, k = *(const uint32_t *)key;
-
-        return k < a ? -1 : k > a;
-}
-
-/*
- * Known model issues: counted and printed, failing only with
- * BUS1_RANDOM_STRICT=1; each has a test_seq_*() of a few steps below.
- *
- * A: a handle the holder released while its seed still carries it (it is
- *    detached) gets a NODE_DESTROY whose destination is the released ID
- *    (docs/model.md §3: released before dequeuing it, so never seen).
- * B: PEEK of a message carrying a handle released meanwhile shows the
- *    released ID, which for an owner-chosen ID may name a new node; the
- *    dequeuing RECV writes the fresh ID (docs/model.md §2, 5).
- * C: a refused charge of a user on its own behalf (creating a node, a send or
- *    transfer between peers of one UID) leaves a UserUsage of the user by
- *    itself, which bus_validate() rejects from then on.
- * D: a message a receiving user can never hold gets EDQUOT instead of
- *    EMSGSIZE when another of its resources is exhausted at the moment
- *    (user_check() answers for the first resource it looks at), so with
- *    CONTINUE it fails one destination instead of the whole call (docs/model.md §4, 8).
- */
-static bool known_issue(Ctx *c, uint64_t *counter, const char *what) {
-        if (c->strict)
-                return false;
-        if (!*counter)
-                fprintf(stderr, "note: known model issue at seed %" PRIu64 " step %" PRIu64
-                        ": %s\n", c->seed, c->step, what);
-        ++*counter;
-        return true;
-}
-
-/*
- * Issue C: without BUS1_RANDOM_STRICT=1, a user's usage of itself (it never
- * holds a share) is taken out again right after the command that left it,
- * so that bus_validate() can go on checking everything else.
- */
-static void known_issue_self_usage(Ctx *c) {
-        for (RBNode *n = rbtree_first(&c->bus.users.users); n; n = rbnode_next(n)) {
-                User *u = container_of(n, User, registry_node);
-                RBNode *un = rbtree_find(&u->usages, known_usage_compare, &u->uid);
-                UserUsage *usage = rbnode_entry(un, UserUsage, user_node);
-
-                if (!usage || !known_issue(c, &c->stats->known_self_usage,
-                                           "a user holds a usage of itself"))
-                        continue;
-                for (unsigned r = 0; r < _USER_N; ++r)
-                        CHECK(c, !usage->share[r], "user %u has a share of itself", u->uid);
-                rbtree_remove(&u->usages, &usage->user_node);
-                free(usage);
-        }
-}
-
-/* @id is an ID @s had for @r and released (@detached: only queued entries carry it now) */
-static bool id_is_released(Ctx *c, Slot *s, uint64_t id, const Rec *r, bool detached) {
-        if (detached && !(r->det & (1U << s->idx)))
-                return false;
-        if (handle_id_is_managed(id)) {
-                uint64_t n = id >> 3;
-
-                return n < s->cap_hist && s->hist[n].state == HIST_GONE &&
-                       s->hist[n].id == id && s->hist[n].rec == r->idx;
-        }
-        return r->owner_slot == s->idx && r->owner_peer == s->peer->id && r->owner_id == id &&
-               r->owner_handle_gone;
-}
-
 /* ---- command bookkeeping ---- */
 
 static void op_begin(Ctx *c, int kind, unsigned actor, const char *fmt, ...)
@@ -677,7 +601,6 @@ static void op_result(Ctx *c, int r, uint32_t expected) {
         CHECK(c, expected & ebit(-r), "%s returned %s, expected %s", op_names[c->op_kind],
               errname(r), want);
 
-        known_issue_self_usage(c);
         CHECK(c, bus_validate(&c->bus) == 0, "bus_validate() failed after %s",
               op_names[c->op_kind]);
 
@@ -1283,8 +1206,6 @@ typedef struct SendPlan {
         Stage st[SLOTS_MAX];
         uint32_t users_staged[SLOTS_MAX];
         unsigned n_users_staged;
-        uint32_t also_allowed;          /* known issue D */
-        bool maybe_issue_d;
 } SendPlan;
 
 static uint64_t send_secctx(Slot *sender, Slot *receiver) {
@@ -1323,15 +1244,6 @@ static int stage_predict(Ctx *c, Slot *s, Slot *R, const SendArgs *a, SendPlan *
                         staged |= pl->users_staged[k] == R->uid;
                 for (unsigned k = 0; k < _USER_N; ++k)
                         never |= charge[k] > p->user->limits.max[k];
-                if (never && !c->strict &&
-                    (staged || st->uncertain ||
-                     user_predict(p, s->uid, held, charge, extra) == -EDQUOT)) {
-                        /* known issue D: EDQUOT of an exhausted resource may come first */
-                        pl->also_allowed |= ebit(EMSGSIZE);
-                        pl->maybe_issue_d = true;
-                        st->uncertain = true;
-                        return OUT_MAYBE;
-                }
                 if (never) {
                         *errp = EMSGSIZE;
                         return OUT_ERR;
@@ -1423,7 +1335,7 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                         return ebit(0);
                 if (r == OUT_ERR)
                         return ebit(err);
-                return ebit(0) | ebit(EDQUOT) | ebit(EXFULL) | pl->also_allowed;
+                return ebit(0) | ebit(EDQUOT) | ebit(EXFULL);
         }
 
         for (uint64_t i = 0; i < a->n_dsts; ++i) {
@@ -1443,11 +1355,11 @@ static uint32_t send_predict(Ctx *c, Slot *s, const SendArgs *a, SendPlan *pl) {
                 pl->err[i] = err;
                 if (r == OUT_ERR &&
                     (err == EMSGSIZE || !(a->flags & BUS1_SEND_FLAG_CONTINUE)))
-                        return allowed | ebit(err) | pl->also_allowed;
+                        return allowed | ebit(err);
                 if (r == OUT_MAYBE && !(a->flags & BUS1_SEND_FLAG_CONTINUE))
                         allowed |= ebit(EDQUOT) | ebit(EXFULL);
         }
-        return allowed | ebit(0) | pl->also_allowed;
+        return allowed | ebit(0);
 }
 
 static FdList *make_fds(Ctx *c, uint64_t n) {
@@ -1605,9 +1517,6 @@ static int do_send(Ctx *c, unsigned si, const SendArgs *a) {
                 op_note(c, " errors=[%s]", ebuf);
         }
         op_result(c, r, expected);
-        if (pl.maybe_issue_d && r != -EMSGSIZE)
-                known_issue(c, &c->stats->known_emsgsize,
-                            "EDQUOT for a message the user can never hold");
 
         if (r == 0) {
                 Sent *t;
@@ -1768,11 +1677,6 @@ static void verify_data(Ctx *c, Slot *s, const PeerRecv *r, uint64_t serial, siz
                         continue;
                 }
                 h = rec_of_id(c, s, id);
-                if (peek && (!h || h->idx != t->handle_rec[j]) &&
-                    id_is_released(c, s, id, c->recs[t->handle_rec[j]], false) &&
-                    known_issue(c, &c->stats->known_stale_peek,
-                                "PEEK shows a released handle ID"))
-                        continue;
                 CHECK(c, h && h->idx == t->handle_rec[j], "handle entry %" PRIu64 " = %" PRIx64
                       " names %s, expected %s (send #%" PRIu64 " by P%u, %s; ID history %u, "
                       "holders %x/%x)", j, id, rec_str(h), rec_str(c->recs[t->handle_rec[j]]),
@@ -1849,18 +1753,6 @@ static void verify_notification(Ctx *c, Slot *s, const PeerRecv *r, unsigned typ
               "notification fields");
 
         d = rec_of_id(c, s, r->destination);
-        if (!d && r->type == BUS1_MSG_NODE_DESTROY && handle_id_is_managed(r->destination)) {
-                uint64_t n = r->destination >> 3;
-                Rec *g = n < s->cap_hist && s->hist[n].state != HIST_UNSEEN
-                         ? c->recs[s->hist[n].rec] : NULL;
-
-                if (g && g->destroyed && id_is_released(c, s, r->destination, g, true) &&
-                    known_issue(c, &c->stats->known_stale_destroy,
-                                "NODE_DESTROY to a released ID")) {
-                        /* the detached handle's entry; a handle it holds has its own */
-                        return;
-                }
-        }
         CHECK(c, d, "notification to ID %" PRIx64 ", which names no node", r->destination);
         if (r->type == BUS1_MSG_NODE_DESTROY) {
                 CHECK(c, d->destroyed, "NODE_DESTROY of live %s", rec_str(d));
@@ -2567,7 +2459,6 @@ static void ctx_init(Ctx *c, const Config *cfg, uint64_t seed, unsigned n_peers,
         *c = (Ctx){ .cfg = cfg, .seed = seed, .rng = seed * 0x2545f4914f6cdd1dULL + 1,
                     .stats = stats };
         c->trace = getenv("BUS1_RANDOM_TRACE") && *getenv("BUS1_RANDOM_TRACE") == '1';
-        c->strict = !getenv("BUS1_RANDOM_STRICT") || *getenv("BUS1_RANDOM_STRICT") != '0';
 
         bus_init(&c->bus);
         c->bus.pool_size = pool_size;
@@ -2692,13 +2583,6 @@ static void stats_print(const Config *cfg, const Stats *st, uint64_t steps) {
         if (st->soft_zero_user_destroy)
                 printf("    note: NODE_DESTROY dequeued for a handle with no user references: %"
                        PRIu64 "\n", st->soft_zero_user_destroy);
-        if (st->known_stale_destroy || st->known_stale_peek || st->known_self_usage ||
-            st->known_emsgsize)
-                printf("    KNOWN ISSUES (BUS1_RANDOM_STRICT=1 fails on them): A NODE_DESTROY "
-                       "to a released ID: %" PRIu64 ", B PEEK shows a released ID: %" PRIu64
-                       ", C usage of a user by itself: %" PRIu64 ", D EDQUOT for what can "
-                       "never fit: %" PRIu64 "\n", st->known_stale_destroy,
-                       st->known_stale_peek, st->known_self_usage, st->known_emsgsize);
 }
 
 static void run_config(const Config *cfg) {
@@ -2818,18 +2702,8 @@ static void seq_destroy(Ctx *c, unsigned si, uint64_t flags, uint64_t id, int ex
 
 static void seq_recv(Ctx *c, unsigned si, uint64_t flags, int expect) {
         RecvArgs a = { .flags = flags, .max_offset = UINT64_MAX };
-
-        CHECK(c, do_recv(c, si, &a) == expect, "sequence: unexpected RECV result");
-}
-
-/* like seq_recv(), but known issue @counter may give @buggy instead */
-static void seq_recv_known(Ctx *c, unsigned si, uint64_t flags, int expect, int buggy,
-                           uint64_t *counter, const char *what) {
-        RecvArgs a = { .flags = flags, .max_offset = UINT64_MAX };
         int r = do_recv(c, si, &a);
 
-        if (r != expect && r == buggy && known_issue(c, counter, what))
-                return;
         CHECK(c, r == expect, "sequence: RECV returned %s, expected %s", errname(r),
               errname(expect));
 }
@@ -2857,8 +2731,7 @@ static void test_seq_seed_detached_destroy(void **state) {
         seq_release(&c, 1, x, 0);
         seq_destroy(&c, 0, 0, 8, 0);
         /* docs/model.md §3: released before the destruction, so never seen */
-        seq_recv_known(&c, 1, 0, -EAGAIN, 0, &st.known_stale_destroy,
-                       "NODE_DESTROY to a released ID");
+        seq_recv(&c, 1, 0, -EAGAIN);
         seq_recv(&c, 1, BUS1_RECV_FLAG_SEED, 0);
         seq_recv(&c, 1, 0, -EAGAIN);
         ctx_finish(&c);
@@ -2917,8 +2790,7 @@ static void test_seq_never_fits(void **state) {
         seq_send(&c, 0, 0, (uint64_t[]){ x }, 1, NULL, 0, 0, -EDQUOT);
         /* 8 KiB can never fit P1's 4 KiB: EMSGSIZE fails the whole call (docs/model.md §4, 8) */
         big.dsts[0] = x;
-        CHECK(&c, do_send(&c, 0, &big) == -EMSGSIZE || c.stats->known_emsgsize,
-              "sequence: unexpected SEND result");
+        CHECK(&c, do_send(&c, 0, &big) == -EMSGSIZE, "sequence: unexpected SEND result");
         ctx_finish(&c);
 }
 

@@ -4,12 +4,13 @@
  * Tests for node lifetime: NODE_RELEASE, NODES_DESTROY and what destruction
  * does to messages and handles (docs/model.md §3)
  *
- * Each test builds its own Bus on the stack with a few peers and drives it
- * only through the peer commands, as a client would; the model's consistency
- * checker runs after every step. What is asserted is what the peers can
- * observe: the entries they receive (type, destination, flags, the fixed
- * fields of notifications), the handle IDs in received slices, and error
- * codes. "Nothing queued" is checked with a peeking RECV answering EAGAIN.
+ * Each test gets its own Bus with a few peers (the TestBus fixture of
+ * model-util.h) and drives it only through the peer commands, as a client
+ * would; the model's consistency checker runs after every step. What is
+ * asserted is what the peers can observe: the entries they receive (type,
+ * destination, flags, the fixed fields of notifications), the handle IDs in
+ * received slices, and error codes. "Nothing queued" is checked with a peeking
+ * RECV answering EAGAIN.
  *
  * Conventions: A owns the nodes under test (owner-chosen IDs 0x100, 0x200,
  * ...); B and C hold handles to them; the n-th ID assigned to a peer is
@@ -99,25 +100,16 @@ static void assert_alive(Peer *owner, uint64_t id) {
 
 /* creating a node queues nothing; holding handles to it queues nothing */
 static void test_release_not_on_create(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         assert_int_equal(test_transfer(a, 0x100, NULL), 0x100);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
         transfer(a, 0x200, b);
         test_expect_empty(a);
         test_expect_empty(b);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -125,13 +117,8 @@ static void test_release_not_on_create(void **state) {
  * NODE_RELEASE to its owner ID, with the fixed notification fields
  */
 static void test_release_fields(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         assert_int_equal(transfer(a, 0x100, b), remote_id(1));
         release(b, remote_id(1));
@@ -139,23 +126,12 @@ static void test_release_fields(void **state) {
         expect_release(a, 0x100);
         test_expect_empty(a);
         assert_alive(a, 0x100);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* every user reference of every holder counts */
 static void test_release_counts_every_holder(void **state) {
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
 
         transfer(a, 0x100, b);
         transfer(a, 0x100, b);
@@ -168,23 +144,12 @@ static void test_release_counts_every_holder(void **state) {
         release(b, remote_id(1));
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* the owner's own references beyond the pin count too */
 static void test_release_counts_owner_extra_refs(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         /* only the owner */
         assert_int_equal(transfer(a, 0x100, NULL), 0x100);
@@ -200,30 +165,20 @@ static void test_release_counts_owner_extra_refs(void **state) {
         release(a, 0x100);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a queued message carrying a handle to the node keeps NODE_RELEASE back */
 static void test_release_held_off_by_queued_entry(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "n", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         release(b, id);
         test_expect_empty(a);
@@ -234,30 +189,20 @@ static void test_release_held_off_by_queued_entry(void **state) {
         release(c, test_slice_handle(c, &r, 0));
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a handle entry queued to the owner itself counts, and so does receiving it */
 static void test_release_held_off_by_entry_to_owner(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t dst, id;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         dst = transfer(a, 0x200, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "own", 3, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         release(b, id);
         expect_data(a, 0x200, "own", 1, &r);
@@ -267,30 +212,20 @@ static void test_release_held_off_by_entry_to_owner(void **state) {
         release(a, 0x100);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* the same handle listed twice in a message counts twice */
 static void test_release_entry_listed_twice(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, ids[2];
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ids[0] = ids[1] = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "2", 1, ids, 2, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         release(b, ids[0]);
         test_expect_empty(a);
 
@@ -299,32 +234,21 @@ static void test_release_entry_listed_twice(void **state) {
         test_expect_empty(a);
         release(c, test_slice_handle(c, &r, 1));
         expect_release(a, 0x100);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a pending NODE_RELEASE is withdrawn when the count rises before dequeue */
 static void test_release_withdrawn(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id = 0x100;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         dst = transfer(b, 0x100, a);
         assert_int_equal(transfer(a, 0x100, b), remote_id(1));
         release(b, remote_id(1));
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
 
         /* by a transfer */
@@ -334,17 +258,17 @@ static void test_release_withdrawn(void **state) {
         /* by a message carrying the handle, even after a PEEK */
         release(c, remote_id(1));
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
         assert_int_equal(test_send(a, 0, &dst, 1, NULL, "m", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
 
         /* by a transfer into the owner itself */
         expect_data(b, 0x100, "m", 1, &r);
         release(b, test_slice_handle(b, &r, 0));
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
         assert_int_equal(transfer(a, 0x100, NULL), 0x100);
         test_expect_empty(a);
@@ -352,23 +276,12 @@ static void test_release_withdrawn(void **state) {
         release(a, 0x100);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* NODE_RELEASE happens again each time the count falls to zero */
 static void test_release_recurs(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         for (unsigned int i = 1; i <= 3; ++i) {
                 assert_int_equal(transfer(a, 0x100, b), remote_id(i));
@@ -385,68 +298,42 @@ static void test_release_recurs(void **state) {
         release(b, remote_id(5));
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* no NODE_RELEASE for a destroyed node */
 static void test_release_never_for_destroyed(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         transfer(a, 0x100, c);
         assert_int_equal(transfer(a, 0x100, NULL), 0x100);
         dst = transfer(c, 0x200, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "n", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x100);
 
         /* by release, by receiver disconnect, by the owner's extra reference */
         release(b, id);
         assert_int_equal(peer_disconnect(c), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         release(a, 0x100);
         expect_destroy(a, 0x100, 0);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* destroying a node removes its pending NODE_RELEASE */
 static void test_destroy_removes_pending_release(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         transfer(a, 0x100, b);
         release(b, remote_id(1));
         destroy1(a, 0x100);
         expect_destroy(a, 0x100, 0);
         test_expect_empty(a);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -454,107 +341,69 @@ static void test_destroy_removes_pending_release(void **state) {
  * the receiver disconnects
  */
 static void test_release_on_receiver_disconnect(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "n", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         release(b, id);
         test_expect_empty(a);
 
         assert_int_equal(peer_disconnect(c), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* ... or the receiver flushes its queue (PEER_RESET with FLUSH) */
 static void test_release_on_receiver_flush(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "n", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         release(b, id);
         test_expect_empty(a);
 
         test_flush(c);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a holder's disconnect or flush releases its references */
 static void test_release_on_holder_disconnect_or_flush(void **state) {
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
 
         transfer(a, 0x100, b);
         transfer(a, 0x100, b);
         transfer(a, 0x100, c);
 
         assert_int_equal(peer_disconnect(b), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
         test_flush(c);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_release(a, 0x100);
         test_expect_empty(a);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* every holder, owner included, gets NODE_DESTROY to its own ID */
 static void test_destroy_notifies_every_holder(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t id;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         transfer(a, 0x200, c);
         assert_int_equal(transfer(a, 0x100, b), remote_id(1));
@@ -579,27 +428,15 @@ static void test_destroy_notifies_every_holder(void **state) {
         release(c, remote_id(2));
         release(c, remote_id(2));
         assert_int_equal(peer_handle_release(c, remote_id(2)), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_alive(a, 0x200);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* nodes destroyed in one call are one transaction: CONTINUE on each queue */
 static void test_destroy_one_transaction(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ids[] = { 0x100, 0x200, 0x300 };
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         for (size_t i = 0; i < ARRAY_SIZE(ids); ++i)
                 assert_int_equal(transfer(a, ids[i], b), remote_id(i + 1));
@@ -617,12 +454,6 @@ static void test_destroy_one_transaction(void **state) {
         test_expect_empty(a);
         test_expect_empty(b);
         test_expect_empty(c);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -792,14 +623,10 @@ static void test_destroy_einval_too_many(void **state) {
 
 /* RELEASE_HANDLES drops one owner reference per node after destroying */
 static void test_destroy_release_handles(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ids[] = { 0x100, 0x200 };
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         transfer(a, 0x100, b);
         transfer(a, 0x200, b);
@@ -816,28 +643,19 @@ static void test_destroy_release_handles(void **state) {
         test_expect_empty(a);
         release(a, 0x200);
         assert_int_equal(peer_handle_release(a, 0x200), -EBUSY);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->n_handles, 0);
 
         expect_destroy_pair(b, remote_id(1), remote_id(2));
         test_expect_empty(b);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a new ID in the list is created and destroyed in the same transaction */
 static void test_destroy_new_id(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ids[] = { 0x100, 0x200 };
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         transfer(a, 0x100, b);
         destroy(a, 0, ids, 2);
@@ -846,7 +664,7 @@ static void test_destroy_new_id(void **state) {
         expect_destroy_pair(a, 0x100, 0x200);
         expect_destroy(b, remote_id(1), 0);
         assert_int_equal(test_send1(a, 0x200, "late"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* with RELEASE_HANDLES nothing at all is left of it */
         ids[0] = 0x300;
@@ -855,58 +673,40 @@ static void test_destroy_new_id(void **state) {
         assert_int_equal(a->n_handles, 2);
         test_expect_empty(a);
         test_expect_empty(b);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a disconnect destroys all the peer's nodes in one transaction */
 static void test_disconnect_destroys_in_one_transaction(void **state) {
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
 
         transfer(a, 0x100, b);
         transfer(a, 0x200, b);
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         expect_destroy_pair(b, remote_id(1), remote_id(2));
         test_expect_empty(b);
         assert_int_equal(test_send1(b, remote_id(1), "gone"), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         release(b, remote_id(1));
         release(b, remote_id(2));
         assert_int_equal(b->n_handles, 0);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* messages ordered before a destruction are delivered, before NODE_DESTROY */
 static void test_destroy_delivers_earlier_messages(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         transfer(a, 0x100, b);
         assert_int_equal(test_send1(b, remote_id(1), "one"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, remote_id(1), "two"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x100);
 
         expect_data(a, 0x100, "one", 0, &r);
@@ -915,24 +715,15 @@ static void test_destroy_delivers_earlier_messages(void **state) {
         expect_destroy(a, 0x100, 0);
         test_expect_empty(a);
         expect_destroy(b, remote_id(1), 0);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a send ordered after the destruction fails with EHOSTUNREACH */
 static void test_send_after_destroy_ehostunreach(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t dsts[2], errors[2] = { 7, 7 };
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         dsts[0] = transfer(a, 0x100, b);
         dsts[1] = transfer(a, 0x200, b);
@@ -940,29 +731,24 @@ static void test_send_after_destroy_ehostunreach(void **state) {
         expect_destroy(a, 0x100, 0);
 
         assert_int_equal(test_send1(b, dsts[0], "late"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, 0x100, "late"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* atomic: the live node gets nothing either */
         assert_int_equal(test_send(b, 0, dsts, 2, NULL, "m", 1, NULL, 0, NULL),
                          -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
 
         /* per destination with CONTINUE */
         assert_int_equal(test_send(b, BUS1_SEND_FLAG_CONTINUE, dsts, 2, errors, "m", 1,
                                    NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(errors[0], EHOSTUNREACH);
         assert_int_equal(errors[1], 0);
         expect_data(a, 0x200, "m", 0, &r);
         test_expect_empty(a);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -970,16 +756,11 @@ static void test_send_after_destroy_ehostunreach(void **state) {
  * arrives as HANDLE_INVALID, still counted in n_handles
  */
 static void test_destroyed_handle_in_later_message(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, ids[3];
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ids[0] = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
@@ -988,7 +769,7 @@ static void test_destroyed_handle_in_later_message(void **state) {
         destroy1(a, 0x100);
 
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "late", 4, ids, 3, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_data(c, 0x100, "late", 3, &r);
         assert_int_equal(test_slice_handle(c, &r, 0), BUS1_HANDLE_INVALID);
         assert_int_equal(test_slice_handle(c, &r, 1), 0x100);
@@ -998,14 +779,8 @@ static void test_destroyed_handle_in_later_message(void **state) {
         assert_int_equal(c->n_handles, 1);
         assert_int_equal(c->n_handle_refs, 2);
         assert_int_equal(peer_handle_release(c, remote_id(1)), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(c);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -1013,21 +788,16 @@ static void test_destroyed_handle_in_later_message(void **state) {
  * and its NODE_DESTROY follows the message
  */
 static void test_destroyed_handle_in_earlier_message(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         id = transfer(a, 0x100, b);
         dst = transfer(c, 0x100, b);
         assert_int_equal(test_send(b, 0, &dst, 1, NULL, "early", 5, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x100);
 
         expect_data(c, 0x100, "early", 1, &r);
@@ -1037,32 +807,21 @@ static void test_destroyed_handle_in_earlier_message(void **state) {
         test_expect_empty(c);
         release(c, remote_id(1));
         assert_int_equal(c->n_handles, 1);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /* a holder that releases its handle before dequeuing NODE_DESTROY never sees it */
 static void test_release_hides_pending_destroy(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dst, id;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b, *c;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         transfer(a, 0x100, b);
         transfer(a, 0x100, c);
         transfer(a, 0x100, c);
         assert_int_equal(test_send1(b, remote_id(1), "before"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x100);
 
         /* B's last reference goes: nothing left to see */
@@ -1083,17 +842,11 @@ static void test_release_hides_pending_destroy(void **state) {
         id = transfer(a, 0x200, c);
         assert_int_equal(transfer(a, 0x200, b), remote_id(2));
         assert_int_equal(test_send(c, 0, &dst, 1, NULL, "n", 1, &id, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x200);
         release(b, remote_id(2));
         expect_data(b, 0x100, "n", 1, &r);
         test_expect_empty(b);
-
-        peer_free(c);
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -1101,24 +854,20 @@ static void test_release_hides_pending_destroy(void **state) {
  * delivered for it: messages still queued to it vanish
  */
 static void test_owner_release_drops_queued(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t n, m;
         PeerRecv r;
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         n = transfer(a, 0x100, b);
         m = transfer(a, 0x200, b);
         assert_int_equal(test_send1(b, n, "x"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, m, "y"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, n, "z"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy1(a, 0x100);
         assert_int_equal(a->pool.n_busy, 3);
 
@@ -1129,14 +878,9 @@ static void test_owner_release_drops_queued(void **state) {
 
         /* B still holds its handle, and still cannot send */
         assert_int_equal(test_send1(b, n, "late"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
         expect_destroy(b, n, 0);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 /*
@@ -1144,18 +888,14 @@ static void test_owner_release_drops_queued(void **state) {
  * entry is the only other reference the owner's handle has
  */
 static void test_owner_release_drops_queued_self_carrier(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t n;
-        Bus bus;
-        Peer *a, *b;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         n = transfer(a, 0x100, b);
         assert_int_equal(test_send(b, 0, &n, 1, NULL, "self", 4, &n, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         destroy(a, BUS1_NODES_DESTROY_FLAG_RELEASE_HANDLES, (uint64_t[]){ 0x100 }, 1);
 
         assert_int_equal(a->n_handles, 0);
@@ -1165,47 +905,42 @@ static void test_owner_release_drops_queued_self_carrier(void **state) {
         expect_destroy(b, n, 0);
         release(b, n);
         assert_int_equal(b->n_handles, 0);
-
-        peer_free(b);
-        peer_free(a);
-        assert_valid(&bus);
-        bus_deinit(&bus);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_release_not_on_create),
-                cmocka_unit_test(test_release_fields),
-                cmocka_unit_test(test_release_counts_every_holder),
-                cmocka_unit_test(test_release_counts_owner_extra_refs),
-                cmocka_unit_test(test_release_held_off_by_queued_entry),
-                cmocka_unit_test(test_release_held_off_by_entry_to_owner),
-                cmocka_unit_test(test_release_entry_listed_twice),
-                cmocka_unit_test(test_release_withdrawn),
-                cmocka_unit_test(test_release_recurs),
-                cmocka_unit_test(test_release_never_for_destroyed),
-                cmocka_unit_test(test_destroy_removes_pending_release),
-                cmocka_unit_test(test_release_on_receiver_disconnect),
-                cmocka_unit_test(test_release_on_receiver_flush),
-                cmocka_unit_test(test_release_on_holder_disconnect_or_flush),
-                cmocka_unit_test(test_destroy_notifies_every_holder),
-                cmocka_unit_test(test_destroy_one_transaction),
+                test_bus_unit_test(test_release_not_on_create, 2),
+                test_bus_unit_test(test_release_fields, 2),
+                test_bus_unit_test(test_release_counts_every_holder, 3),
+                test_bus_unit_test(test_release_counts_owner_extra_refs, 2),
+                test_bus_unit_test(test_release_held_off_by_queued_entry, 3),
+                test_bus_unit_test(test_release_held_off_by_entry_to_owner, 2),
+                test_bus_unit_test(test_release_entry_listed_twice, 3),
+                test_bus_unit_test(test_release_withdrawn, 3),
+                test_bus_unit_test(test_release_recurs, 2),
+                test_bus_unit_test(test_release_never_for_destroyed, 3),
+                test_bus_unit_test(test_destroy_removes_pending_release, 2),
+                test_bus_unit_test(test_release_on_receiver_disconnect, 3),
+                test_bus_unit_test(test_release_on_receiver_flush, 3),
+                test_bus_unit_test(test_release_on_holder_disconnect_or_flush, 3),
+                test_bus_unit_test(test_destroy_notifies_every_holder, 3),
+                test_bus_unit_test(test_destroy_one_transaction, 3),
                 cmocka_unit_test(test_destroy_enxio),
                 cmocka_unit_test(test_destroy_eremote),
                 cmocka_unit_test(test_destroy_estale),
                 cmocka_unit_test(test_destroy_enotuniq),
                 cmocka_unit_test(test_destroy_einval_flags),
                 cmocka_unit_test(test_destroy_einval_too_many),
-                cmocka_unit_test(test_destroy_release_handles),
-                cmocka_unit_test(test_destroy_new_id),
-                cmocka_unit_test(test_disconnect_destroys_in_one_transaction),
-                cmocka_unit_test(test_destroy_delivers_earlier_messages),
-                cmocka_unit_test(test_send_after_destroy_ehostunreach),
-                cmocka_unit_test(test_destroyed_handle_in_later_message),
-                cmocka_unit_test(test_destroyed_handle_in_earlier_message),
-                cmocka_unit_test(test_release_hides_pending_destroy),
-                cmocka_unit_test(test_owner_release_drops_queued),
-                cmocka_unit_test(test_owner_release_drops_queued_self_carrier),
+                test_bus_unit_test(test_destroy_release_handles, 2),
+                test_bus_unit_test(test_destroy_new_id, 2),
+                test_bus_unit_test(test_disconnect_destroys_in_one_transaction, 2),
+                test_bus_unit_test(test_destroy_delivers_earlier_messages, 2),
+                test_bus_unit_test(test_send_after_destroy_ehostunreach, 2),
+                test_bus_unit_test(test_destroyed_handle_in_later_message, 3),
+                test_bus_unit_test(test_destroyed_handle_in_earlier_message, 3),
+                test_bus_unit_test(test_release_hides_pending_destroy, 3),
+                test_bus_unit_test(test_owner_release_drops_queued, 2),
+                test_bus_unit_test(test_owner_release_drops_queued_self_carrier, 2),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

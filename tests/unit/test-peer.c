@@ -4,15 +4,15 @@
  * Tests for the peer lifecycle: PEER_DISCONNECT, PEER_QUERY, PEER_RESET, the
  * seed, RECV, SLICE_RELEASE and fd passing (docs/model.md §5 and 6)
  *
- * Every test builds its own Bus on the stack with a few peers (A, B, C, with
- * UIDs 1, 2, 3), drives them through the model's commands and calls
- * assert_valid() after each step, so the consistency checker sees every
- * intermediate state. Notifications of one transaction are checked as a set
- * (their order on a queue is unspecified), with BUS1_MSG_FLAG_CONTINUE on
- * every entry but the last. Fds are eventfds (and dups of them) whose numbers
- * are checked with fcntl(F_GETFD) to see whether the model closed them; no
- * test opens a new fd between a drop and that check, so a number cannot be
- * reused in between.
+ * Every test gets its own Bus with a few peers (A, B, C, with UIDs 1, 2, 3; the
+ * TestBus fixture of model-util.h, or built by the test), drives them through
+ * the model's commands and calls assert_valid() after each step, so the
+ * consistency checker sees every intermediate state. Notifications of one
+ * transaction are checked as a set (their order on a queue is unspecified),
+ * with BUS1_MSG_FLAG_CONTINUE on every entry but the last. Fds are eventfds
+ * (and dups of them) whose numbers are checked with fcntl(F_GETFD) to see
+ * whether the model closed them; no test opens a new fd between a drop and that
+ * check, so a number cannot be reused in between.
  */
 
 #include <errno.h>
@@ -244,15 +244,10 @@ static void free_peers(Bus *bus, Peer **peers, size_t n) {
  * CONTINUE, after what was queued before.
  */
 static void test_disconnect_destroys_nodes(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t b1, b2, b3, c2, ab;
-        Peer *a, *b, *c;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         b1 = transfer(a, 0x100, b);
         b2 = transfer(a, 0x200, b);
@@ -266,7 +261,7 @@ static void test_disconnect_destroys_nodes(void **state) {
         send_text(a, ab, "before");
 
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->n_nodes, 0);
 
         expect_data(b, 0x100, 1, "before");
@@ -285,8 +280,6 @@ static void test_disconnect_destroys_nodes(void **state) {
         handle_release_fails(b, b1, -ENXIO);
         handle_release_ok(c, c2);
         expect_empty(b);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /*
@@ -295,15 +288,10 @@ static void test_disconnect_destroys_nodes(void **state) {
  * reference, not while another peer still holds one.
  */
 static void test_disconnect_releases_handles(void **state) {
-        Peer *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t a1, c2, c3, ca;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         a1 = transfer(b, 0x100, a);
         assert_int_equal(transfer(b, 0x100, a), a1);           /* two references */
@@ -318,7 +306,7 @@ static void test_disconnect_releases_handles(void **state) {
         expect_empty(b);
 
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         expect_notifications(b, (Expect[]){
                 { BUS1_MSG_NODE_RELEASE, 0x100 },
@@ -330,20 +318,14 @@ static void test_disconnect_releases_handles(void **state) {
         handle_release_ok(c, c2);
         expect_one(b, BUS1_MSG_NODE_RELEASE, 0x200);
         expect_empty(b);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /* PEER_DISCONNECT drops the peer's queue, its seed, its slices and its pool */
 static void test_disconnect_drops_queue_and_pool(void **state) {
-        Peer *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "one");
@@ -356,7 +338,7 @@ static void test_disconnect_drops_queue_and_pool(void **state) {
         assert_int_equal(a->pool.n_busy, 4);
 
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 0);
         assert_null(a->seed);
         assert_int_equal(a->pool.n_busy, 0);
@@ -366,33 +348,27 @@ static void test_disconnect_drops_queue_and_pool(void **state) {
         assert_int_equal(a->n_handles, 0);
         assert_int_equal(a->n_handle_refs, 0);
         expect_empty(b);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* after PEER_DISCONNECT every operation of the peer is ESHUTDOWN */
 static void test_disconnect_later_ops_eshutdown(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t id, flags = 0xdead, out = 0xdead;
         PeerLimits limits = { 1, 2, 3, 4 };
         PeerRecv r = { .type = 0xdead };
         uint64_t ids[] = { 0x100 };
-        Peer *a, *b;
         int fd;
         FdList *fds;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         id = transfer(b, 0x100, a);
         assert_int_equal(transfer(a, 0x100, NULL), 0x100);
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(peer_disconnect(a), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_query(a, 0, &flags, &limits), -ESHUTDOWN);
         assert_int_equal(flags, 0xdead);
         assert_int_equal(limits.max_slices, 1);
@@ -417,9 +393,7 @@ static void test_disconnect_later_ops_eshutdown(void **state) {
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), -ESHUTDOWN);
         assert_int_equal(a->n_nodes, 0);
         assert_int_equal(a->n_handles, 0);
-        assert_valid(&bus);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
+        assert_valid(bus);
 }
 
 /*
@@ -427,34 +401,29 @@ static void test_disconnect_later_ops_eshutdown(void **state) {
  * atomically by default, per destination with CONTINUE.
  */
 static void test_disconnect_sends_to_its_nodes_eshutdown(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ba, bc, dsts[2], errors[2];
-        Peer *a, *b, *c;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ba = transfer(a, 0x100, b);
         bc = transfer(c, 0x100, b);
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send1(b, ba, "x"), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         dsts[0] = bc;
         dsts[1] = ba;
         assert_int_equal(test_send(b, 0, dsts, 2, NULL, "x", 1, NULL, 0, NULL), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_empty(c);
 
         errors[0] = errors[1] = 0xdead;
         assert_int_equal(test_send(b, BUS1_SEND_FLAG_CONTINUE, dsts, 2, errors, "y", 1,
                                    NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(errors[0], 0);
         assert_int_equal(errors[1], ESHUTDOWN);
         expect_data(c, 0x100, 2, "y");
@@ -463,36 +432,28 @@ static void test_disconnect_sends_to_its_nodes_eshutdown(void **state) {
         /* still ESHUTDOWN once B has seen the NODE_DESTROY */
         expect_one(b, BUS1_MSG_NODE_DESTROY, ba);
         assert_int_equal(test_send1(b, ba, "z"), -ESHUTDOWN);
-        assert_valid(&bus);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
+        assert_valid(bus);
 }
 
 /* HANDLE_TRANSFER into a disconnected peer is ESHUTDOWN and creates nothing */
 static void test_disconnect_transfer_into_eshutdown(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t out = 0xdead;
-        Peer *a, *b;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         assert_int_equal(transfer(b, 0x100, NULL), 0x100);
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(peer_handle_transfer(b, 0, 0x100, a, &out), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_handle_transfer(b, 0, 0x200, a, &out), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(out, 0xdead);
         assert_int_equal(b->n_nodes, 1);        /* 0x200 was not created */
         handle_release_fails(b, 0x200, -EBUSY);
         expect_empty(b);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -501,18 +462,13 @@ static void test_disconnect_transfer_into_eshutdown(void **state) {
  * included, as ordered before the destruction) and fds.
  */
 static void test_disconnect_sent_messages_stay(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ab, ac, handles[2], b_a, b_c;
-        Peer *a, *b, *c;
         PeerRecv r;
         FdList *fds;
         int fd[2];
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ab = transfer(b, 0x100, a);
         ac = transfer(c, 0x100, a);
@@ -523,12 +479,12 @@ static void test_disconnect_sent_messages_stay(void **state) {
         fds = fdlist_unref(fds);
 
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_true(fd_is_open(fd[0]) && fd_is_open(fd[1]));
         expect_empty(c);        /* B's queued entry still holds C's node */
 
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_INSTALL_FDS, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(b, &r, 1, "intact payload");
         assert_int_equal(r.destination, 0x100);
         assert_int_equal(r.flags, 0);
@@ -558,8 +514,6 @@ static void test_disconnect_sent_messages_stay(void **state) {
         handle_release_ok(b, b_a);
         slice_release_ok(b, r.offset);
         assert_int_equal(b->pool.n_busy, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /* peer_free() without PEER_DISCONNECT does all a disconnect does */
@@ -603,51 +557,36 @@ static void test_free_without_disconnect(void **state) {
 
 /* PEER_QUERY returns the peer flags and the default limits */
 static void test_query_defaults(void **state) {
-        Peer *a;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0];
 
         assert_limits(a, 0, 16384, 65536, 16 * 1024 * 1024, 4096);
-
-        free_peers(&bus, (Peer *[]){ a }, 1);
 }
 
 /* PEER_QUERY with non-zero flags is EINVAL and writes nothing */
 static void test_query_flags_einval(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0];
         PeerLimits limits = { 1, 2, 3, 4 };
         uint64_t flags = 0xdead;
-        Peer *a;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        assert_valid(&bus);
 
         assert_int_equal(peer_query(a, 1, &flags, &limits), -EINVAL);
         assert_int_equal(peer_query(a, BUS1_PEER_RESET_FLAG_FLUSH_SEED, &flags, &limits),
                          -EINVAL);
         assert_int_equal(peer_query(a, UINT64_MAX, &flags, &limits), -EINVAL);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(flags, 0xdead);
         assert_int_equal(limits.max_slices, 1);
         assert_int_equal(limits.max_handles, 2);
         assert_int_equal(limits.max_inflight_bytes, 3);
         assert_int_equal(limits.max_inflight_fds, 4);
-
-        free_peers(&bus, (Peer *[]){ a }, 1);
 }
 
 /* PEER_RESET: an all-ones field keeps its value, others are set */
 static void test_reset_all_ones_keeps(void **state) {
-        Peer *a;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        assert_valid(&bus);
+        TestBus *t = *state;
+        Peer *a = t->peers[0];
 
         assert_int_equal(flush(a, 0), 0);
         assert_limits(a, 0, 16384, 65536, 16 * 1024 * 1024, 4096);
@@ -661,8 +600,6 @@ static void test_reset_all_ones_keeps(void **state) {
         assert_limits(a, BUS1_PEER_FLAG_WANT_SECCTX, 11, 21, 30, 0);
         assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, KEEP, 31, KEEP), 0);
         assert_limits(a, BUS1_PEER_FLAG_WANT_SECCTX, 11, 21, 31, 0);
-
-        free_peers(&bus, (Peer *[]){ a }, 1);
 }
 
 /*
@@ -670,15 +607,11 @@ static void test_reset_all_ones_keeps(void **state) {
  * whole call then changes nothing; INT_MAX itself is fine.
  */
 static void test_reset_limit_above_int_max(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
         const uint32_t bad[] = { (uint32_t)INT32_MAX + 1, UINT32_MAX - 1 };
         uint64_t ba;
-        Peer *a, *b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "stays");
 
@@ -698,21 +631,15 @@ static void test_reset_limit_above_int_max(void **state) {
         assert_int_equal(reset(a, 0, UINT64_MAX, INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX),
                          0);
         assert_limits(a, 0, INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* PEER_RESET: peer_flags may only hold WANT_SECCTX; all ones keeps them */
 static void test_reset_peer_flags(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0];
         const uint64_t bad[] = {
                 2, 3, 4, 1ULL << 63, UINT64_MAX - 1, UINT64_MAX >> 1,
         };
-        Peer *a;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        assert_valid(&bus);
 
         assert_int_equal(reset(a, 0, BUS1_PEER_FLAG_WANT_SECCTX, KEEP, KEEP, KEEP, KEEP), 0);
         assert_limits(a, BUS1_PEER_FLAG_WANT_SECCTX, 16384, 65536, 16 * 1024 * 1024, 4096);
@@ -727,25 +654,19 @@ static void test_reset_peer_flags(void **state) {
 
         assert_int_equal(reset(a, 0, 0, KEEP, KEEP, KEEP, KEEP), 0);
         assert_limits(a, 0, 16384, 65536, 16 * 1024 * 1024, 4096);
-
-        free_peers(&bus, (Peer *[]){ a }, 1);
 }
 
 /* PEER_RESET with unknown flags is EINVAL and neither flushes nor sets anything */
 static void test_reset_unknown_flags(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
         const uint64_t bad[] = {
                 4, BUS1_PEER_RESET_FLAG_FLUSH | 4, BUS1_PEER_RESET_FLAG_FLUSH_SEED | 8,
                 1ULL << 63, UINT64_MAX,
         };
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "stays");
         set_seed(a, "seed", NULL, 0, NULL);
@@ -758,8 +679,6 @@ static void test_reset_unknown_flags(void **state) {
         expect_empty(b);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &r), 0);
         expect_data(a, 0x100, 2, "stays");
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -767,14 +686,10 @@ static void test_reset_unknown_flags(void **state) {
  * flushed owner-chosen ID is free again afterwards (it names a new node).
  */
 static void test_reset_flush_destroys_unpinned_nodes(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t b1, b2, b3, seed_handles[] = { 0x100 };
-        Peer *a, *b;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         b1 = transfer(a, 0x100, b);
         b2 = transfer(a, 0x200, b);
@@ -797,15 +712,13 @@ static void test_reset_flush_destroys_unpinned_nodes(void **state) {
         send_text(b, b1, "alive");
         expect_data(a, 0x100, 2, "alive");
         assert_int_equal(test_send1(b, b2, "x"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
         handle_release_fails(a, 0x100, -EBUSY);
 
         /* 0x200 is no longer held: it names a new node */
         handle_release_fails(a, 0x200, -EBUSY);
         assert_int_not_equal(transfer(a, 0x200, b), b2);
         assert_int_equal(a->n_nodes, 2);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -813,15 +726,9 @@ static void test_reset_flush_destroys_unpinned_nodes(void **state) {
  * (seed-pinned) node's owner handle keeps only its pin.
  */
 static void test_reset_flush_releases_handles(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ab, ac, seed_handles[] = { 0x200 };
-        Peer *a, *b, *c;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ab = transfer(b, 0x100, a);
         assert_int_equal(transfer(b, 0x100, a), ab);
@@ -841,8 +748,6 @@ static void test_reset_flush_releases_handles(void **state) {
         handle_release_fails(a, 0x200, -EBUSY);
         assert_int_equal(a->n_nodes, 1);
         assert_int_equal(a->n_handles, 1);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /*
@@ -850,16 +755,11 @@ static void test_reset_flush_releases_handles(void **state) {
  * it carried) and every received slice; only the seed's slice is left.
  */
 static void test_reset_flush_drops_queue_and_slices(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ba, bc, seed_offset;
-        Peer *a, *b, *c;
         PeerRecv r, seed;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         ba = transfer(a, 0x100, b);
         bc = transfer(c, 0x100, b);
@@ -889,11 +789,9 @@ static void test_reset_flush_drops_queue_and_slices(void **state) {
         expect_empty(b);
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 1, "seed");
         assert_int_equal(r.offset, seed_offset);
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /*
@@ -901,17 +799,13 @@ static void test_reset_flush_drops_queue_and_slices(void **state) {
  * handle references; it leaves the nodes and the queue alone.
  */
 static void test_reset_flush_seed(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ab, ba, handles[2];
-        Peer *a, *b;
         PeerRecv r;
         FdList *fds;
         int fd;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ab = transfer(b, 0x100, a);
         handles[0] = ab;
@@ -928,7 +822,7 @@ static void test_reset_flush_seed(void **state) {
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_false(fd_is_open(fd));
         assert_int_equal(a->pool.n_busy, 1);    /* the queued message's */
         expect_one(b, BUS1_MSG_NODE_RELEASE, 0x100);
@@ -940,21 +834,14 @@ static void test_reset_flush_seed(void **state) {
         expect_data(a, 0x200, 2, "queued");
         send_text(b, ba, "alive");
         expect_data(a, 0x200, 2, "alive");
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* FLUSH together with FLUSH_SEED: the dropped seed pins nothing */
 static void test_reset_flush_with_seed(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba, seed_handles[] = { 0x100 };
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ba = transfer(a, 0x100, b);
         set_seed(a, "seed", seed_handles, 1, NULL);
@@ -967,8 +854,6 @@ static void test_reset_flush_with_seed(void **state) {
         assert_int_equal(a->pool.n_busy, 0);
         expect_one(b, BUS1_MSG_NODE_DESTROY, ba);
         expect_empty(a);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -976,17 +861,14 @@ static void test_reset_flush_with_seed(void **state) {
  * what the peer already holds; raising them again lets sends through.
  */
 static void test_reset_lowered_limits_apply(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba, own = 0x200;
         uint32_t fd_limit;
-        Peer *a, *b;
         FdList *fds;
         int fd;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         assert_int_equal(transfer(b, own, NULL), own);
 
@@ -994,11 +876,11 @@ static void test_reset_lowered_limits_apply(void **state) {
         send_text(b, ba, "1");
         assert_int_equal(reset(a, 0, UINT64_MAX, 1, KEEP, KEEP, KEEP), 0);
         assert_int_equal(test_send1(b, ba, "2"), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 1);
         assert_int_equal(reset(a, 0, UINT64_MAX, 0, KEEP, KEEP, KEEP), 0);
         assert_int_equal(test_send1(b, ba, "2"), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(reset(a, 0, UINT64_MAX, 2, KEEP, KEEP, KEEP), 0);
         send_text(b, ba, "2");
 
@@ -1006,10 +888,10 @@ static void test_reset_lowered_limits_apply(void **state) {
         assert_int_equal(a->pool.busy_bytes, 16);
         assert_int_equal(reset(a, 0, UINT64_MAX, 100, KEEP, 24, KEEP), 0);
         assert_int_equal(test_send1(b, ba, "sixteen bytes..."), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         send_text(b, ba, "eight");
         assert_int_equal(test_send1(b, ba, "x"), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 3);
         assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, KEEP, USER_DEFAULT_MAX_BYTES,
                                KEEP), 0);
@@ -1018,13 +900,13 @@ static void test_reset_lowered_limits_apply(void **state) {
         assert_int_equal(a->n_handle_refs, 1);
         assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, 1, KEEP, KEEP), 0);
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "h", 1, &own, 1, NULL), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         send_text(b, ba, "no handle");
         assert_int_equal(reset(a, 0, UINT64_MAX, KEEP, 2, KEEP, KEEP), 0);
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "h", 1, &own, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "h", 1, &own, 1, NULL), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* fds */
         for (fd_limit = 0; fd_limit <= 1; ++fd_limit) {
@@ -1032,13 +914,11 @@ static void test_reset_lowered_limits_apply(void **state) {
                 fds = fdlist_make(&fd, 1);
                 assert_int_equal(test_send(b, 0, &ba, 1, NULL, "f", 1, NULL, 0, fds),
                                  fd_limit ? 0 : -EDQUOT);
-                assert_valid(&bus);
+                assert_valid(bus);
                 fdlist_unref(fds);
                 assert_int_equal(fd_is_open(fd), !!fd_limit);
         }
         assert_int_equal(a->n_inflight_fds, 1);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1048,15 +928,11 @@ static void test_reset_lowered_limits_apply(void **state) {
  * peer's.
  */
 static void test_seed_set_and_recv(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ab, fresh, handles[3];
-        Peer *a, *b;
         PeerRecv r, p;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ab = transfer(b, 0x100, a);
         handles[0] = 0x200;     /* a new node */
@@ -1069,7 +945,7 @@ static void test_seed_set_and_recv(void **state) {
         for (int i = 0; i < 2; ++i) {
                 assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &p),
                                  0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 check_data(a, &p, 1, "bootstrap");
                 assert_int_equal(p.n_handles, 3);
                 assert_int_equal(test_slice_handle(a, &p, 0), 0x200);
@@ -1084,14 +960,14 @@ static void test_seed_set_and_recv(void **state) {
         expect_empty(b);        /* the seed's entries still count */
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 1, "bootstrap");
         assert_int_equal(r.offset, p.offset);
         assert_int_equal(r.n_handles, 3);
         assert_null(a->seed);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &p), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &p), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* released to zero before, so received again under a fresh ID (docs/model.md §2) */
         fresh = test_slice_handle(a, &r, 1);
@@ -1112,65 +988,49 @@ static void test_seed_set_and_recv(void **state) {
         slice_release_ok(a, r.offset);
         slice_release_fails(a, r.offset);
         assert_int_equal(a->pool.n_busy, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* RECV SEED without a seed is EAGAIN, with and without PEEK */
 static void test_seed_none_eagain(void **state) {
-        Peer *a;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0];
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        assert_valid(&bus);
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_INSTALL_FDS, &r),
                          -EAGAIN);
-        assert_valid(&bus);
-
-        free_peers(&bus, (Peer *[]){ a }, 1);
+        assert_valid(bus);
 }
 
 /* a SEED send with destinations or with CONTINUE is EINVAL and sets nothing */
 static void test_seed_flags_einval(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         assert_int_equal(test_send(b, BUS1_SEND_FLAG_SEED, &ba, 1, NULL, "s", 1, NULL, 0,
                                    NULL), -EINVAL);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(b, BUS1_SEND_FLAG_SEED | BUS1_SEND_FLAG_CONTINUE, NULL, 0,
                                    NULL, "s", 1, NULL, 0, NULL), -EINVAL);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_SEED, &r), -EAGAIN);
         expect_empty(a);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* a SEED send replaces the older seed, whose slice and references go */
 static void test_seed_replace(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ab;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ab = transfer(b, 0x100, a);
         set_seed(a, "first seed", &ab, 1, NULL);
@@ -1184,12 +1044,10 @@ static void test_seed_replace(void **state) {
         expect_one(b, BUS1_MSG_NODE_RELEASE, 0x100);
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 1, "second");
         assert_int_equal(r.n_handles, 0);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), -EAGAIN);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1198,15 +1056,11 @@ static void test_seed_replace(void **state) {
  * with the same IDs.
  */
 static void test_seed_pins_across_flush(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba, ab, handles[2];
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         ba = transfer(a, 0x100, b);
         ab = transfer(b, 0x100, a);
@@ -1221,96 +1075,78 @@ static void test_seed_pins_across_flush(void **state) {
         expect_data(a, 0x100, 2, "still here");
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_slice_handle(a, &r, 0), 0x100);
         /* FLUSH released it to zero: received again under a fresh ID (docs/model.md §2) */
         assert_int_not_equal(test_slice_handle(a, &r, 1), ab);
         handle_release_ok(a, test_slice_handle(a, &r, 1));
         expect_one(b, BUS1_MSG_NODE_RELEASE, 0x100);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* only the peer itself sees its seed */
 static void test_seed_private(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         set_seed(a, "mine", NULL, 0, NULL);
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_SEED, &r), -EAGAIN);
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_empty(b);
         expect_empty(a);
 
         /* B's seed does not replace A's */
         set_seed(b, "other", &ba, 1, NULL);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 1, "mine");
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_SEED, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(b, &r, 2, "other");
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* RECV on an empty queue is EAGAIN, with or without PEEK */
 static void test_recv_empty_eagain(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         expect_empty(a);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_INSTALL_FDS, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "x");
         expect_data(a, 0x100, 2, "x");
         expect_empty(a);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* RECV with unknown flags is EINVAL and leaves the entry queued */
 static void test_recv_unknown_flags_einval(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         const uint64_t bad[] = { 8, BUS1_RECV_FLAG_PEEK | 16, 1ULL << 63, UINT64_MAX };
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "x");
 
         for (size_t i = 0; i < ARRAY_SIZE(bad); ++i) {
                 assert_int_equal(test_recv(a, bad[i], &r), -EINVAL);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         assert_int_equal(a->queue.n_entries, 1);
         expect_data(a, 0x100, 2, "x");
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1319,21 +1155,18 @@ static void test_recv_unknown_flags_einval(void **state) {
  * notifications. The seed follows the same rule.
  */
 static void test_recv_erange(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba, own = 0x200;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         assert_int_equal(transfer(b, own, NULL), own);
 
         /* "hello" and one handle: a 16-byte slice at 0; then "x" at 16 */
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "hello", 5, &own, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         send_text(b, ba, "x");
 
         assert_int_equal(peer_recv(a, 0, 0, &r), -ERANGE);
@@ -1341,22 +1174,22 @@ static void test_recv_erange(void **state) {
         assert_int_equal(peer_recv(a, 0, 8, &r), -ERANGE);
         assert_int_equal(peer_recv(a, 0, 15, &r), -ERANGE);
         assert_int_equal(peer_recv(a, BUS1_RECV_FLAG_PEEK, 15, &r), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 2);
         handle_release_fails(a, assigned_id(1, true), -ENXIO);
         slice_release_fails(a, 0);
 
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(a, 0, 16, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 2, "hello");
         assert_int_equal(r.offset, 0);
 
         assert_int_equal(peer_recv(a, 0, 23, &r), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(a, 0, 24, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 2, "x");
         assert_int_equal(r.offset, 16);
 
@@ -1364,7 +1197,7 @@ static void test_recv_erange(void **state) {
         handle_release_ok(b, ba);
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(a, 0, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
 
         /* the seed lands at 24 */
@@ -1372,14 +1205,12 @@ static void test_recv_erange(void **state) {
         assert_int_equal(peer_recv(a, BUS1_RECV_FLAG_SEED, 31, &r), -ERANGE);
         assert_int_equal(peer_recv(a, BUS1_RECV_FLAG_SEED | BUS1_RECV_FLAG_PEEK, 31, &r),
                          -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_non_null(a->seed);
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(a, BUS1_RECV_FLAG_SEED, 32, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 24);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1389,16 +1220,12 @@ static void test_recv_erange(void **state) {
  * one per entry.
  */
 static void test_recv_peek(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ba, bc, handles[2], id;
-        Peer *a, *b, *c;
         PeerRecv p, r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         bc = transfer(c, 0x100, b);
         handles[0] = handles[1] = bc;
@@ -1408,7 +1235,7 @@ static void test_recv_peek(void **state) {
 
         for (int i = 0; i < 3; ++i) {
                 assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &p), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 check_data(a, &p, 2, "peek");
                 assert_int_equal(p.destination, 0x100);
                 assert_int_equal(p.n_handles, 2);
@@ -1422,7 +1249,7 @@ static void test_recv_peek(void **state) {
         expect_empty(c);
 
         assert_int_equal(test_recv(a, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.entry_id, p.entry_id);
         assert_int_equal(r.offset, p.offset);
         assert_int_equal(a->queue.n_entries, 0);
@@ -1433,30 +1260,26 @@ static void test_recv_peek(void **state) {
 
         /* PEEK of a notification keeps it too */
         assert_int_equal(test_recv(c, BUS1_RECV_FLAG_PEEK, &p), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(p.type, BUS1_MSG_NODE_RELEASE);
         assert_int_equal(p.destination, 0x100);
         check_notification_fields(&p);
         assert_int_equal(test_recv(c, BUS1_RECV_FLAG_PEEK, &p), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         expect_one(c, BUS1_MSG_NODE_RELEASE, 0x100);
         expect_empty(c);
 
         slice_release_ok(a, r.offset);
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /* what RECV reports for DATA and for notifications */
 static void test_recv_fields(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba, ab, dsts[2], seen = 0;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         transfer(a, 0x200, NULL);
         ab = transfer(a, 0x200, b);
@@ -1465,10 +1288,10 @@ static void test_recv_fields(void **state) {
 
         /* two nodes of A in one transaction: two entries linked by CONTINUE */
         assert_int_equal(test_send(b, 0, dsts, 2, NULL, "multi", 5, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         for (int i = 0; i < 2; ++i) {
                 assert_int_equal(test_recv(a, 0, &r), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 check_data(a, &r, 2, "multi");
                 assert_int_equal(r.flags, i ? 0 : BUS1_MSG_FLAG_CONTINUE);
                 assert_int_equal(r.n_handles, 0);
@@ -1481,8 +1304,6 @@ static void test_recv_fields(void **state) {
         handle_release_ok(b, ba);
         expect_one(a, BUS1_MSG_NODE_RELEASE, 0x100);
         expect_empty(a);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* where a DATA entry's security context starts, as a client computes it */
@@ -1497,21 +1318,19 @@ static const void *secctx_of(Peer *peer, const PeerRecv *r) {
  * bytes after the payload, handle and fd areas.
  */
 static void test_recv_secctx(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         static const char label[] = "system_u:object_r:bus1_t";
         uint64_t ba, own = 0x200;
-        Peer *a, *b;
         PeerRecv r;
         FdList *fds;
         int fd;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
         b->secctx = strdup(label);
         assert_non_null(b->secctx);
         b->n_secctx = sizeof(label) - 1;
-        assert_valid(&bus);
+        assert_valid(bus);
         ba = transfer(a, 0x100, b);
         assert_int_equal(transfer(b, own, NULL), own);
 
@@ -1523,7 +1342,7 @@ static void test_recv_secctx(void **state) {
         assert_int_equal(reset(a, 0, BUS1_PEER_FLAG_WANT_SECCTX, KEEP, KEEP, KEEP, KEEP), 0);
         send_text(b, ba, "labelled");
         assert_int_equal(test_recv(a, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_int_equal(r.n_secctx, sizeof(label) - 1);
         assert_memory_equal(test_slice(a, r.offset), "labelled", 8);
@@ -1532,10 +1351,10 @@ static void test_recv_secctx(void **state) {
         /* behind a handle area and an installed fd area */
         fds = fdlist_make(&fd, 1);
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "h+f", 3, &own, 1, fds), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         fds = fdlist_unref(fds);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_INSTALL_FDS, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_int_equal(r.n_handles, 1);
         assert_int_equal(r.n_fds, 1);
@@ -1549,8 +1368,6 @@ static void test_recv_secctx(void **state) {
         r = expect_data(a, 0x100, 2, "plain");
         assert_int_equal(r.flags, 0);
         assert_int_equal(r.n_secctx, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1559,21 +1376,19 @@ static void test_recv_secctx(void **state) {
  * slice layout).
  */
 static void test_recv_secctx_without_install_fds(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         static const char label[] = "unconfined";
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
         FdList *fds;
         int fd[2];
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
         b->secctx = strdup(label);
         assert_non_null(b->secctx);
         b->n_secctx = sizeof(label) - 1;
-        assert_valid(&bus);
+        assert_valid(bus);
         ba = transfer(a, 0x100, b);
         assert_int_equal(reset(a, 0, BUS1_PEER_FLAG_WANT_SECCTX, KEEP, KEEP, KEEP, KEEP), 0);
 
@@ -1581,27 +1396,21 @@ static void test_recv_secctx_without_install_fds(void **state) {
         send_full(b, ba, "fds", NULL, 0, fds);
         fds = fdlist_unref(fds);
         assert_int_equal(test_recv(a, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_fds, 0);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_int_equal(r.n_secctx, sizeof(label) - 1);
         assert_memory_equal(secctx_of(a, &r), label, sizeof(label) - 1);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* SLICE_RELEASE of an offset that starts no slice is ENXIO */
 static void test_slice_release_unknown(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         const uint64_t bad[] = { 0, 1, 8, 16, 4096, UINT64_MAX };
         uint64_t ba, own = 0x200;
-        Peer *a, *b;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
 
         for (size_t i = 0; i < ARRAY_SIZE(bad); ++i)
                 slice_release_fails(a, bad[i]);
@@ -1610,16 +1419,14 @@ static void test_slice_release_unknown(void **state) {
         ba = transfer(a, 0x100, b);
         assert_int_equal(transfer(b, own, NULL), own);
         assert_int_equal(test_send(b, 0, &ba, 1, NULL, "hello", 5, &own, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(a, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 0);
         slice_release_fails(a, 8);
         slice_release_fails(a, 4);
         slice_release_fails(a, 16);
         slice_release_ok(a, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1627,20 +1434,17 @@ static void test_slice_release_unknown(void **state) {
  * once received it succeeds once, then ENXIO again.
  */
 static void test_slice_release_unreceived(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv p, r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         send_text(b, ba, "queued");
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &p), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         slice_release_fails(a, p.offset);
         assert_int_equal(a->queue.n_entries, 1);
         assert_int_equal(a->pool.n_busy, 1);
@@ -1650,21 +1454,15 @@ static void test_slice_release_unreceived(void **state) {
         slice_release_ok(a, r.offset);
         slice_release_fails(a, r.offset);
         assert_int_equal(a->pool.n_busy, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* SLICE_RELEASE returns the slice's bytes to the pool, to be reused */
 static void test_slice_release_returns_bytes(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
         PeerRecv r1, r2, r3, r4;
         uint64_t ba;
-        Peer *a, *b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         send_text(b, ba, "one");
@@ -1690,8 +1488,6 @@ static void test_slice_release_returns_bytes(void **state) {
         slice_release_ok(a, r4.offset);
         assert_int_equal(a->pool.n_busy, 0);
         assert_int_equal(a->pool.busy_bytes, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1699,17 +1495,14 @@ static void test_slice_release_returns_bytes(void **state) {
  * PeerRecv.fds); a PEEK hands nothing over.
  */
 static void test_fds_install(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
         FdList *fds;
         int fd[2];
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         fds = fdlist_make(fd, 2);
@@ -1718,13 +1511,13 @@ static void test_fds_install(void **state) {
         assert_int_equal(a->n_inflight_fds, 2);
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_INSTALL_FDS, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_null(r.fds);
         assert_int_equal(a->queue.n_entries, 1);
         assert_true(fd_is_open(fd[0]) && fd_is_open(fd[1]));
 
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_INSTALL_FDS, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 2, "fds");
         assert_int_equal(r.n_fds, 2);
         assert_non_null(r.fds);
@@ -1737,23 +1530,18 @@ static void test_fds_install(void **state) {
         peer_recv_deinit(&r);
         assert_null(r.fds);
         assert_false(fd_is_open(fd[0]) || fd_is_open(fd[1]));
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /* without INSTALL_FDS, RECV reports n_fds 0 and closes the fds */
 static void test_fds_closed_without_install(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t ba;
-        Peer *a, *b;
         PeerRecv r;
         FdList *fds;
         int fd[2];
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         fds = fdlist_make(fd, 2);
@@ -1762,14 +1550,12 @@ static void test_fds_closed_without_install(void **state) {
         assert_true(fd_is_open(fd[0]) && fd_is_open(fd[1]));
 
         assert_int_equal(test_recv(a, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         check_data(a, &r, 2, "fds");
         assert_int_equal(r.n_fds, 0);
         assert_null(r.fds);
         assert_int_equal(a->n_inflight_fds, 0);
         assert_false(fd_is_open(fd[0]) || fd_is_open(fd[1]));
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 /*
@@ -1777,17 +1563,13 @@ static void test_fds_closed_without_install(void **state) {
  * once no other receiver's copy holds them.
  */
 static void test_fds_closed_on_disconnect(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t ba, bc, dsts[2];
         int fd[2], seed_fd;
-        Peer *a, *b, *c;
         FdList *fds;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        c = test_peer_new(&bus, 3);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
         bc = transfer(c, 0x100, b);
         dsts[0] = ba;
@@ -1795,22 +1577,20 @@ static void test_fds_closed_on_disconnect(void **state) {
 
         fds = fdlist_make(fd, 2);
         assert_int_equal(test_send(b, 0, dsts, 2, NULL, "fds", 3, NULL, 0, fds), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         fds = fdlist_unref(fds);
         fds = fdlist_make(&seed_fd, 1);
         set_seed(a, "seed", NULL, 0, fds);
         fds = fdlist_unref(fds);
 
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_false(fd_is_open(seed_fd));
         assert_true(fd_is_open(fd[0]) && fd_is_open(fd[1]));    /* C's copy */
 
         assert_int_equal(peer_disconnect(c), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_false(fd_is_open(fd[0]) || fd_is_open(fd[1]));
-
-        free_peers(&bus, (Peer *[]){ a, b, c }, 3);
 }
 
 /*
@@ -1818,16 +1598,12 @@ static void test_fds_closed_on_disconnect(void **state) {
  * until FLUSH_SEED.
  */
 static void test_fds_closed_on_flush(void **state) {
+        TestBus *t = *state;
+        Peer *a = t->peers[0], *b = t->peers[1];
         int fd[2], seed_fd;
         uint64_t ba;
-        Peer *a, *b;
         FdList *fds;
-        Bus bus;
 
-        bus_init(&bus);
-        a = test_peer_new(&bus, 1);
-        b = test_peer_new(&bus, 2);
-        assert_valid(&bus);
         ba = transfer(a, 0x100, b);
 
         fds = fdlist_make(&seed_fd, 1);
@@ -1846,53 +1622,51 @@ static void test_fds_closed_on_flush(void **state) {
         assert_int_equal(flush(a, BUS1_PEER_RESET_FLAG_FLUSH_SEED), 0);
         assert_false(fd_is_open(seed_fd));
         assert_int_equal(a->n_inflight_fds, 0);
-
-        free_peers(&bus, (Peer *[]){ a, b }, 2);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_disconnect_destroys_nodes),
-                cmocka_unit_test(test_disconnect_releases_handles),
-                cmocka_unit_test(test_disconnect_drops_queue_and_pool),
-                cmocka_unit_test(test_disconnect_later_ops_eshutdown),
-                cmocka_unit_test(test_disconnect_sends_to_its_nodes_eshutdown),
-                cmocka_unit_test(test_disconnect_transfer_into_eshutdown),
-                cmocka_unit_test(test_disconnect_sent_messages_stay),
+                test_bus_unit_test_checked(test_disconnect_destroys_nodes, 3),
+                test_bus_unit_test_checked(test_disconnect_releases_handles, 3),
+                test_bus_unit_test_checked(test_disconnect_drops_queue_and_pool, 2),
+                test_bus_unit_test_checked(test_disconnect_later_ops_eshutdown, 2),
+                test_bus_unit_test_checked(test_disconnect_sends_to_its_nodes_eshutdown, 3),
+                test_bus_unit_test_checked(test_disconnect_transfer_into_eshutdown, 2),
+                test_bus_unit_test_checked(test_disconnect_sent_messages_stay, 3),
                 cmocka_unit_test(test_free_without_disconnect),
-                cmocka_unit_test(test_query_defaults),
-                cmocka_unit_test(test_query_flags_einval),
-                cmocka_unit_test(test_reset_all_ones_keeps),
-                cmocka_unit_test(test_reset_limit_above_int_max),
-                cmocka_unit_test(test_reset_peer_flags),
-                cmocka_unit_test(test_reset_unknown_flags),
-                cmocka_unit_test(test_reset_flush_destroys_unpinned_nodes),
-                cmocka_unit_test(test_reset_flush_releases_handles),
-                cmocka_unit_test(test_reset_flush_drops_queue_and_slices),
-                cmocka_unit_test(test_reset_flush_seed),
-                cmocka_unit_test(test_reset_flush_with_seed),
-                cmocka_unit_test(test_reset_lowered_limits_apply),
-                cmocka_unit_test(test_seed_set_and_recv),
-                cmocka_unit_test(test_seed_none_eagain),
-                cmocka_unit_test(test_seed_flags_einval),
-                cmocka_unit_test(test_seed_replace),
-                cmocka_unit_test(test_seed_pins_across_flush),
-                cmocka_unit_test(test_seed_private),
-                cmocka_unit_test(test_recv_empty_eagain),
-                cmocka_unit_test(test_recv_unknown_flags_einval),
-                cmocka_unit_test(test_recv_erange),
-                cmocka_unit_test(test_recv_peek),
-                cmocka_unit_test(test_recv_fields),
-                cmocka_unit_test(test_recv_secctx),
-                cmocka_unit_test(test_slice_release_unknown),
-                cmocka_unit_test(test_slice_release_unreceived),
-                cmocka_unit_test(test_slice_release_returns_bytes),
-                cmocka_unit_test(test_fds_install),
-                cmocka_unit_test(test_fds_closed_on_disconnect),
-                cmocka_unit_test(test_fds_closed_on_flush),
+                test_bus_unit_test_checked(test_query_defaults, 1),
+                test_bus_unit_test_checked(test_query_flags_einval, 1),
+                test_bus_unit_test_checked(test_reset_all_ones_keeps, 1),
+                test_bus_unit_test_checked(test_reset_limit_above_int_max, 2),
+                test_bus_unit_test_checked(test_reset_peer_flags, 1),
+                test_bus_unit_test_checked(test_reset_unknown_flags, 2),
+                test_bus_unit_test_checked(test_reset_flush_destroys_unpinned_nodes, 2),
+                test_bus_unit_test_checked(test_reset_flush_releases_handles, 3),
+                test_bus_unit_test_checked(test_reset_flush_drops_queue_and_slices, 3),
+                test_bus_unit_test_checked(test_reset_flush_seed, 2),
+                test_bus_unit_test_checked(test_reset_flush_with_seed, 2),
+                test_bus_unit_test_checked(test_reset_lowered_limits_apply, 2),
+                test_bus_unit_test_checked(test_seed_set_and_recv, 2),
+                test_bus_unit_test_checked(test_seed_none_eagain, 1),
+                test_bus_unit_test_checked(test_seed_flags_einval, 2),
+                test_bus_unit_test_checked(test_seed_replace, 2),
+                test_bus_unit_test_checked(test_seed_pins_across_flush, 2),
+                test_bus_unit_test_checked(test_seed_private, 2),
+                test_bus_unit_test_checked(test_recv_empty_eagain, 2),
+                test_bus_unit_test_checked(test_recv_unknown_flags_einval, 2),
+                test_bus_unit_test_checked(test_recv_erange, 2),
+                test_bus_unit_test_checked(test_recv_peek, 3),
+                test_bus_unit_test_checked(test_recv_fields, 2),
+                test_bus_unit_test_checked(test_recv_secctx, 2),
+                test_bus_unit_test_checked(test_slice_release_unknown, 2),
+                test_bus_unit_test_checked(test_slice_release_unreceived, 2),
+                test_bus_unit_test_checked(test_slice_release_returns_bytes, 2),
+                test_bus_unit_test_checked(test_fds_install, 2),
+                test_bus_unit_test_checked(test_fds_closed_on_disconnect, 3),
+                test_bus_unit_test_checked(test_fds_closed_on_flush, 2),
                 /* last: these two dequeue fds without INSTALL_FDS */
-                cmocka_unit_test(test_fds_closed_without_install),
-                cmocka_unit_test(test_recv_secctx_without_install_fds),
+                test_bus_unit_test_checked(test_fds_closed_without_install, 2),
+                test_bus_unit_test_checked(test_recv_secctx_without_install_fds, 2),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,8 +9,9 @@
  * check after every step, with queue_check(), that the list holds exactly
  * the expected entries in order, that n_entries matches, and that ids
  * increase and sequence numbers never decrease from front to back. The
- * model tests build their own Bus on the stack and run the model's
- * consistency checker after every step.
+ * model tests get their own Bus with peers (the TestBus fixture of
+ * model-util.h, or one they build) and run the model's consistency checker
+ * after every step.
  *
  * Where the model (docs/model.md §4.5) leaves the order of one transaction's entries on a queue open
  * (several nodes of one peer, several notifications), the tests only rely
@@ -305,81 +306,72 @@ static uint64_t recv_notification(Peer *peer, uint64_t type, uint64_t *flagsp) {
 
 /* two messages from one peer arrive in send order, across nodes of the receiver */
 static void test_order_one_sender(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to[2], flags;
         char text[16];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to[0] = test_transfer(b, ID_N1, a);
         to[1] = test_transfer(b, ID_N2, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (unsigned int i = 0; i < 20; ++i) {
                 snprintf(text, sizeof(text), "%u", i);
                 assert_int_equal(test_send1(a, to[i % 3 == 0], text), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         for (unsigned int i = 0; i < 20; ++i) {
                 peek(b, &r);
                 assert_int_equal(r.destination, i % 3 == 0 ? ID_N2 : ID_N1);
                 assert_int_equal(recv_number(b, &flags), i);
                 assert_int_equal(flags, 0);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         test_expect_empty(b);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* a multicast to B and C, then B sends to C: C gets the multicast first */
 static void test_order_multicast_then_forward(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dsts[2], b_to_c;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         dsts[0] = test_transfer(b, ID_N1, a);
         dsts[1] = test_transfer(c, ID_N1, a);
         b_to_c = test_transfer(c, ID_N1, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* B sends before it even looked at the multicast */
         assert_int_equal(test_send(a, 0, dsts, 2, NULL, "multicast", 9, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, b_to_c, "from b"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* and after B received it, forwarding what it got */
         assert_int_equal(test_send(a, 0, dsts, 2, NULL, "second", 6, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(b, ID_N1, "multicast", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(b, ID_N1, "second", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, b_to_c, "forward"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(c, ID_N1, "multicast", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.creds.uid, 1);
         test_expect_data(c, ID_N1, "from b", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.creds.uid, 2);
         test_expect_data(c, ID_N1, "second", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(c, ID_N1, "forward", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(c);
-
-        free_peers(&bus, peers, 3);
 }
 
 /*
@@ -387,34 +379,29 @@ static void test_order_multicast_then_forward(void **state) {
  * the two senders only synchronise outside the bus (here: the test itself)
  */
 static void test_order_side_channel(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t a_to_c, b_to_c;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         /* B got its handle first, A's node is the older one: neither matters */
         b_to_c = test_transfer(c, ID_N2, b);
         a_to_c = test_transfer(c, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (unsigned int i = 0; i < 5; ++i) {
                 assert_int_equal(test_send1(a, a_to_c, "a"), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 assert_int_equal(test_send1(b, b_to_c, "b"), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         for (unsigned int i = 0; i < 5; ++i) {
                 test_expect_data(c, ID_N1, "a", 0, &r);
-                assert_valid(&bus);
+                assert_valid(bus);
                 test_expect_data(c, ID_N2, "b", 0, &r);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
-
-        free_peers(&bus, peers, 3);
 }
 
 /*
@@ -488,89 +475,80 @@ static void test_order_concurrent_multicasts(void **state) {
  * after it (and a send to the destroyed node fails)
  */
 static void test_order_message_then_destroy(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t a_to_b, c_to_b, a_to_c, b_to_c, id = ID_N1;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         a_to_b = test_transfer(b, ID_N1, a);
         c_to_b = test_transfer(b, ID_N1, c);
         a_to_c = test_transfer(c, ID_N2, a);
         b_to_c = test_transfer(c, ID_N2, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send1(a, a_to_b, "before"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, a_to_c, "a to c"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_nodes_destroy(b, 0, &id, 1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, a_to_b, "after"), -EHOSTUNREACH);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, b_to_c, "b to c"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* the owner: the message ordered before the destruction is still delivered */
         test_expect_data(b, ID_N1, "before", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_notification(b, BUS1_MSG_NODE_DESTROY, ID_N1, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
 
         test_expect_notification(a, BUS1_MSG_NODE_DESTROY, a_to_b, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
 
         test_expect_data(c, ID_N2, "a to c", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_notification(c, BUS1_MSG_NODE_DESTROY, c_to_b, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(c, ID_N2, "b to c", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(c);
-
-        free_peers(&bus, peers, 3);
 }
 
 /* a message sent before a handle release is ahead of the NODE_RELEASE it causes */
 static void test_order_message_then_release(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t b_to_n1, b_to_n2;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         b_to_n1 = test_transfer(a, ID_N1, b);
         b_to_n2 = test_transfer(a, ID_N2, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send1(b, b_to_n2, "x"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_handle_release(b, b_to_n1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(b, b_to_n2, "y"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_handle_release(b, b_to_n2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(a, ID_N2, "x", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, 0);
         test_expect_notification(a, BUS1_MSG_NODE_RELEASE, ID_N1, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(a, ID_N2, "y", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_notification(a, BUS1_MSG_NODE_RELEASE, ID_N2, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* --- CONTINUE ---------------------------------------------------------------- */
@@ -728,21 +706,18 @@ static void test_continue_withdrawn_destroy(void **state) {
  * the other loses CONTINUE
  */
 static void test_continue_withdrawn_release(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t owned[2] = { ID_N1, ID_N2 }, again;
         PeerRecv r, r2;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         (void)test_transfer(a, ID_N1, b);
         (void)test_transfer(a, ID_N2, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(peer_disconnect(b), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 2);
         peek(a, &r);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
@@ -751,40 +726,36 @@ static void test_continue_withdrawn_release(void **state) {
         /* the node behind the front gets a holder again */
         again = owned[!index_of(owned, 2, r.destination)];
         (void)test_transfer(a, again, c);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 1);
         peek(a, &r2);
         assert_int_equal(r2.entry_id, r.entry_id);
         assert_int_equal(r2.flags, 0);
 
         test_expect_notification(a, BUS1_MSG_NODE_RELEASE, r.destination, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
-
-        free_peers(&bus, peers, 3);
 }
 
 /* CONTINUE links entries of one transaction whatever their kind */
 static void test_continue_mixed_kinds(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t a_to_b, flags[2], dst[2], type[2];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         a_to_b = test_transfer(b, ID_N1, a);
         (void)test_transfer(a, ID_N1, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* one transaction: B's node is destroyed, B's handle to A's node released */
         assert_int_equal(peer_disconnect(b), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 2);
         for (size_t i = 0; i < 2; ++i) {
                 assert_int_equal(test_recv(a, 0, &r), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 flags[i] = r.flags;
                 dst[i] = r.destination;
                 type[i] = r.type;
@@ -794,31 +765,27 @@ static void test_continue_mixed_kinds(void **state) {
         assert_int_not_equal(type[0], type[1]);
         for (size_t i = 0; i < 2; ++i)
                 assert_int_equal(dst[i], type[i] == BUS1_MSG_NODE_DESTROY ? a_to_b : ID_N1);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* --- RECV: PEEK, EAGAIN, ERANGE ------------------------------------------------- */
 
 /* PEEK returns the front without dequeuing it, as often as asked */
 static void test_peek_returns_front(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b;
         PeerRecv r1, r2, r3;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         assert_int_equal(test_send1(a, to_b, "one"), 0);
         assert_int_equal(test_send1(a, to_b, "two"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         peek(b, &r1);
-        assert_valid(&bus);
+        assert_valid(bus);
         peek(b, &r2);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->queue.n_entries, 2);
         assert_int_equal(r1.entry_id, r2.entry_id);
         assert_int_equal(r1.type, BUS1_MSG_DATA);
@@ -829,7 +796,7 @@ static void test_peek_returns_front(void **state) {
         assert_int_equal(r1.creds.uid, 1);
 
         test_expect_data(b, ID_N1, "one", 0, &r3);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r3.entry_id, r1.entry_id);
         assert_int_equal(r3.offset, r1.offset);
 
@@ -838,10 +805,8 @@ static void test_peek_returns_front(void **state) {
         assert_true(r2.entry_id > r1.entry_id);
         assert_memory_equal(test_slice(b, r2.offset), "two", 3);
         test_expect_data(b, ID_N1, "two", 0, &r3);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
-
-        free_peers(&bus, peers, 2);
 }
 
 /*
@@ -850,25 +815,22 @@ static void test_peek_returns_front(void **state) {
  * released, until a RECV dequeues it
  */
 static void test_peek_takes_no_references(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t to_b, to_c, id, refs;
         Handle *h;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         to_b = test_transfer(b, ID_N1, a);
         to_c = test_transfer(c, ID_N1, a);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "h", 1, &to_c, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         refs = b->n_handle_refs;
 
         for (size_t i = 0; i < 2; ++i) {
                 peek(b, &r);
-                assert_valid(&bus);
+                assert_valid(bus);
                 assert_int_equal(r.n_handles, 1);
                 id = test_slice_handle(b, &r, 0);
                 h = handle_find(b, id);
@@ -878,37 +840,33 @@ static void test_peek_takes_no_references(void **state) {
                 assert_int_equal(peer_handle_release(b, id), -ENXIO);
                 assert_int_equal(test_send1(b, id, "no"), -ENXIO);
                 assert_int_equal(peer_slice_release(b, r.offset), -ENXIO);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         test_expect_empty(c);
 
         test_expect_data(b, ID_N1, "h", 1, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_slice_handle(b, &r, 0), id);
         assert_int_equal(handle_find(b, id)->n_user, 1);
         assert_int_equal(b->n_handle_refs, refs);
         assert_int_equal(test_send1(b, id, "yes"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_slice_release(b, r.offset), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(c, ID_N1, "yes", 0, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /* PEEK installs no fds, even with INSTALL_FDS; the dequeuing RECV does */
 static void test_peek_installs_no_fds(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         FdList *list = NULL;
         uint64_t to_b;
         int fds[2];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         for (size_t i = 0; i < 2; ++i) {
                 fds[i] = eventfd(0, EFD_CLOEXEC);
@@ -917,14 +875,14 @@ static void test_peek_installs_no_fds(void **state) {
         assert_int_equal(fdlist_new(&list, fds, 2), 0);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "fd", 2, NULL, 0, list), 0);
         list = fdlist_unref(list);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (size_t i = 0; i < 2; ++i) {
                 memset(&r, 0, sizeof(r));
                 assert_int_equal(peer_recv(b, BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_INSTALL_FDS,
                                            UINT64_MAX, &r),
                                  0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 assert_int_equal(r.type, BUS1_MSG_DATA);
                 assert_null(r.fds);
                 assert_int_equal(b->n_inflight_fds, 2);
@@ -934,84 +892,71 @@ static void test_peek_installs_no_fds(void **state) {
 
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(b, BUS1_RECV_FLAG_INSTALL_FDS, UINT64_MAX, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_fds, 2);
         assert_non_null(r.fds);
         assert_int_equal(r.fds->fds[1], fds[1]);
         peer_recv_deinit(&r);
         assert_true(fcntl(fds[0], F_GETFD) < 0);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* PEEK of a notification leaves it queued too */
 static void test_peek_notification(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b, id = ID_N1;
         PeerRecv r1, r2;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         assert_int_equal(peer_nodes_destroy(b, 0, &id, 1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         peek(a, &r1);
-        assert_valid(&bus);
+        assert_valid(bus);
         peek(a, &r2);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r1.type, BUS1_MSG_NODE_DESTROY);
         assert_int_equal(r1.entry_id, r2.entry_id);
         assert_int_equal(r1.destination, to_b);
         assert_int_equal(a->queue.n_entries, 1);
 
         test_expect_notification(a, BUS1_MSG_NODE_DESTROY, to_b, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(a);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* an empty queue is EAGAIN, for PEEK too, and again once drained or withdrawn */
 static void test_recv_eagain(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t b_to_a;
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
-        assert_valid(&bus);
 
         assert_int_equal(test_recv(a, 0, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
         assert_int_equal(peer_recv(a, 0, 0, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         b_to_a = test_transfer(a, ID_N1, b);
         assert_int_equal(test_send1(b, b_to_a, "x"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(a, ID_N1, "x", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(a, 0, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* a NODE_RELEASE that is withdrawn before it is read leaves nothing */
         assert_int_equal(peer_handle_release(b, b_to_a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->queue.n_entries, 1);
         (void)test_transfer(a, ID_N1, c);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(a, 0, &r), -EAGAIN);
         assert_int_equal(test_recv(a, BUS1_RECV_FLAG_PEEK, &r), -EAGAIN);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /*
@@ -1020,46 +965,44 @@ static void test_recv_eagain(void **state) {
  * RECV with enough max_offset gets it
  */
 static void test_recv_erange_keeps_entry(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b, handles[1] = { 0x800 }, id;
         PeerRecv r, r2;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* an empty message still has an 8-byte slice: max_offset 0 is too small */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, NULL, 0, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_recv(b, 0, 0, &r), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_recv(b, 0, 7, &r), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(b, 0, 8, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 0);
         assert_int_equal(r.n_bytes, 0);
 
         /* 5 payload bytes and one handle: a 16-byte slice at offset 8 */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "abcde", 5, handles, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, to_b, "next"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         peek(b, &r);
         assert_int_equal(r.offset, 8);
         id = r.entry_id;
 
         /* payload and handle area: covering only the payload is not enough */
         assert_int_equal(peer_recv(b, 0, 8 + 8, &r2), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_recv(b, 0, 8 + 15, &r2), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_recv(b, BUS1_RECV_FLAG_PEEK, 8 + 15, &r2), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->queue.n_entries, 2);
         /* nothing was handed over */
         assert_int_equal(handle_find(a, 0x800)->node->n_user_refs, 2);
@@ -1069,92 +1012,83 @@ static void test_recv_erange_keeps_entry(void **state) {
 
         memset(&r2, 0, sizeof(r2));
         assert_int_equal(peer_recv(b, 0, 8 + 16, &r2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r2.entry_id, id);
         assert_int_equal(r2.n_bytes, 5);
         assert_int_equal(r2.n_handles, 1);
         assert_memory_equal(test_slice(b, r2.offset), "abcde", 5);
 
         test_expect_data(b, ID_N1, "next", 0, &r2);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* ERANGE on the front entry is not skipped for a later one that would fit */
 static void test_recv_erange_front_blocks(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         char big[64];
-        Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         memset(big, 'g', sizeof(big));
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* leave an 8-byte hole at 0 behind a 64-byte slice */
         assert_int_equal(test_send1(a, to_b, "hole"), 0);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, big, 64, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(b, ID_N1, "hole", 0, &r);
         assert_int_equal(r.offset, 0);
         assert_int_equal(peer_slice_release(b, 0), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(b, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 8);
 
         /* a big one lands at 72, then a small one in the hole at 0 */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, big, 64, NULL, 0, NULL), 0);
         assert_int_equal(test_send1(a, to_b, "small"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(peer_recv(b, 0, 16, &r), -ERANGE);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->queue.n_entries, 2);
 
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(b, 0, 72 + 64, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 72);
         assert_int_equal(r.n_bytes, 64);
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(b, 0, 16, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset, 0);
         assert_memory_equal(test_slice(b, 0), "small", 5);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* notifications have no slice: never ERANGE, even with max_offset 0 */
 static void test_recv_notifications_never_erange(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t a_to_b, b_to_a, id = ID_N1;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         a_to_b = test_transfer(b, ID_N1, a);
         b_to_a = test_transfer(a, ID_N2, b);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(peer_nodes_destroy(b, 0, &id, 1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_handle_release(b, b_to_a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (size_t i = 0; i < 2; ++i) {
                 memset(&r, 0, sizeof(r));
                 assert_int_equal(peer_recv(a, i ? 0 : BUS1_RECV_FLAG_PEEK, 0, &r), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 assert_int_equal(r.type, BUS1_MSG_NODE_DESTROY);
                 assert_int_equal(r.destination, a_to_b);
                 assert_int_equal(r.offset, BUS1_OFFSET_INVALID);
@@ -1166,17 +1100,15 @@ static void test_recv_notifications_never_erange(void **state) {
         }
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(a, 0, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.type, BUS1_MSG_NODE_RELEASE);
         assert_int_equal(r.destination, ID_N2);
         assert_int_equal(r.offset, BUS1_OFFSET_INVALID);
         assert_int_equal(r.creds.uid, UINT32_MAX);
         assert_int_equal(r.n_bytes + r.n_handles + r.n_fds + r.n_secctx, 0);
         assert_int_equal(peer_recv(a, 0, 0, &r), -EAGAIN);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(c);
-
-        free_peers(&bus, peers, 3);
 }
 
 int main(void) {
@@ -1186,25 +1118,25 @@ int main(void) {
                 cmocka_unit_test(test_queue_remove),
                 cmocka_unit_test(test_queue_continues),
                 cmocka_unit_test(test_queue_hooks),
-                cmocka_unit_test(test_order_one_sender),
-                cmocka_unit_test(test_order_multicast_then_forward),
-                cmocka_unit_test(test_order_side_channel),
+                test_bus_unit_test_checked(test_order_one_sender, 2),
+                test_bus_unit_test_checked(test_order_multicast_then_forward, 3),
+                test_bus_unit_test_checked(test_order_side_channel, 3),
                 cmocka_unit_test(test_order_concurrent_multicasts),
-                cmocka_unit_test(test_order_message_then_destroy),
-                cmocka_unit_test(test_order_message_then_release),
+                test_bus_unit_test_checked(test_order_message_then_destroy, 3),
+                test_bus_unit_test_checked(test_order_message_then_release, 2),
                 cmocka_unit_test(test_continue_notifications),
                 cmocka_unit_test(test_continue_not_across_transactions),
                 cmocka_unit_test(test_continue_withdrawn_destroy),
-                cmocka_unit_test(test_continue_withdrawn_release),
-                cmocka_unit_test(test_continue_mixed_kinds),
-                cmocka_unit_test(test_peek_returns_front),
-                cmocka_unit_test(test_peek_takes_no_references),
-                cmocka_unit_test(test_peek_installs_no_fds),
-                cmocka_unit_test(test_peek_notification),
-                cmocka_unit_test(test_recv_eagain),
-                cmocka_unit_test(test_recv_erange_keeps_entry),
-                cmocka_unit_test(test_recv_erange_front_blocks),
-                cmocka_unit_test(test_recv_notifications_never_erange),
+                test_bus_unit_test_checked(test_continue_withdrawn_release, 3),
+                test_bus_unit_test_checked(test_continue_mixed_kinds, 2),
+                test_bus_unit_test_checked(test_peek_returns_front, 2),
+                test_bus_unit_test_checked(test_peek_takes_no_references, 3),
+                test_bus_unit_test_checked(test_peek_installs_no_fds, 2),
+                test_bus_unit_test_checked(test_peek_notification, 2),
+                test_bus_unit_test_checked(test_recv_eagain, 3),
+                test_bus_unit_test_checked(test_recv_erange_keeps_entry, 2),
+                test_bus_unit_test_checked(test_recv_erange_front_blocks, 2),
+                test_bus_unit_test_checked(test_recv_notifications_never_erange, 3),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,10 +3,11 @@
 /*
  * Tests for SEND: one message transaction (docs/model.md §4, 5 and 8)
  *
- * Every test builds its own Bus on the stack, creates peers on it, and runs
- * the model's consistency checker (assert_valid()) after every step, so
- * reference counts, queue order, slice ownership and fd charges are checked
- * throughout, not only where a test looks. A failed transaction must leave
+ * Every test gets its own Bus with peers (the TestBus fixture of
+ * model-util.h, or one it builds), and runs the model's consistency checker
+ * (assert_valid()) after every step, so reference counts, queue order,
+ * slice ownership and fd charges are checked throughout, not only where a
+ * test looks. A failed transaction must leave
  * no trace: the tests snapshot the counters of every peer involved (queue
  * length, busy slices and bytes, handles and their references, in-flight
  * fds, nodes) and compare them after the failure, check that a node the
@@ -266,35 +267,31 @@ static void test_unicast_payload_and_metadata(void **state) {
 
 /* docs/model.md §4: the payload is the concatenation of the iovecs, empty ones included */
 static void test_unicast_iovecs_concatenated(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer **peers = t->peers;
         struct iovec vecs[] = {
                 { .iov_base = (void *)"abc", .iov_len = 3 },
                 { .iov_base = NULL, .iov_len = 0 },
                 { .iov_base = (void *)"defgh", .iov_len = 5 },
                 { .iov_base = (void *)"i", .iov_len = 1 },
         };
-        Peer *peers[2] = {};
         uint64_t to_b;
         TxArgs args = {};
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        peers[0] = test_peer_new(&bus, 1);
-        peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(peers[1], ID_N1, peers[0]);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         args.destinations = &to_b;
         args.n_destinations = 1;
         args.vecs = vecs;
         args.n_vecs = ARRAY_SIZE(vecs);
         assert_int_equal(peer_send(peers[0], &args), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(peers[1], ID_N1, "abcdefghi", 0, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /*
@@ -304,35 +301,32 @@ static void test_unicast_iovecs_concatenated(void **state) {
  * ALIGN8(n_bytes) + 8 * n_handles bytes
  */
 static void test_slice_layout_handles(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         static const char text[] = "thirteen byte";     /* 13 bytes: padded to 16 */
-        Peer *peers[3] = {}, *a, *b, *c;
         uint64_t to_b, to_c1, to_c2, handles[4], id;
         uint64_t id_c2 = ID_N2;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         to_b = test_transfer(b, ID_N1, a);
         to_c1 = test_transfer(c, ID_N1, a);
         to_c2 = test_transfer(c, ID_N2, a);
         assert_int_equal(peer_nodes_destroy(c, 0, &id_c2, 1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         handles[0] = ID_NEW;    /* a new node of the sender */
         handles[1] = to_c1;     /* a third peer's node */
         handles[2] = to_c2;     /* a destroyed node */
         handles[3] = to_b;      /* the receiver's own node */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, text, 13, handles, 4, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         /* reserved at send time: 16 bytes of payload, 4 * 8 of handle IDs */
         assert_int_equal(b->pool.n_busy, 1);
         assert_int_equal(b->pool.busy_bytes, 16 + 32);
 
         test_expect_data(b, ID_N1, text, 4, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.offset % 8, 0);
 
         id = test_slice_handle(b, &r, 0);
@@ -348,70 +342,59 @@ static void test_slice_layout_handles(void **state) {
         assert_int_equal(test_slice_handle(b, &r, 3), ID_N1);
 
         assert_int_equal(peer_slice_release(b, r.offset), 0);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /* docs/model.md §5: an empty message still takes an 8-byte slice that needs SLICE_RELEASE */
 static void test_empty_message_takes_slice(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, NULL, 0, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->pool.n_busy, 1);
         assert_int_equal(b->pool.busy_bytes, 8);
 
         test_expect_data(b, ID_N1, NULL, 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_not_equal(r.offset, BUS1_OFFSET_INVALID);
         assert_int_equal(b->pool.n_busy, 1);
         assert_int_equal(b->pool.busy_bytes, 8);
 
         assert_int_equal(peer_slice_release(b, r.offset), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->pool.n_busy, 0);
         assert_int_equal(peer_slice_release(b, r.offset), -ENXIO);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* docs/model.md §2: a new ID as destination creates the node, and the owner receives on it */
 static void test_new_id_destination_creates_node(void **state) {
-        Peer *peers[1] = {}, *a;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0];
         uint64_t dsts[2] = { ID_N1, ID_UNKNOWN_REMOTE };
         PeerRecv r;
-        Bus bus;
-
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        assert_valid(&bus);
 
         assert_int_equal(test_send1(a, ID_N1, "to myself"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->n_nodes, 1);
         assert_int_equal(handle_find(a, ID_N1)->n_user, 1);
         test_expect_data(a, ID_N1, "to myself", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* a failing send creates nothing */
         dsts[0] = ID_N2;
         assert_int_equal(test_send(a, 0, dsts, 2, NULL, "x", 1, NULL, 0, NULL), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_null(handle_find(a, ID_N2));
         assert_int_equal(a->n_nodes, 1);
-
-        free_peers(&bus, peers, 1);
 }
 
 /* --- multicast: atomic, or per destination with CONTINUE ---------------- */
@@ -703,7 +686,12 @@ typedef struct SenderErr {
         Counts before[3];
 } SenderErr;
 
-static void sender_err_setup(SenderErr *s) {
+/* the fixture of the sender-error cases */
+static int sender_err_setup(void **state) {
+        SenderErr *s = calloc(1, sizeof(*s));
+
+        assert_non_null(s);
+        *state = s;
         bus_init(&s->bus);
         s->peers[0] = test_peer_new(&s->bus, 1);
         s->peers[1] = test_peer_new(&s->bus, 2);
@@ -713,6 +701,15 @@ static void sender_err_setup(SenderErr *s) {
         assert_valid(&s->bus);
         for (size_t i = 0; i < 3; ++i)
                 s->before[i] = counts_of(s->peers[i]);
+        return 0;
+}
+
+static int sender_err_teardown(void **state) {
+        SenderErr *s = *state;
+
+        free_peers(&s->bus, s->peers, 3);
+        free(s);
+        return 0;
 }
 
 static void sender_err_check_nothing(SenderErr *s) {
@@ -735,49 +732,43 @@ static int sender_err_send(SenderErr *s, uint64_t flags, const uint64_t *dsts, u
 
 /* docs/model.md §4/§9: EINVAL (bad flags, too many destinations) is never per destination */
 static void test_continue_einval_fails_call(void **state) {
+        SenderErr *s = *state;
         uint64_t handles[1] = { ID_NEW };
         uint64_t dsts[2];
-        SenderErr s;
 
-        sender_err_setup(&s);
-        dsts[0] = s.to_b;
-        dsts[1] = s.to_c;
+        dsts[0] = s->to_b;
+        dsts[1] = s->to_c;
 
-        assert_int_equal(sender_err_send(&s, BUS1_SEND_FLAG_CONTINUE | 4, dsts, 2, handles, 1),
+        assert_int_equal(sender_err_send(s, BUS1_SEND_FLAG_CONTINUE | 4, dsts, 2, handles, 1),
                          -EINVAL);
-        sender_err_check_nothing(&s);
+        sender_err_check_nothing(s);
 
         /* more destinations than the user's handle limit (the kernel's bound) */
-        s.peers[0]->user->limits.max[USER_HANDLES] = 1;
-        s.before[0] = counts_of(s.peers[0]);
-        assert_int_equal(sender_err_send(&s, BUS1_SEND_FLAG_CONTINUE, dsts, 2, handles, 1),
+        s->peers[0]->user->limits.max[USER_HANDLES] = 1;
+        s->before[0] = counts_of(s->peers[0]);
+        assert_int_equal(sender_err_send(s, BUS1_SEND_FLAG_CONTINUE, dsts, 2, handles, 1),
                          -EINVAL);
-        sender_err_check_nothing(&s);
-
-        free_peers(&s.bus, s.peers, 3);
+        sender_err_check_nothing(s);
 }
 
 /* docs/model.md §4/§9: ENXIO (unknown destination or attached handle) fails the whole call */
 static void test_continue_enxio_fails_call(void **state) {
+        SenderErr *s = *state;
         uint64_t handles[2] = { ID_NEW, ID_UNKNOWN_REMOTE };
         uint64_t dsts[3];
-        SenderErr s;
 
-        sender_err_setup(&s);
-        dsts[0] = s.to_b;
+        dsts[0] = s->to_b;
         dsts[1] = ID_UNKNOWN_REMOTE;
-        dsts[2] = s.to_c;
+        dsts[2] = s->to_c;
 
-        assert_int_equal(sender_err_send(&s, BUS1_SEND_FLAG_CONTINUE, dsts, 3, handles, 1),
+        assert_int_equal(sender_err_send(s, BUS1_SEND_FLAG_CONTINUE, dsts, 3, handles, 1),
                          -ENXIO);
-        sender_err_check_nothing(&s);
+        sender_err_check_nothing(s);
 
-        dsts[1] = s.to_c;
-        assert_int_equal(sender_err_send(&s, BUS1_SEND_FLAG_CONTINUE, dsts, 2, handles, 2),
+        dsts[1] = s->to_c;
+        assert_int_equal(sender_err_send(s, BUS1_SEND_FLAG_CONTINUE, dsts, 2, handles, 2),
                          -ENXIO);
-        sender_err_check_nothing(&s);
-
-        free_peers(&s.bus, s.peers, 3);
+        sender_err_check_nothing(s);
 }
 
 /*
@@ -785,23 +776,22 @@ static void test_continue_enxio_fails_call(void **state) {
  * pool is too small for the slice
  */
 static void test_continue_emsgsize_fails_call(void **state) {
+        SenderErr *s = *state;
         uint64_t handles[1] = { ID_NEW };
         struct iovec vecs[TX_VECS_MAX + 1];
         char big[100];
         uint64_t dsts[2];
         TxArgs args = {};
-        SenderErr s;
 
-        sender_err_setup(&s);
-        dsts[0] = s.to_b;
-        dsts[1] = s.to_c;
+        dsts[0] = s->to_b;
+        dsts[1] = s->to_c;
 
         /* 100 bytes fit B's pool but not C's 64 */
         memset(big, 'b', sizeof(big));
-        assert_int_equal(test_send(s.peers[0], BUS1_SEND_FLAG_CONTINUE, dsts, 2, NULL, big,
+        assert_int_equal(test_send(s->peers[0], BUS1_SEND_FLAG_CONTINUE, dsts, 2, NULL, big,
                                    sizeof(big), handles, 1, NULL),
                          -EMSGSIZE);
-        sender_err_check_nothing(&s);
+        sender_err_check_nothing(s);
 
         for (size_t i = 0; i < ARRAY_SIZE(vecs); ++i)
                 vecs[i] = (struct iovec){ .iov_base = big, .iov_len = 0 };
@@ -812,50 +802,42 @@ static void test_continue_emsgsize_fails_call(void **state) {
         args.n_vecs = ARRAY_SIZE(vecs);
         args.handles = handles;
         args.n_handles = 1;
-        assert_int_equal(peer_send(s.peers[0], &args), -EMSGSIZE);
-        sender_err_check_nothing(&s);
-
-        free_peers(&s.bus, s.peers, 3);
+        assert_int_equal(peer_send(s->peers[0], &args), -EMSGSIZE);
+        sender_err_check_nothing(s);
 }
 
 /* docs/model.md §4/§9: ENOTUNIQ fails the whole call */
 static void test_continue_enotuniq_fails_call(void **state) {
+        SenderErr *s = *state;
         uint64_t handles[1] = { ID_NEW };
         uint64_t dsts[3];
-        SenderErr s;
 
-        sender_err_setup(&s);
-        dsts[0] = s.to_b;
-        dsts[1] = s.to_c;
-        dsts[2] = s.to_b;
+        dsts[0] = s->to_b;
+        dsts[1] = s->to_c;
+        dsts[2] = s->to_b;
 
-        assert_int_equal(sender_err_send(&s, BUS1_SEND_FLAG_CONTINUE, dsts, 3, handles, 1),
+        assert_int_equal(sender_err_send(s, BUS1_SEND_FLAG_CONTINUE, dsts, 3, handles, 1),
                          -ENOTUNIQ);
-        sender_err_check_nothing(&s);
-
-        free_peers(&s.bus, s.peers, 3);
+        sender_err_check_nothing(s);
 }
 
 /* --- argument errors ----------------------------------------------------- */
 
 /* docs/model.md §4: the same destination twice is ENOTUNIQ, a new ID twice included */
 static void test_duplicate_destination_enotuniq(void **state) {
-        Peer *peers[3] = {}, *a;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer **peers = t->peers, *a = peers[0];
         uint64_t dsts[3];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        peers[1] = test_peer_new(&bus, 2);
-        peers[2] = test_peer_new(&bus, 3);
         dsts[0] = test_transfer(peers[1], ID_N1, a);
         dsts[1] = test_transfer(peers[2], ID_N1, a);
         dsts[2] = dsts[0];
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send(a, 0, dsts, 3, NULL, "d", 1, NULL, 0, NULL), -ENOTUNIQ);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(peers[1]);
         test_expect_empty(peers[2]);
 
@@ -863,7 +845,7 @@ static void test_duplicate_destination_enotuniq(void **state) {
         dsts[0] = ID_NEW;
         dsts[2] = ID_NEW;
         assert_int_equal(test_send(a, 0, dsts, 3, NULL, "d", 1, NULL, 0, NULL), -ENOTUNIQ);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_null(handle_find(a, ID_NEW));
         test_expect_empty(a);
         test_expect_empty(peers[2]);
@@ -871,29 +853,25 @@ static void test_duplicate_destination_enotuniq(void **state) {
         /* the same handle twice in the handle list is fine */
         dsts[2] = dsts[1];
         assert_int_equal(test_send(a, 0, &dsts[1], 1, NULL, "d", 1, dsts, 3, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(peers[2], ID_N1, "d", 3, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /* docs/model.md §4: zero destinations is a no-op returning 0 that still creates named nodes */
 static void test_zero_destinations(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer **peers = t->peers, *a = peers[0];
         uint64_t handles[2] = { ID_NEW, ID_NEW2 };
-        Peer *peers[2] = {}, *a;
         Counts before;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        peers[1] = test_peer_new(&bus, 2);
         (void)test_transfer(peers[1], ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
         before = counts_of(peers[1]);
 
         assert_int_equal(test_send(a, 0, NULL, 0, NULL, "nobody", 6, handles, 2, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->n_nodes, 2);
         assert_int_equal(handle_find(a, ID_NEW)->n_user, 1);
         assert_int_equal(handle_find(a, ID_NEW2)->n_user, 1);
@@ -906,32 +884,28 @@ static void test_zero_destinations(void **state) {
 
         /* and without anything at all */
         assert_int_equal(test_send(a, 0, NULL, 0, NULL, NULL, 0, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->pool.n_busy, 0);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* docs/model.md §4: SEED with destinations or with CONTINUE is EINVAL */
 static void test_seed_flag_einval(void **state) {
-        Peer *peers[2] = {}, *a;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer **peers = t->peers, *a = peers[0];
         uint64_t to_b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(peers[1], ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send(a, BUS1_SEND_FLAG_SEED, &to_b, 1, NULL, "s", 1, NULL, 0,
                                    NULL),
                          -EINVAL);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(a, BUS1_SEND_FLAG_SEED | BUS1_SEND_FLAG_CONTINUE, NULL, 0,
                                    NULL, "s", 1, NULL, 0, NULL),
                          -EINVAL);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_null(a->seed);
         test_expect_empty(peers[1]);
         assert_int_equal(a->pool.n_busy, 0);
@@ -940,33 +914,27 @@ static void test_seed_flag_einval(void **state) {
         assert_int_equal(test_send(a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL, "s", 1, NULL, 0,
                                    NULL),
                          0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_non_null(a->seed);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* docs/model.md §9: unknown SEND flags are EINVAL */
 static void test_unknown_flags_einval(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer **peers = t->peers, *a = peers[0];
         static const uint64_t bad[] = { 4, 8, 1ULL << 32, 1ULL << 63 };
-        Peer *peers[2] = {}, *a;
         uint64_t to_b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(peers[1], ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (size_t i = 0; i < ARRAY_SIZE(bad); ++i) {
                 assert_int_equal(test_send(a, bad[i], &to_b, 1, NULL, "f", 1, NULL, 0, NULL),
                                  -EINVAL);
-                assert_valid(&bus);
+                assert_valid(bus);
         }
         test_expect_empty(peers[1]);
-
-        free_peers(&bus, peers, 2);
 }
 
 /*
@@ -1013,62 +981,57 @@ static void test_too_many_destinations_einval(void **state) {
 
 /* docs/model.md §2/§9: unknown, released, or not yet received handle IDs are ENXIO */
 static void test_unknown_id_enxio(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t to_a, to_b, to_c, a_to_c, guess;
         Handle *pending;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send1(a, ID_UNKNOWN_REMOTE, "u"), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, ID_UNKNOWN_OWNED, "u"), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         guess = ID_UNKNOWN_REMOTE;
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "u", 1, &guess, 1, NULL), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
 
         /* a handle released to zero */
         to_c = test_transfer(c, ID_N1, b);
         a_to_c = test_transfer(b, to_c, a);
         assert_int_equal(peer_handle_release(a, a_to_c), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, a_to_c, "u"), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* a handle that only a queued message carries: its ID is not usable yet */
         to_a = test_transfer(a, ID_N1, b);
         assert_int_equal(test_send(b, 0, &to_a, 1, NULL, "h", 1, &to_c, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         pending = handle_find_by_node(a, node_of(c, ID_N1));
         assert_non_null(pending);
         assert_int_equal(pending->n_user, 0);
         guess = pending->id;
         assert_int_not_equal(guess, a_to_c);
         assert_int_equal(test_send1(a, guess, "u"), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "u", 1, &guess, 1, NULL), -ENXIO);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
         test_expect_empty(c);
 
         /* once received, it is */
         test_expect_data(a, ID_N1, "h", 1, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_slice_handle(a, &r, 0), guess);
         assert_int_equal(test_send1(a, guess, "u"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(c, ID_N1, "u", 0, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /* --- several nodes of one peer ------------------------------------------- */
@@ -1079,32 +1042,29 @@ static void test_unknown_id_enxio(void **state) {
  * does not, and nothing of another transaction does
  */
 static void test_several_nodes_one_peer(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t dsts[4], seen = 0;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         dsts[0] = test_transfer(b, ID_N1, a);
         dsts[1] = test_transfer(c, ID_N1, a);
         dsts[2] = test_transfer(b, ID_N2, a);
         dsts[3] = test_transfer(b, ID_N3, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send(a, 0, dsts, 4, NULL, "multi", 5, NULL, 0, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, dsts[0], "next"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->queue.n_entries, 4);
         assert_int_equal(b->pool.n_busy, 4);
 
         /* one entry per node, in an unspecified order */
         for (size_t i = 0; i < 3; ++i) {
                 assert_int_equal(test_recv(b, 0, &r), 0);
-                assert_valid(&bus);
+                assert_valid(bus);
                 assert_int_equal(r.type, BUS1_MSG_DATA);
                 assert_int_equal(r.n_bytes, 5);
                 assert_memory_equal(test_slice(b, r.offset), "multi", 5);
@@ -1116,33 +1076,29 @@ static void test_several_nodes_one_peer(void **state) {
         }
         assert_int_equal(seen, 2 | 4 | 8);
         test_expect_data(b, ID_N1, "next", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, 0);
 
         test_expect_data(c, ID_N1, "multi", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, 0);
-
-        free_peers(&bus, peers, 3);
 }
 
 /* --- size limits --------------------------------------------------------- */
 
 /* docs/model.md §4: more than 1024 iovecs is EMSGSIZE; 1024 is fine */
 static void test_too_many_iovecs_emsgsize(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         static struct iovec vecs[TX_VECS_MAX + 1];
         static char data[TX_VECS_MAX + 1];
-        Peer *peers[2] = {}, *a, *b;
         TxArgs args = {};
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         for (size_t i = 0; i < ARRAY_SIZE(vecs); ++i) {
                 data[i] = 'a' + i % 26;
@@ -1153,41 +1109,37 @@ static void test_too_many_iovecs_emsgsize(void **state) {
         args.vecs = vecs;
         args.n_vecs = TX_VECS_MAX + 1;
         assert_int_equal(peer_send(a, &args), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
         assert_int_equal(b->pool.n_busy, 0);
 
         args.n_vecs = TX_VECS_MAX;
         assert_int_equal(peer_send(a, &args), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_recv(b, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_bytes, TX_VECS_MAX);
         assert_memory_equal(test_slice(b, r.offset), data, TX_VECS_MAX);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* docs/model.md §4: more than BUS1_FD_MAX fds is EMSGSIZE (and closes nothing early); 256 is fine */
 static void test_too_many_fds_emsgsize(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         int fds[BUS1_FD_MAX + 1];
-        Peer *peers[2] = {}, *a, *b;
         unsigned int n_open;
         FdList *list;
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
         n_open = count_open_fds();
 
         list = make_fdlist(fds, BUS1_FD_MAX + 1);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "f", 1, NULL, 0, list), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
         for (size_t i = 0; i < ARRAY_SIZE(fds); ++i)
                 assert_true(fd_is_open(fds[i]));
         list = fdlist_unref(list);
@@ -1196,34 +1148,30 @@ static void test_too_many_fds_emsgsize(void **state) {
         assert_int_equal(b->n_inflight_fds, 0);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "f", NULL, 0, fds, BUS1_FD_MAX), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, BUS1_FD_MAX);
         recv_data_fds(b, ID_N1, "f", BUS1_FD_MAX, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         peer_recv_deinit(&r);
         assert_int_equal(count_open_fds(), n_open);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* docs/model.md §4: a payload over 2 GiB, or one whose length overflows, is EMSGSIZE */
 static void test_payload_over_2gib_emsgsize(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         static char byte;
         struct iovec vecs[3] = {
                 { .iov_base = &byte, .iov_len = 1ULL << 30 },
                 { .iov_base = &byte, .iov_len = 1ULL << 30 },
                 { .iov_base = &byte, .iov_len = 1 },
         };
-        Peer *peers[2] = {}, *a, *b;
         TxArgs args = {};
         uint64_t to_b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* nothing is read: the lengths alone decide */
         args.destinations = &to_b;
@@ -1231,26 +1179,24 @@ static void test_payload_over_2gib_emsgsize(void **state) {
         args.vecs = vecs;
         args.n_vecs = 3;
         assert_int_equal(peer_send(a, &args), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* with zero destinations too: the payload itself is refused, not a pool */
         args.n_destinations = 0;
         assert_int_equal(peer_send(a, &args), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         vecs[0].iov_len = SIZE_MAX;
         vecs[1].iov_len = 2;
         args.n_vecs = 2;
         assert_int_equal(peer_send(a, &args), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
         args.n_destinations = 1;
         assert_int_equal(peer_send(a, &args), -EMSGSIZE);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_empty(b);
         assert_int_equal(b->pool.n_busy, 0);
-
-        free_peers(&bus, peers, 2);
 }
 
 /*
@@ -1303,44 +1249,40 @@ static void test_slice_larger_than_pool_emsgsize(void **state) {
 
 /* docs/model.md §8: max_slices counts queued and received-but-unreleased slices */
 static void test_limit_max_slices_edquot(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b, offset;
         Counts before;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        set_limits(&bus, b, 2, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP);
+        set_limits(bus, b, 2, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP);
 
         assert_int_equal(test_send1(a, to_b, "1"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, to_b, "2"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         before = counts_of(b);
         assert_int_equal(test_send1(a, to_b, "3"), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_counts(b, &before);
 
         /* a received slice stays charged until SLICE_RELEASE */
         test_expect_data(b, ID_N1, "1", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         offset = r.offset;
         assert_int_equal(test_send1(a, to_b, "3"), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_slice_release(b, offset), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send1(a, to_b, "3"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(b, ID_N1, "2", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_data(b, ID_N1, "3", 0, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /*
@@ -1348,131 +1290,118 @@ static void test_limit_max_slices_edquot(void **state) {
  * entries of its queued messages; entries for destroyed nodes add nothing
  */
 static void test_limit_max_handles_edquot(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t to_b, handles[2] = { ID_NEW, ID_NEW2 }, dead, id_c = ID_N1, got;
         Counts before;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         to_b = test_transfer(b, ID_N1, a);
         dead = test_transfer(c, ID_N1, a);
         assert_int_equal(peer_nodes_destroy(c, 0, &id_c, 1), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         /* B holds its owner handle (one reference) and may hold 3 */
-        set_limits(&bus, b, PEER_LIMIT_KEEP, 3, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP);
+        set_limits(bus, b, PEER_LIMIT_KEEP, 3, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP);
         assert_int_equal(b->n_handle_refs, 1);
 
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "h", 1, handles, 2, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         before = counts_of(b);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "h", 1, handles, 1, NULL), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_counts(b, &before);
         /* an entry that arrives as BUS1_HANDLE_INVALID takes no reference */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "i", 1, &dead, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* received, the references stay charged until released */
         test_expect_data(b, ID_N1, "h", 2, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         got = test_slice_handle(b, &r, 1);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "h", 1, handles, 1, NULL), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_handle_release(b, got), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, "h", 1, handles, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(b, ID_N1, "i", 1, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_slice_handle(b, &r, 0), BUS1_HANDLE_INVALID);
         test_expect_data(b, ID_N1, "h", 1, &r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 3);
+        assert_valid(bus);
 }
 
 /* docs/model.md §8: max_inflight_bytes counts slice bytes until SLICE_RELEASE */
 static void test_limit_max_inflight_bytes_edquot(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b, offset;
         Counts before;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        set_limits(&bus, b, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, 32, PEER_LIMIT_KEEP);
+        set_limits(bus, b, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, 32, PEER_LIMIT_KEEP);
 
         assert_int_equal(send_bytes(a, to_b, 'x', 20), 0);     /* slice of 24 */
-        assert_valid(&bus);
+        assert_valid(bus);
         before = counts_of(b);
         assert_int_equal(send_bytes(a, to_b, 'y', 9), -EDQUOT);        /* 24 + 16 > 32 */
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_counts(b, &before);
         assert_int_equal(send_bytes(a, to_b, 'z', 8), 0);      /* 24 + 8 == 32 */
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->pool.busy_bytes, 32);
         /* even an empty message takes 8 bytes */
         assert_int_equal(test_send(a, 0, &to_b, 1, NULL, NULL, 0, NULL, 0, NULL), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_recv(b, 0, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         offset = r.offset;
         assert_int_equal(send_bytes(a, to_b, 'w', 1), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(peer_slice_release(b, offset), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(send_bytes(a, to_b, 'w', 24), 0);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* docs/model.md §8: max_inflight_fds counts the fds of queued messages */
 static void test_limit_max_inflight_fds_edquot(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         int fds[2], more[2];
         Counts before;
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        set_limits(&bus, b, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, 2);
+        set_limits(bus, b, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, PEER_LIMIT_KEEP, 2);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "two", NULL, 0, fds, 2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, 2);
         before = counts_of(b);
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "one", NULL, 0, more, 1), -EDQUOT);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_counts(b, &before);
         assert_false(fd_is_open(more[0]));
         /* a message without fds is not affected */
         assert_int_equal(test_send1(a, to_b, "none"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* once dequeued (installed), the fds are no longer in flight */
         recv_data_fds(b, ID_N1, "two", 2, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, 0);
         peer_recv_deinit(&r);
         assert_false(fd_is_open(fds[0]));
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "again", NULL, 0, more, 2), 0);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* --- EXFULL: quotas allow, the pool has no room --------------------------- */
@@ -1564,27 +1493,25 @@ static void test_exfull_fragmented_pool(void **state) {
  * slice has room for them after the handle IDs
  */
 static void test_fds_installed_with_flag(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t handles[1] = { ID_NEW };
-        Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
         int fds[3];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "fives", handles, 1, fds, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, 3);
         /* ALIGN8(5) + 8 * 1 + ALIGN8(4 * 3) */
         assert_int_equal(b->pool.busy_bytes, 8 + 8 + 16);
 
         recv_data_fds(b, ID_N1, "fives", 3, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_handles, 1);
         for (size_t i = 0; i < 3; ++i) {
                 assert_int_equal(r.fds->fds[i], fds[i]);
@@ -1596,31 +1523,27 @@ static void test_fds_installed_with_flag(void **state) {
         assert_null(r.fds);
         for (size_t i = 0; i < 3; ++i)
                 assert_false(fd_is_open(fds[i]));
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* docs/model.md §5: without INSTALL_FDS, n_fds is 0 and the fds are closed */
 static void test_fds_closed_without_flag(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         int fds[2], behind[2];
         unsigned int n_open;
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
         n_open = count_open_fds();
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "first", NULL, 0, fds, 2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "behind", NULL, 0, behind, 2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, 4);
 
         test_expect_data(b, ID_N1, "first", 0, &r);
@@ -1631,14 +1554,12 @@ static void test_fds_closed_without_flag(void **state) {
         assert_true(fd_is_open(behind[0]));
         /* only the queued message's fds are still in flight */
         assert_int_equal(b->n_inflight_fds, 2);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         recv_data_fds(b, ID_N1, "behind", 2, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         peer_recv_deinit(&r);
         assert_int_equal(count_open_fds(), n_open);
-
-        free_peers(&bus, peers, 2);
 }
 
 /*
@@ -1646,38 +1567,35 @@ static void test_fds_closed_without_flag(void **state) {
  * them does not close them for the other
  */
 static void test_fds_multicast_shared(void **state) {
-        Peer *peers[3] = {}, *a, *b, *c;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         int fds[2], behind[2];
         uint64_t dsts[2];
         unsigned int n_open;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         dsts[0] = test_transfer(b, ID_N1, a);
         dsts[1] = test_transfer(c, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
         n_open = count_open_fds();
 
         assert_int_equal(send_with_fds(a, 0, dsts, 2, "shared", NULL, 0, fds, 2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(send_with_fds(a, 0, dsts, 1, "behind", NULL, 0, behind, 2), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->n_inflight_fds, 4);
         assert_int_equal(c->n_inflight_fds, 2);
 
         test_expect_data(b, ID_N1, "shared", 0, &r);
         assert_int_equal(r.n_fds, 0);
         assert_int_equal(b->n_inflight_fds, 2);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_true(fd_is_open(fds[0]));
         assert_true(fd_is_open(fds[1]));
 
         recv_data_fds(c, ID_N1, "shared", 2, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.fds->fds[0], fds[0]);
         assert_true(fd_is_open(fds[0]));
         peer_recv_deinit(&r);
@@ -1685,36 +1603,30 @@ static void test_fds_multicast_shared(void **state) {
         assert_false(fd_is_open(fds[1]));
 
         recv_data_fds(b, ID_N1, "behind", 2, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         peer_recv_deinit(&r);
         assert_int_equal(count_open_fds(), n_open);
-
-        free_peers(&bus, peers, 3);
 }
 
 /* docs/model.md §6: fds of messages still queued on a peer that disconnects are closed */
 static void test_fds_dropped_on_disconnect(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         unsigned int n_open;
         uint64_t to_b;
         int fds[3];
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        assert_valid(&bus);
+        assert_valid(bus);
         n_open = count_open_fds();
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "lost", NULL, 0, fds, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_true(fd_is_open(fds[2]));
         assert_int_equal(peer_disconnect(b), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(count_open_fds(), n_open);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* --- security context ----------------------------------------------------- */
@@ -1726,69 +1638,60 @@ static const char label[] = "system_u:system_r:bus1_test_t:s0";
  * bytes after the fd area; one without gets none of it (and no room for it)
  */
 static void test_secctx_with_want_flag(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1], *c = t->peers[2];
         uint64_t handles[1] = { ID_NEW }, dsts[2];
-        Peer *peers[3] = {}, *a, *b, *c;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
-        c = peers[2] = test_peer_new(&bus, 3);
         dsts[0] = test_transfer(b, ID_N1, a);
         dsts[1] = test_transfer(c, ID_N1, a);
         set_secctx(a, label);
-        want_secctx(&bus, b);
+        want_secctx(bus, b);
 
         assert_int_equal(test_send(a, 0, dsts, 2, NULL, "abcde", 5, handles, 1, NULL), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         /* ALIGN8(5) + 8 + ALIGN8(sizeof(label)) */
         assert_int_equal(b->pool.busy_bytes, 8 + 8 + align8(sizeof(label)));
         assert_int_equal(c->pool.busy_bytes, 8 + 8);
 
         test_expect_data(b, ID_N1, "abcde", 1, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_int_equal(r.n_secctx, sizeof(label));
         assert_int_equal(r.n_fds, 0);
         assert_memory_equal(test_slice(b, r.offset + 8 + 8), label, sizeof(label));
 
         test_expect_data(c, ID_N1, "abcde", 1, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, 0);
         assert_int_equal(r.n_secctx, 0);
-
-        free_peers(&bus, peers, 3);
 }
 
 /* docs/model.md §5: the security context follows the fd area of installed fds */
 static void test_secctx_after_fd_area(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t handles[1] = { ID_NEW };
-        Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
         int fds[3];
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         set_secctx(a, label);
-        want_secctx(&bus, b);
+        want_secctx(bus, b);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "abc", handles, 1, fds, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         recv_data_fds(b, ID_N1, "abc", 3, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_int_equal(r.n_secctx, sizeof(label));
         /* ALIGN8(3) + ALIGN8(8 * 1) + ALIGN8(4 * 3) */
         assert_memory_equal(test_slice(b, r.offset + 8 + 8 + 16), label, sizeof(label));
         peer_recv_deinit(&r);
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /*
@@ -1797,24 +1700,22 @@ static void test_secctx_after_fd_area(void **state) {
  * reported counts: right after the handle IDs
  */
 static void test_secctx_without_installed_fds(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t handles[1] = { ID_NEW };
-        Peer *peers[2] = {}, *a, *b;
         int fds[3], behind[3];
         uint64_t to_b, at;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         set_secctx(a, label);
-        want_secctx(&bus, b);
+        want_secctx(bus, b);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "abc", handles, 1, fds, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "behind", NULL, 0, behind, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         test_expect_data(b, ID_N1, "abc", 1, &r);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
@@ -1822,13 +1723,11 @@ static void test_secctx_without_installed_fds(void **state) {
         assert_int_equal(r.n_secctx, sizeof(label));
         at = r.offset + align8(r.n_bytes) + align8(8 * r.n_handles) + align8(4 * r.n_fds);
         assert_memory_equal(test_slice(b, at), label, sizeof(label));
-        assert_valid(&bus);
+        assert_valid(bus);
 
         recv_data_fds(b, ID_N1, "behind", 3, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         peer_recv_deinit(&r);
-
-        free_peers(&bus, peers, 2);
 }
 
 /*
@@ -1837,34 +1736,32 @@ static void test_secctx_without_installed_fds(void **state) {
  * way round) finds it each time
  */
 static void test_secctx_follows_reported_fds(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         int fds[3], more[3];
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         set_secctx(a, label);
-        want_secctx(&bus, b);
+        want_secctx(bus, b);
 
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "abc", NULL, 0, fds, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(send_with_fds(a, 0, &to_b, 1, "def", NULL, 0, more, 3), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         /* peek with, receive without INSTALL_FDS: 8 + 16, then 8 + 0 */
         memset(&r, 0, sizeof(r));
         assert_int_equal(peer_recv(b, BUS1_RECV_FLAG_PEEK | BUS1_RECV_FLAG_INSTALL_FDS,
                                    UINT64_MAX, &r),
                          0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_null(r.fds);
         assert_memory_equal(test_slice(b, r.offset + 8 + 16), label, sizeof(label));
         test_expect_data(b, ID_N1, "abc", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_fds, 0);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_memory_equal(test_slice(b, r.offset + 8), label, sizeof(label));
@@ -1872,75 +1769,65 @@ static void test_secctx_follows_reported_fds(void **state) {
 
         /* peek without, receive with: 8 + 0, then 8 + 16 */
         assert_int_equal(test_recv(b, BUS1_RECV_FLAG_PEEK, &r), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.n_fds, 0);
         assert_memory_equal(test_slice(b, r.offset + 8), label, sizeof(label));
         recv_data_fds(b, ID_N1, "def", 3, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, BUS1_MSG_FLAG_HAS_SECCTX);
         assert_memory_equal(test_slice(b, r.offset + 8 + 16), label, sizeof(label));
         peer_recv_deinit(&r);
         assert_false(fd_is_open(more[0]));
-        assert_valid(&bus);
-
-        free_peers(&bus, peers, 2);
+        assert_valid(bus);
 }
 
 /* docs/model.md §5: a sender without a security context sets no HAS_SECCTX */
 static void test_secctx_sender_without_context(void **state) {
-        Peer *peers[2] = {}, *a, *b;
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t to_b;
         PeerRecv r;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
-        want_secctx(&bus, b);
+        want_secctx(bus, b);
 
         assert_int_equal(test_send1(a, to_b, "plain"), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(b->pool.busy_bytes, 8);
         test_expect_data(b, ID_N1, "plain", 0, &r);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(r.flags, 0);
         assert_int_equal(r.n_secctx, 0);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* --- the sender's state ---------------------------------------------------- */
 
 /* docs/model.md §6: a disconnected sender gets ESHUTDOWN, whatever it sends */
 static void test_disconnected_sender_eshutdown(void **state) {
+        TestBus *t = *state;
+        Bus *bus = &t->bus;
+        Peer *a = t->peers[0], *b = t->peers[1];
         uint64_t handles[1] = { ID_NEW };
-        Peer *peers[2] = {}, *a, *b;
         uint64_t to_b;
-        Bus bus;
 
-        bus_init(&bus);
-        a = peers[0] = test_peer_new(&bus, 1);
-        b = peers[1] = test_peer_new(&bus, 2);
         to_b = test_transfer(b, ID_N1, a);
         assert_int_equal(peer_disconnect(a), 0);
-        assert_valid(&bus);
+        assert_valid(bus);
 
         assert_int_equal(test_send1(a, to_b, "late"), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(a, 0, NULL, 0, NULL, NULL, 0, handles, 1, NULL), -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(test_send(a, BUS1_SEND_FLAG_SEED, NULL, 0, NULL, "s", 1, NULL, 0,
                                    NULL),
                          -ESHUTDOWN);
-        assert_valid(&bus);
+        assert_valid(bus);
         assert_int_equal(a->n_nodes, 0);
         /* B only learns that A's handle is gone */
         test_expect_notification(b, BUS1_MSG_NODE_RELEASE, ID_N1, 0);
-        assert_valid(&bus);
+        assert_valid(bus);
         test_expect_empty(b);
-
-        free_peers(&bus, peers, 2);
 }
 
 /* the drain hook's calls, by peer: which peers a send asked to drain */
@@ -1995,10 +1882,10 @@ static void test_refusals_drain_the_user_once(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_unicast_payload_and_metadata),
-                cmocka_unit_test(test_unicast_iovecs_concatenated),
-                cmocka_unit_test(test_slice_layout_handles),
-                cmocka_unit_test(test_empty_message_takes_slice),
-                cmocka_unit_test(test_new_id_destination_creates_node),
+                test_bus_unit_test_checked(test_unicast_iovecs_concatenated, 2),
+                test_bus_unit_test_checked(test_slice_layout_handles, 3),
+                test_bus_unit_test_checked(test_empty_message_takes_slice, 2),
+                test_bus_unit_test_checked(test_new_id_destination_creates_node, 1),
                 cmocka_unit_test(test_multicast_atomic_destroyed),
                 cmocka_unit_test(test_multicast_atomic_disconnected),
                 cmocka_unit_test(test_multicast_atomic_quota),
@@ -2010,38 +1897,42 @@ int main(void) {
                 cmocka_unit_test(test_continue_full),
                 cmocka_unit_test(test_continue_without_errors_array),
                 cmocka_unit_test(test_errors_array_all_delivered),
-                cmocka_unit_test(test_continue_einval_fails_call),
-                cmocka_unit_test(test_continue_enxio_fails_call),
-                cmocka_unit_test(test_continue_emsgsize_fails_call),
-                cmocka_unit_test(test_continue_enotuniq_fails_call),
-                cmocka_unit_test(test_duplicate_destination_enotuniq),
-                cmocka_unit_test(test_zero_destinations),
-                cmocka_unit_test(test_seed_flag_einval),
-                cmocka_unit_test(test_unknown_flags_einval),
+                cmocka_unit_test_setup_teardown(test_continue_einval_fails_call, sender_err_setup,
+                                                sender_err_teardown),
+                cmocka_unit_test_setup_teardown(test_continue_enxio_fails_call, sender_err_setup,
+                                                sender_err_teardown),
+                cmocka_unit_test_setup_teardown(test_continue_emsgsize_fails_call, sender_err_setup,
+                                                sender_err_teardown),
+                cmocka_unit_test_setup_teardown(test_continue_enotuniq_fails_call, sender_err_setup,
+                                                sender_err_teardown),
+                test_bus_unit_test_checked(test_duplicate_destination_enotuniq, 3),
+                test_bus_unit_test_checked(test_zero_destinations, 2),
+                test_bus_unit_test_checked(test_seed_flag_einval, 2),
+                test_bus_unit_test_checked(test_unknown_flags_einval, 2),
                 cmocka_unit_test(test_too_many_destinations_einval),
                 cmocka_unit_test(test_refusals_drain_the_user_once),
-                cmocka_unit_test(test_unknown_id_enxio),
-                cmocka_unit_test(test_several_nodes_one_peer),
-                cmocka_unit_test(test_too_many_iovecs_emsgsize),
-                cmocka_unit_test(test_too_many_fds_emsgsize),
-                cmocka_unit_test(test_payload_over_2gib_emsgsize),
+                test_bus_unit_test_checked(test_unknown_id_enxio, 3),
+                test_bus_unit_test_checked(test_several_nodes_one_peer, 3),
+                test_bus_unit_test_checked(test_too_many_iovecs_emsgsize, 2),
+                test_bus_unit_test_checked(test_too_many_fds_emsgsize, 2),
+                test_bus_unit_test_checked(test_payload_over_2gib_emsgsize, 2),
                 cmocka_unit_test(test_slice_larger_than_pool_emsgsize),
-                cmocka_unit_test(test_limit_max_slices_edquot),
-                cmocka_unit_test(test_limit_max_handles_edquot),
-                cmocka_unit_test(test_limit_max_inflight_bytes_edquot),
-                cmocka_unit_test(test_limit_max_inflight_fds_edquot),
+                test_bus_unit_test_checked(test_limit_max_slices_edquot, 2),
+                test_bus_unit_test_checked(test_limit_max_handles_edquot, 3),
+                test_bus_unit_test_checked(test_limit_max_inflight_bytes_edquot, 2),
+                test_bus_unit_test_checked(test_limit_max_inflight_fds_edquot, 2),
                 cmocka_unit_test(test_exfull_pool_full),
                 cmocka_unit_test(test_exfull_fragmented_pool),
-                cmocka_unit_test(test_fds_installed_with_flag),
-                cmocka_unit_test(test_fds_closed_without_flag),
-                cmocka_unit_test(test_fds_multicast_shared),
-                cmocka_unit_test(test_fds_dropped_on_disconnect),
-                cmocka_unit_test(test_secctx_with_want_flag),
-                cmocka_unit_test(test_secctx_after_fd_area),
-                cmocka_unit_test(test_secctx_without_installed_fds),
-                cmocka_unit_test(test_secctx_follows_reported_fds),
-                cmocka_unit_test(test_secctx_sender_without_context),
-                cmocka_unit_test(test_disconnected_sender_eshutdown),
+                test_bus_unit_test_checked(test_fds_installed_with_flag, 2),
+                test_bus_unit_test_checked(test_fds_closed_without_flag, 2),
+                test_bus_unit_test_checked(test_fds_multicast_shared, 3),
+                test_bus_unit_test_checked(test_fds_dropped_on_disconnect, 2),
+                test_bus_unit_test_checked(test_secctx_with_want_flag, 3),
+                test_bus_unit_test_checked(test_secctx_after_fd_area, 2),
+                test_bus_unit_test_checked(test_secctx_without_installed_fds, 2),
+                test_bus_unit_test_checked(test_secctx_follows_reported_fds, 2),
+                test_bus_unit_test_checked(test_secctx_sender_without_context, 2),
+                test_bus_unit_test_checked(test_disconnected_sender_eshutdown, 2),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
