@@ -54,6 +54,7 @@
 #include "bus1/uapi.h"
 #include "proto/proto.h"
 #include "util-broker.h"
+#include "util-hostile.h"
 
 #define VICTIM_ROUNDS 50
 #define VICTIM_P50_MAX_NS (20ULL * 1000 * 1000)
@@ -67,19 +68,6 @@ typedef struct Hostile {
 } Hostile;
 
 static Hostile hostile;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned int ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-        nanosleep(&ts, NULL);
-}
 
 /* start a broker with extra arguments (NULL-terminated), or none */
 static void hostile_start(const char *const *args) {
@@ -240,12 +228,6 @@ static int attacker_query(int fd, uint64_t cookie) {
         assert_int_equal(proto_decode_reply_peer_query(&reply, buf, (size_t)l, 0), 0);
         assert_int_equal(reply.cookie, cookie);
         return (int)reply.error;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-        return x < y ? -1 : x > y;
 }
 
 /*

@@ -43,6 +43,7 @@
 #include <time.h>
 #include "fuse-stall.h"
 #include "proto/proto.h"
+#include "util-hostile.h"
 #include "util-uapi.h"
 
 #define ROUND_TRIPS 20
@@ -84,14 +85,6 @@ typedef struct HostileFixture {
 } HostileFixture;
 
 typedef void (*ChildFn)(int fd, Report *rep);
-
-/* CLOCK_MONOTONIC in nanoseconds */
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /* a child's failure, in its report */
 static void report_fail(Report *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -70,6 +70,7 @@
 #include "bus1/uapi.h"
 #include "proto/proto.h"
 #include "util-broker.h"
+#include "util-hostile.h"
 
 #define VICTIM_ROUNDS 50
 #define VICTIM_P50_MAX_NS (20ULL * 1000 * 1000)
@@ -114,19 +115,6 @@ static Hostile hostile = {
 };
 static uid_t attacker_uid;
 static rlim_t nofile_max;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(unsigned int ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-        nanosleep(&ts, NULL);
-}
 
 /* a case that hangs: kill what it started and end the test program (async-signal-safe) */
 static void watchdog_fn(int sig) {
@@ -253,12 +241,6 @@ static void victim_close(void) {
         hostile.victim[1] = -1;
         assert_int_equal(bus1_uapi_close(hostile.victim[0]), 0);
         hostile.victim[0] = -1;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-        return x < y ? -1 : x > y;
 }
 
 /*
